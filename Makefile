@@ -1,0 +1,40 @@
+# Tessera — `make run` serves the hub with demo data; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+# The PostgreSQL the suite also runs against when it is reachable (CI has one on localhost).
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-sqlite test-postgres clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/tessera db upgrade
+	$(BIN)/tessera demo seed
+	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 $(BIN)/tessera serve --host $(HOST) --port $(PORT)
+
+test: test-sqlite test-postgres
+
+test-sqlite: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+		echo "== PostgreSQL run ($(PG_TEST_URL)) =="; \
+		TESSERA_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS); \
+	else \
+		echo "!! PostgreSQL is not reachable at $(PG_TEST_URL): the PostgreSQL run was SKIPPED"; \
+	fi
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

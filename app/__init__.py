@@ -1,0 +1,71 @@
+"""Tessera: create_app wires config → extensions → blueprints → CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import check_production_safety, load_config
+from app.extensions import csrf, db, limiter, migrate
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(__name__, template_folder="../templates", instance_relative_config=False)
+    app.config.update(load_config())
+    app.config.update(overrides or {})
+    check_production_safety(app.config)
+
+    if app.config["TESSERA_TRUSTED_PROXIES"]:
+        n = app.config["TESSERA_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+
+    _ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_root() / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    app.config["RATELIMIT_ENABLED"] = app.config["TESSERA_RATE_LIMITS_ENABLED"]
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["TESSERA_REDIS_URL"] or "memory://"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+
+    from app import models  # noqa: F401  (every table registered on the metadata)
+    from app.oidc.server import AuthorizationServer, init_authorization_server
+
+    server = AuthorizationServer()
+    init_authorization_server(app, server)
+    app.extensions["tessera_authorization_server"] = server
+
+    from app.accounts.routes import bp as accounts_bp
+    from app.oidc.routes import bp as oidc_bp
+    from app.web import bp as web_bp
+
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(web_bp)
+
+    from app.cli import register_commands
+
+    register_commands(app)
+
+    @app.errorhandler(429)
+    def too_many_requests(error):
+        if request.blueprint == "oidc":  # protocol clients get JSON, people get a page
+            return jsonify(error="invalid_request", error_description="too many requests, slow down"), 429
+        return render_template("errors/rate_limited.html"), 429
+
+    @app.teardown_appcontext
+    def _remove_session(exc):  # noqa: ARG001
+        db.session.remove()
+
+    return app
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)

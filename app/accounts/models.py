@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.security import utcnow
+
+ACCOUNT_STATUSES = ("active", "merged", "closed", "locked")
+IDENTITY_KINDS = ("phone", "email", "username", "upstream")
+
+#: Standard profile claims (OIDC Core 5.1) kept as columns on the account.
+PROFILE_CLAIMS = (
+    "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",
+    "profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
+)
+
+
+class Account(db.Model):
+    """One natural person. ``id`` is internal and never leaves the hub: clients see subjects."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    given_name: Mapped[str | None] = mapped_column(String(100))
+    family_name: Mapped[str | None] = mapped_column(String(100))
+    middle_name: Mapped[str | None] = mapped_column(String(100))
+    nickname: Mapped[str | None] = mapped_column(String(100))
+    preferred_username: Mapped[str | None] = mapped_column(String(100))
+    profile: Mapped[str | None] = mapped_column(String(500))
+    picture: Mapped[str | None] = mapped_column(String(500))
+    website: Mapped[str | None] = mapped_column(String(500))
+    gender: Mapped[str | None] = mapped_column(String(32))
+    birthdate: Mapped[str | None] = mapped_column(String(10))
+    zoneinfo: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    #: OIDC Core 5.1.1 address claim (formatted, street_address, locality, region, postal_code, country).
+    address: Mapped[dict | None] = mapped_column(JSON)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    identities: Mapped[list[Identity]] = relationship(
+        back_populates="account", primaryjoin="and_(Account.id == Identity.account_id, Identity.released_at.is_(None))",
+        viewonly=True, lazy="selectin",
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def identity(self, kind: str) -> Identity | None:
+        """The account's primary live identity of a kind (verified first, then oldest)."""
+        candidates = [i for i in self.identities if i.kind == kind]
+        candidates.sort(key=lambda i: (not i.verified, i.id))
+        return candidates[0] if candidates else None
+
+
+class Identity(db.Model):
+    """One way to log in to an account. ``(kind, namespace, value)`` is unique among live
+    identities: ``namespace`` is empty for phones and emails, the tenant id for usernames and the
+    upstream provider for upstream subjects. Released identities keep their row for the audit."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        Index(
+            "uq_identities_live", "kind", "namespace", "value", unique=True,
+            postgresql_where=text("released_at IS NULL"), sqlite_where=text("released_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    namespace: Mapped[str] = mapped_column(String(64), default="")
+    value: Mapped[str] = mapped_column(String(320))
+    verified: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column()
+
+    account: Mapped[Account] = relationship(back_populates="identities", foreign_keys=[account_id])

@@ -1,0 +1,42 @@
+"""Password hashing: argon2id with the OWASP parameters (m=19 MiB, t=2, p=1), through a passlib
+CryptContext that also verifies older formats and asks for a rehash when a hash is not argon2id
+with the current parameters."""
+
+from __future__ import annotations
+
+from passlib.context import CryptContext
+
+password_context = CryptContext(
+    schemes=["argon2", "bcrypt", "pbkdf2_sha256", "pbkdf2_sha512", "sha512_crypt", "sha256_crypt"],
+    default="argon2",
+    argon2__type="ID",
+    argon2__memory_cost=19 * 1024,
+    argon2__time_cost=2,
+    argon2__parallelism=1,
+    deprecated="auto",
+)
+
+# A hash of a random password, verified when the identifier is unknown so that a failed login
+# costs the same time whether or not the account exists (no user enumeration by timing).
+_DUMMY_HASH = password_context.hash("tessera-dummy-password-for-timing")
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    return password_context.hash(password)
+
+
+def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+    """Return (ok, new_hash). ``new_hash`` is set when the stored hash should be replaced."""
+    if not stored_hash:
+        password_context.verify(password, _DUMMY_HASH)
+        return False, None
+    try:
+        return password_context.verify_and_update(password, stored_hash)
+    except (ValueError, TypeError):
+        return False, None
+
+
+def burn_verification_time(password: str) -> None:
+    password_context.verify(password, _DUMMY_HASH)

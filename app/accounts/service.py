@@ -1,0 +1,112 @@
+"""Account service: create accounts, resolve a login identifier, check a password."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
+from app.accounts.models import PROFILE_CLAIMS, Account, Identity
+from app.accounts.passwords import MIN_PASSWORD_LENGTH, burn_verification_time, hash_password, verify_password
+from app.errors import AuthenticationFailed, Conflict, InvalidInput
+from app.extensions import db
+
+
+def create_account(
+    *, phone: str | None = None, password: str | None = None, email: str | None = None,
+    username: str | None = None, tenant_id: int | None = None, verified: bool = True, **profile,
+) -> Account:
+    """Create an active account with its identities, in one transaction."""
+    unknown = set(profile) - set(PROFILE_CLAIMS) - {"address"}
+    if unknown:
+        raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    identities = []
+    if phone:
+        identities.append(Identity(kind="phone", namespace="", value=normalize_phone(phone), verified=verified))
+    if email:
+        identities.append(Identity(kind="email", namespace="", value=normalize_email(email), verified=verified))
+    if username:
+        if tenant_id is None:
+            raise InvalidInput("a username belongs to a tenant")
+        identities.append(Identity(kind="username", namespace=str(tenant_id), value=normalize_username(username), verified=True))
+    if not identities:
+        raise InvalidInput("an account needs at least one identity (phone, email or username)")
+
+    account = Account(password_hash=hash_password(password) if password else None, **profile)
+    db.session.add(account)
+    try:
+        db.session.flush()
+        for identity in identities:
+            identity.account_id = account.id
+            db.session.add(identity)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("one of these identifiers already belongs to an account") from None
+    return account
+
+
+def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
+    """The live identity a typed login (phone, email or tenant username) names, if any."""
+    login = (login or "").strip()
+    candidates: list[tuple[str, str, str]] = []
+    if "@" in login:
+        try:
+            candidates.append(("email", "", normalize_email(login)))
+        except InvalidInput:
+            return None
+    else:
+        if looks_like_phone(login):
+            try:
+                candidates.append(("phone", "", normalize_phone(login)))
+            except InvalidInput:
+                pass
+        if tenant_id is not None:
+            try:
+                candidates.append(("username", str(tenant_id), normalize_username(login)))
+            except InvalidInput:
+                pass
+    for kind, namespace, value in candidates:
+        identity = db.session.scalar(
+            db.select(Identity).filter_by(kind=kind, namespace=namespace, value=value, released_at=None)
+        )
+        if identity is not None:
+            return identity
+    return None
+
+
+def authenticate_password(login: str, password: str, tenant_id: int | None = None) -> Account:
+    """The active account that ``login`` names, if ``password`` is its password.
+
+    One answer for every failure (unknown identifier, no password, wrong password, inactive
+    account) and the same argon2 work in every case, so nothing can be learned about who exists.
+    """
+    identity = find_identity(login, tenant_id)
+    account = db.session.get(Account, identity.account_id) if identity else None
+    if account is None:
+        burn_verification_time(password or "")
+        raise AuthenticationFailed("wrong identifier or password")
+    ok, new_hash = verify_password(password or "", account.password_hash)
+    if not ok or not account.is_active:
+        raise AuthenticationFailed("wrong identifier or password")
+    if new_hash:
+        account.password_hash = new_hash
+        db.session.commit()
+    return account
+
+
+def get_active_account(account_id: int) -> Account | None:
+    account = db.session.get(Account, account_id)
+    return account if account is not None and account.is_active else None
+
+
+def account_to_dict(account: Account) -> dict:
+    data = {"id": account.id, "status": account.status}
+    for claim in PROFILE_CLAIMS:
+        if getattr(account, claim):
+            data[claim] = getattr(account, claim)
+    data["identities"] = [
+        {"kind": i.kind, "value": i.value, "verified": i.verified} for i in account.identities
+    ]
+    return data

@@ -1,0 +1,239 @@
+"""The ``tessera`` operator command (a Flask CLI group). Every command has stable flags; those
+that print an object take ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+from app.errors import TesseraError
+
+DEMO = {
+    "tenant": {"slug": "demo", "name": "Demo Group", "branding": {"primary_color": "#2f5d8a"}},
+    "user": {"phone": "+14155550123", "password": "demo-password", "email": "demo@example.com",
+             "name": "Demo User", "nickname": "demo"},
+    "clients": [
+        {"client_id": "demo-web", "client_secret": "demo-web-secret", "name": "Demo web site",
+         "redirect_uris": ["http://127.0.0.1:5001/callback"],
+         "post_logout_redirect_uris": ["http://127.0.0.1:5001/"], "trusted": True},
+        {"client_id": "demo-app", "name": "Demo mobile app", "public": True,
+         "redirect_uris": ["http://127.0.0.1/callback", "com.example.tessera:/callback"]},
+        {"client_id": "demo-partner", "client_secret": "demo-partner-secret", "name": "Demo partner server",
+         "redirect_uris": [], "grant_types": ["client_credentials"], "scope": "introspection"},
+    ],
+}
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _fail(exc: TesseraError):
+    raise click.ClickException(exc.detail)
+
+
+def main() -> None:
+    from app import create_app
+
+    cli = FlaskGroup(create_app=create_app, add_version_option=False, load_dotenv=False,
+                     help="Tessera operator commands.")
+    cli.main(prog_name="tessera")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+def serve_command(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the hub with gunicorn."""
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--threads", str(threads), "--access-logfile", "-", "wsgi:app"]
+    os.execvp(args[0], args)
+
+
+@click.group("demo")
+def demo_group() -> None:
+    """Demo data for `make run`."""
+
+
+@demo_group.command("seed")
+@with_appcontext
+def demo_seed() -> None:
+    """Create the demo tenant, user and clients if they do not exist (idempotent)."""
+    from app.accounts.service import create_account, find_identity
+    from app.extensions import db
+    from app.oidc.clients import create_client, get_client
+    from app.oidc.keys import ensure_keys
+    from app.tenants.models import Tenant
+    from app.tenants.service import create_tenant
+
+    ensure_keys()
+    t = DEMO["tenant"]
+    if db.session.scalar(db.select(Tenant).filter_by(slug=t["slug"])) is None:
+        create_tenant(t["slug"], t["name"], branding=t["branding"])
+    u = DEMO["user"]
+    if find_identity(u["phone"]) is None:
+        create_account(**u)
+    for spec in DEMO["clients"]:
+        if get_client(spec["client_id"]) is None:
+            create_client(tenant=t["slug"], **spec)
+    click.echo("Demo data ready:")
+    click.echo(f"  user:    phone {u['phone']} / email {u['email']}, password {u['password']}")
+    for spec in DEMO["clients"]:
+        secret = f", secret {spec['client_secret']}" if spec.get("client_secret") else " (public, PKCE)"
+        click.echo(f"  client:  {spec['client_id']}{secret}")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Signing keys."""
+
+
+def _key_dict(row) -> dict:
+    return {"kid": row.kid, "alg": row.alg, "state": row.state, "created_at": row.created_at,
+            "activated_at": row.activated_at, "retired_at": row.retired_at}
+
+
+@keys_group.command("rotate")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def keys_rotate(as_json: bool) -> None:
+    """current → retired, next → current, and a new next key, for every algorithm."""
+    from app.oidc.keys import rotate_keys
+
+    rows = rotate_keys()
+    if as_json:
+        _echo_json([_key_dict(r) for r in rows])
+    else:
+        click.echo("Rotated. Current keys: " + ", ".join(f"{r.alg} {r.kid}" for r in rows if r.state == "current"))
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def keys_list(as_json: bool) -> None:
+    """List signing keys and their states."""
+    from app.oidc.keys import ensure_keys, list_keys
+
+    ensure_keys()
+    rows = [_key_dict(r) for r in list_keys()]
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['kid']}  {r['alg']:6} {r['state']:8} created {r['created_at']:%Y-%m-%d %H:%M}")
+
+
+@click.group("tenants")
+def tenants_group() -> None:
+    """Tenants (subsidiaries)."""
+
+
+@tenants_group.command("create")
+@click.option("--slug", required=True)
+@click.option("--name", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def tenants_create(slug: str, name: str, as_json: bool) -> None:
+    from app.tenants.service import create_tenant
+
+    try:
+        tenant = create_tenant(slug, name)
+    except TesseraError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(tenant.to_dict())
+    else:
+        click.echo(f"Created tenant {tenant.slug}")
+
+
+@click.group("clients")
+def clients_group() -> None:
+    """Relying parties and partner servers."""
+
+
+@clients_group.command("create")
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
+@click.option("--public", is_flag=True, help="A public client (native or browser app): PKCE, no secret.")
+@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]))
+@click.option("--subject-type", type=click.Choice(["pairwise", "public"]), default="pairwise", show_default=True)
+@click.option("--sector-identifier-uri")
+@click.option("--trusted", is_flag=True, help="First-party client: consent is implied.")
+@click.option("--grant-type", "grant_types", multiple=True,
+              type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
+@click.option("--scope", help="Space-separated scopes the client may ask for.")
+@click.option("--jwks", "jwks_json", help="JWK Set (JSON) of a private_key_jwt client.")
+@click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256", show_default=True)
+@click.option("--backchannel-logout-uri")
+@click.option("--frontchannel-logout-uri")
+@click.option("--initiate-login-uri")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
+                   sector_identifier_uri, trusted, grant_types, scope, jwks_json, id_token_alg,
+                   backchannel_logout_uri, frontchannel_logout_uri, initiate_login_uri, as_json) -> None:
+    """Register a client; prints its client_id and, once, its client_secret."""
+    from app.oidc.clients import client_metadata, create_client
+
+    try:
+        jwks = json.loads(jwks_json) if jwks_json else None
+    except ValueError as exc:
+        raise click.ClickException(f"--jwks is not JSON: {exc}") from None
+    try:
+        registered = create_client(
+            tenant=tenant, name=name, redirect_uris=list(redirect_uris),
+            post_logout_redirect_uris=list(post_logout_redirect_uris), public=public, auth_method=auth_method,
+            subject_type=subject_type, sector_identifier_uri=sector_identifier_uri, trusted=trusted,
+            grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
+            backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
+            initiate_login_uri=initiate_login_uri,
+        )
+    except TesseraError as exc:
+        _fail(exc)
+    data = client_metadata(registered.client)
+    if registered.client_secret:
+        data["client_secret"] = registered.client_secret
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(f"client_id:     {data['client_id']}")
+        if registered.client_secret:
+            click.echo(f"client_secret: {registered.client_secret}   (shown once; only its hash is stored)")
+
+
+@click.group("users")
+def users_group() -> None:
+    """Accounts."""
+
+
+@users_group.command("create")
+@click.option("--phone", required=True, help="Phone number, E.164 (+8613800138000).")
+@click.option("--password", required=True)
+@click.option("--email")
+@click.option("--name")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def users_create(phone, password, email, name, as_json) -> None:
+    from app.accounts.service import account_to_dict, create_account
+
+    try:
+        account = create_account(phone=phone, password=password, email=email, name=name)
+    except TesseraError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(account_to_dict(account))
+    else:
+        click.echo(f"Created account {account.id}")
+
+
+def register_commands(app) -> None:
+    for command in (serve_command, demo_group, keys_group, tenants_group, clients_group, users_group):
+        app.cli.add_command(command)

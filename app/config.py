@@ -1,0 +1,105 @@
+"""Settings, read from ``TESSERA_*`` environment variables.
+
+Every setting is documented here, next to its default; ``docs/configuration.md`` mirrors this
+table for operators. ``load_config`` returns a plain dict that ``create_app`` puts into
+``app.config``; tests pass overrides on top of it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The secret used when none is configured. Fine for ``make run`` on a laptop, refused in production.
+DEFAULT_SECRET_KEY = "tessera-development-secret-change-me"
+
+INSTANCE_DIR = Path(os.environ.get("TESSERA_INSTANCE_DIR", Path.cwd() / "instance"))
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"TESSERA_{name}")
+    return default if value is None or value == "" else value
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _bool(name: str, default: bool) -> bool:
+    return (_env(name, "1" if default else "0") or "").lower() in {"1", "true", "yes", "on"}
+
+
+def load_config() -> dict:
+    issuer = _env("ISSUER", "http://127.0.0.1:5000").rstrip("/")
+    return {
+        # "production" refuses unsafe defaults (the development secret key); "development" allows them.
+        "TESSERA_ENV": _env("ENV", "development"),
+        # SQLAlchemy URL. Default: an embedded SQLite file under instance/.
+        # PostgreSQL: postgresql+psycopg://user@host:5432/dbname (postgresql:// is accepted too).
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(
+            _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'tessera.db'}")
+        ),
+        # The OpenID Provider's issuer identifier: scheme, host, optional port and path, no slash at the end.
+        "TESSERA_ISSUER": issuer,
+        # Signs the Flask session, CSRF tokens and email links; also derives the key that encrypts
+        # signing keys at rest. Must be long and random in production.
+        "SECRET_KEY": _env("SECRET_KEY", DEFAULT_SECRET_KEY),
+        # Salt of pairwise subject identifiers (OIDC Core 8.1). Defaults to one derived from the
+        # secret key; once subjects were issued, changing it only affects new (sector, account) pairs.
+        "TESSERA_PAIRWISE_SALT": _env("PAIRWISE_SALT"),
+        # Lifetimes, in seconds.
+        "TESSERA_ACCESS_TOKEN_TTL": _int("ACCESS_TOKEN_TTL", 3600),
+        "TESSERA_ID_TOKEN_TTL": _int("ID_TOKEN_TTL", 3600),
+        "TESSERA_REFRESH_TOKEN_TTL": _int("REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+        "TESSERA_CODE_TTL": _int("CODE_TTL", 60),
+        "TESSERA_INTERACTION_TTL": _int("INTERACTION_TTL", 15 * 60),
+        # Hub (SSO) session: idle and absolute timeouts.
+        "TESSERA_SESSION_IDLE_TTL": _int("SESSION_IDLE_TTL", 2 * 3600),
+        "TESSERA_SESSION_MAX_TTL": _int("SESSION_MAX_TTL", 10 * 3600),
+        # Retired signing keys stay in the JWKS this long so tokens signed before a rotation verify.
+        "TESSERA_KEY_RETIRED_TTL": _int("KEY_RETIRED_TTL", 7 * 24 * 3600),
+        # Seconds a worker keeps the signing keys cached before it looks at the database again.
+        "TESSERA_KEY_CACHE_TTL": _int("KEY_CACHE_TTL", 30),
+        # Optional Redis (rate-limit storage shared by every worker and host).
+        "TESSERA_REDIS_URL": _env("REDIS_URL"),
+        # Rate limits (flask-limiter syntax) on credential checks.
+        "TESSERA_LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
+        "TESSERA_TOKEN_RATE_LIMIT": _env("TOKEN_RATE_LIMIT", "600 per minute"),
+        "TESSERA_RATE_LIMITS_ENABLED": _bool("RATE_LIMITS_ENABLED", True),
+        # Default region for phone numbers typed without a country code.
+        "TESSERA_DEFAULT_REGION": _env("DEFAULT_REGION", "US"),
+        # Outbound HTTP (sector_identifier_uri, later logout and event pushes) may reach
+        # loopback/private addresses only when this is set (development and tests).
+        "TESSERA_ALLOW_PRIVATE_OUTBOUND": _bool("ALLOW_PRIVATE_OUTBOUND", False),
+        "TESSERA_OUTBOUND_TIMEOUT": float(_env("OUTBOUND_TIMEOUT", "5")),
+        # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
+        "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # Flask / Flask-WTF settings derived from the above.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the Flask session
+        "SESSION_COOKIE_NAME": "tessera_flask",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": issuer.startswith("https://"),
+    }
+
+
+def normalize_database_url(url: str) -> str:
+    """Let operators write ``postgresql://`` and still get the psycopg (v3) driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def check_production_safety(config: dict) -> None:
+    """Refuse to start in production with settings that are only safe on a laptop."""
+    if config["TESSERA_ENV"] != "production":
+        return
+    if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
+        raise RuntimeError(
+            "TESSERA_SECRET_KEY must be set to a random value of at least 32 characters "
+            "when TESSERA_ENV=production"
+        )
+    if not config["TESSERA_ISSUER"].startswith("https://"):
+        raise RuntimeError("TESSERA_ISSUER must be an https URL when TESSERA_ENV=production")

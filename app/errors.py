@@ -1,0 +1,31 @@
+"""Domain exceptions raised by services. Routes turn them into the protocol's error, an
+RFC 9457 problem (JSON APIs) or a page; the CLI prints them."""
+
+
+class TesseraError(Exception):
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(TesseraError):
+    status = 400
+    title = "Invalid input"
+
+
+class NotFound(TesseraError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(TesseraError):
+    status = 409
+    title = "Conflict"
+
+
+class AuthenticationFailed(TesseraError):
+    status = 401
+    title = "Authentication failed"

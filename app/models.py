@@ -1,0 +1,8 @@
+"""Imports every domain's models so Alembic and the test suite see the whole schema."""
+
+from app.accounts.models import Account, Identity  # noqa: F401
+from app.oidc.models import (  # noqa: F401
+    AuthorizationCode, Client, Consent, Interaction, SessionClient, SigningKey, SSOSession,
+    SubjectMapping, Token, UsedAssertion,
+)
+from app.tenants.models import Tenant  # noqa: F401

@@ -1,0 +1,266 @@
+"""The authorization endpoint's decisions (OIDC Core 3.1.2): after Authlib has validated the
+client, redirect URI, response type, scope and PKCE, decide whether to issue a code at once, to
+answer an error to the client (``prompt=none``), or to hand the browser to an interaction page.
+
+The checks run in this order, each one small and citing its rule:
+
+====================  ==========================================================================
+check                 rule
+====================  ==========================================================================
+parse_prompt          Core 3.1.2.1: prompt values; ``none`` with any other value is invalid
+parse_max_age         Core 3.1.2.1: non-negative integer seconds
+parse_claims_request  Core 5.5: the ``claims`` parameter is a JSON object
+check_login           Core 3.1.2.3: a live session, not older than max_age, unless prompt=login
+check_id_token_hint   Core 3.1.2.1: the hinted user must be the logged-in one
+check_acr             Core 5.5.1.1: an essential acr that cannot be met is refused
+check_consent         Core 3.1.2.4: remembered or implied (trusted client) consent, unless
+                      prompt=consent
+====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import current_app, session as browser_session
+
+from app.accounts.models import Account
+from app.accounts.service import get_active_account
+from app.extensions import db
+from app.oidc.claims import parse_claims_request, scopes_for_claims
+from app.oidc.id_tokens import decode_id_token_hint
+from app.oidc.models import Client, Consent, Interaction, SSOSession
+from app.oidc.sessions import current_session
+from app.oidc.subjects import subject_for
+from app.security import new_secret, token_hash, utcnow
+
+PROMPT_VALUES = {"none", "login", "consent", "select_account"}
+
+
+@dataclass
+class AuthContext:
+    """How and when the user authenticated, carried into the code and the tokens."""
+
+    account: Account
+    sid: str
+    auth_time: int
+    acr: str | None
+    amr: list
+    claims_request: dict | None
+
+
+@dataclass
+class Decision:
+    #: "issue" (a code now) or "login" / "consent" (an interaction page first).
+    outcome: str
+    auth: AuthContext | None = None
+    login_hint: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def parse_prompt(data) -> set[str]:
+    prompts = set((data.get("prompt") or "").split())
+    unknown = prompts - PROMPT_VALUES
+    if unknown:
+        raise InvalidRequestError(f"unsupported prompt value: {' '.join(sorted(unknown))}")
+    if "none" in prompts and len(prompts) > 1:
+        # Core 3.1.2.1: prompt=none with any other value is an error.
+        raise InvalidRequestError("prompt=none cannot be combined with other values")
+    return prompts
+
+
+def parse_max_age(data) -> int | None:
+    raw = data.get("max_age")
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequestError("max_age must be a number of seconds") from None
+    if value < 0:
+        raise InvalidRequestError("max_age must not be negative")
+    return value
+
+
+def parse_claims(data) -> dict | None:
+    try:
+        return parse_claims_request(data.get("claims"))
+    except ValueError as exc:
+        raise InvalidRequestError(f"invalid claims parameter: {exc}") from None
+
+
+def consent_scope(scope: str, claims_request: dict | None) -> str:
+    """The scopes a consent must cover: those requested plus those of individually requested claims."""
+    return " ".join(sorted(set(scope.split()) | scopes_for_claims(claims_request)))
+
+
+def has_consent(account_id: int, client: Client, scope: str) -> bool:
+    consent = db.session.scalar(db.select(Consent).filter_by(account_id=account_id, client_id=client.id))
+    return consent is not None and consent.covers(scope)
+
+
+def grant_consent(account_id: int, client: Client, scope: str) -> None:
+    consent = db.session.scalar(db.select(Consent).filter_by(account_id=account_id, client_id=client.id))
+    if consent is None:
+        db.session.add(Consent(account_id=account_id, client_id=client.id, scope=scope))
+    else:
+        consent.scope = " ".join(sorted(set(consent.scope.split()) | set(scope.split())))
+    db.session.commit()
+
+
+def _login_satisfied_by(interaction: Interaction | None, session: SSOSession | None) -> bool:
+    """True when the user logged in during this very interaction (prompt=login, max_age met)."""
+    return bool(
+        interaction is not None and interaction.login_completed_at is not None
+        and session is not None and session.auth_time >= interaction.login_completed_at
+    )
+
+
+def decide(grant, interaction: Interaction | None = None) -> Decision:
+    request = grant.request
+    data, client = request.payload.data, request.client
+    prompts = parse_prompt(data)
+    max_age = parse_max_age(data)
+    claims_request = parse_claims(data)
+
+    session = current_session()
+    account = get_active_account(session.account_id) if session is not None else None
+    if account is None:
+        session = None
+    fresh_login = _login_satisfied_by(interaction, session)
+    reasons = []
+
+    # Core 3.1.2.3: authenticate when there is no session, when prompt=login or select_account
+    # asks for it, or when the session is older than max_age (max_age=0 acts like prompt=login).
+    if session is None:
+        reasons.append("no session")
+    elif not fresh_login:
+        if prompts & {"login", "select_account"}:
+            reasons.append("prompt=" + " ".join(sorted(prompts & {"login", "select_account"})))
+        if max_age is not None and time.time() - session.auth_time > max_age:
+            reasons.append("max_age exceeded")
+
+    hint = data.get("id_token_hint")
+    if hint:
+        hinted = decode_id_token_hint(hint)
+        if hinted is None:
+            raise InvalidRequestError("id_token_hint is not an ID token issued by this provider")
+        if account is not None and not fresh_login and hinted.get("sub") != subject_for(client, account.id):
+            # Core 3.1.2.1: the hinted user is not the one logged in.
+            reasons.append("id_token_hint names another user")
+
+    if reasons:
+        if "none" in prompts:
+            raise LoginRequiredError()  # Core 3.1.2.6
+        return Decision("login", login_hint=data.get("login_hint"), reasons=reasons)
+
+    acr_claim = ((claims_request or {}).get("id_token") or {}).get("acr") or {}
+    if acr_claim.get("essential"):
+        wanted = acr_claim.get("values") or ([acr_claim["value"]] if acr_claim.get("value") else [])
+        if wanted and session.acr not in wanted:
+            raise AccessDeniedError("the essential acr requested cannot be satisfied")
+
+    needed_scope = consent_scope(request.scope or "", claims_request)
+    consented = interaction is not None and interaction.consent_given
+    if not consented:
+        if "consent" in prompts:
+            reasons.append("prompt=consent")
+        elif not client.trusted and not has_consent(account.id, client, needed_scope):
+            reasons.append("no consent for " + needed_scope)
+    if reasons:
+        if "none" in prompts:
+            raise ConsentRequiredError()  # Core 3.1.2.6
+        return Decision("consent", reasons=reasons)
+
+    return Decision("issue", auth=AuthContext(
+        account=account, sid=session.sid, auth_time=session.auth_time, acr=session.acr,
+        amr=session.amr or [], claims_request=claims_request,
+    ))
+
+
+# --- interactions ------------------------------------------------------------------------------
+def _browser_hash() -> str:
+    if "bid" not in browser_session:
+        browser_session["bid"] = new_secret(16)
+    return token_hash(browser_session["bid"])
+
+
+def start_interaction(grant, prompt: str) -> Interaction:
+    data = grant.request.payload.data
+    params = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+    interaction = Interaction(
+        uid=new_secret(24), client_id=grant.request.client.id, params=params, prompt=prompt,
+        browser_hash=_browser_hash(),
+        expires_at=utcnow() + timedelta(seconds=current_app.config["TESSERA_INTERACTION_TTL"]),
+    )
+    db.session.add(interaction)
+    db.session.commit()
+    return interaction
+
+
+def load_interaction(uid: str) -> Interaction | None:
+    """The interaction, if it exists, has not expired and belongs to this browser."""
+    interaction = db.session.scalar(db.select(Interaction).filter_by(uid=uid or ""))
+    if interaction is None or interaction.expires_at <= utcnow():
+        return None
+    if interaction.browser_hash != _browser_hash():
+        return None
+    return interaction
+
+
+def complete_login(interaction: Interaction, session: SSOSession) -> None:
+    interaction.login_completed_at = session.auth_time
+    db.session.commit()
+
+
+def complete_consent(interaction: Interaction, account_id: int) -> None:
+    params = interaction.params
+    claims_request = parse_claims_request(params.get("claims")) if params.get("claims") else None
+    scope = interaction.client.get_allowed_scope(params.get("scope"))
+    grant_consent(account_id, interaction.client, consent_scope(scope, claims_request))
+    interaction.consent_given = True
+    db.session.commit()
+
+
+def resumed_request(interaction: Interaction, headers) -> OAuth2Request:
+    """Rebuild the paused authorization request from the interaction."""
+    request = OAuth2Request("GET", current_app.config["TESSERA_ISSUER"] + "/authorize", headers=headers)
+    request.payload = BasicOAuth2Payload(dict(interaction.params))
+    return request
+
+
+def finish_interaction(interaction: Interaction | None) -> None:
+    if interaction is not None:
+        db.session.delete(interaction)
+
+
+def requested_scopes(interaction: Interaction) -> list[str]:
+    params = interaction.params
+    scope = interaction.client.get_allowed_scope(params.get("scope"))
+    try:
+        claims_request = parse_claims_request(params.get("claims"))
+    except (ValueError, json.JSONDecodeError):
+        claims_request = None
+    return consent_scope(scope, claims_request).split()
+
+
+
+def deny_interaction(interaction: Interaction) -> str:
+    """The redirect telling the client the user refused (RFC 6749 4.1.2.1 access_denied).
+    The redirect URI was checked against the client before the interaction was created."""
+    params = [("error", "access_denied"), ("error_description", "The user denied the request")]
+    if interaction.params.get("state"):
+        params.append(("state", interaction.params["state"]))
+    params.append(("iss", current_app.config["TESSERA_ISSUER"]))
+    uri = add_params_to_uri(interaction.params["redirect_uri"], params)
+    finish_interaction(interaction)
+    db.session.commit()
+    return uri

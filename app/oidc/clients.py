@@ -1,0 +1,172 @@
+"""Client registration: validates metadata (OIDC Registration 2, RFC 7591 2, RFC 8252) and stores
+the client with its secret hashed. The clear secret is returned once, to the caller."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from app.errors import InvalidInput
+from app.extensions import db
+from app.net import OutboundError, fetch
+from app.oidc.keys import SUPPORTED_ALGS
+from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client
+from app.oidc.redirects import LOOPBACK_HOSTS, redirect_host, validate_redirect_uri
+from app.security import new_secret, token_hash
+from app.tenants.service import get_tenant
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+SUBJECT_TYPES = ("pairwise", "public")
+
+
+@dataclass
+class RegisteredClient:
+    client: Client
+    client_secret: str | None
+
+
+def _https_or_loopback(uri: str | None, what: str) -> str | None:
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "https" and parts.hostname:
+        return uri
+    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return uri
+    raise InvalidInput(f"{what} must be an https URL (http only on loopback hosts): {uri!r}")
+
+
+def resolve_sector_identifier(redirect_uris: list[str], sector_identifier_uri: str | None, client_id: str) -> str:
+    """The sector of a pairwise client (OIDC Core 8.1).
+
+    With a ``sector_identifier_uri``, fetch it: a JSON array that must list every redirect URI;
+    the sector is its host. Without one, the redirect URIs' hosts must be one host, which is the
+    sector. Loopback and private-use-scheme redirects (native apps, RFC 8252) name no host of the
+    client's own, so a client with only those is a sector of its own (``client:<client_id>``):
+    two native apps must not share subjects just because both listen on 127.0.0.1.
+    """
+    if sector_identifier_uri:
+        parts = urlsplit(sector_identifier_uri)
+        allow_http = current_app.config["TESSERA_ALLOW_PRIVATE_OUTBOUND"]
+        if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+            raise InvalidInput("sector_identifier_uri must use https")
+        try:
+            response = fetch("GET", sector_identifier_uri, headers={"Accept": "application/json"})
+            listed = response.json() if response.status_code == 200 else None
+        except (OutboundError, ValueError) as exc:
+            raise InvalidInput(f"sector_identifier_uri could not be fetched: {exc}") from None
+        if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
+            raise InvalidInput("sector_identifier_uri must return a JSON array of redirect URIs")
+        missing = [u for u in redirect_uris if u not in listed]
+        if missing:
+            raise InvalidInput(f"sector_identifier_uri does not list these redirect URIs: {', '.join(missing)}")
+        return parts.hostname
+    hosts = {redirect_host(u) for u in redirect_uris} - LOOPBACK_HOSTS - {None}
+    if not hosts:
+        return f"client:{client_id}"
+    if len(hosts) != 1:
+        raise InvalidInput(
+            "redirect URIs on several hosts need a sector_identifier_uri (OIDC Core 8.1)"
+        )
+    return hosts.pop()
+
+
+def create_client(
+    *, tenant: str, name: str, redirect_uris: list[str], post_logout_redirect_uris: list[str] | None = None,
+    public: bool = False, auth_method: str | None = None, subject_type: str = "pairwise",
+    sector_identifier_uri: str | None = None, trusted: bool = False, grant_types: list[str] | None = None,
+    scope: str | None = None, jwks: dict | None = None, id_token_signed_response_alg: str = "RS256",
+    backchannel_logout_uri: str | None = None, frontchannel_logout_uri: str | None = None,
+    initiate_login_uri: str | None = None, client_id: str | None = None, client_secret: str | None = None,
+) -> RegisteredClient:
+    tenant_row = get_tenant(tenant)
+    if not (name or "").strip():
+        raise InvalidInput("a client needs a name")
+    auth_method = auth_method or ("none" if public else "client_secret_basic")
+    if auth_method not in AUTH_METHODS:
+        raise InvalidInput(f"auth method must be one of {', '.join(AUTH_METHODS)}")
+    if public and auth_method != "none":
+        raise InvalidInput("a public client authenticates with 'none'")
+    public = auth_method == "none"
+    if subject_type not in SUBJECT_TYPES:
+        raise InvalidInput(f"subject type must be one of {', '.join(SUBJECT_TYPES)}")
+    if id_token_signed_response_alg not in SUPPORTED_ALGS:
+        raise InvalidInput(f"id_token_signed_response_alg must be one of {', '.join(SUPPORTED_ALGS)}")
+    if auth_method == "private_key_jwt" and not (jwks and isinstance(jwks.get("keys"), list)):
+        raise InvalidInput("a private_key_jwt client must register its public keys (jwks)")
+
+    grant_types = list(grant_types or ["authorization_code", "refresh_token"])
+    unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials"}
+    if unknown:
+        raise InvalidInput(f"unsupported grant types: {', '.join(sorted(unknown))}")
+    if public and "client_credentials" in grant_types:
+        raise InvalidInput("a public client cannot use client_credentials")
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise InvalidInput("a client of the authorization code grant needs at least one redirect URI")
+    redirect_uris = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(redirect_uris)]
+    post_logout = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(post_logout_redirect_uris or [])]
+
+    client_id = client_id or secrets.token_urlsafe(16)
+    sector = resolve_sector_identifier(redirect_uris, sector_identifier_uri, client_id)
+
+    secret = None
+    if auth_method in ("client_secret_basic", "client_secret_post"):
+        secret = client_secret or new_secret(32)
+    client = Client(
+        client_id=client_id,
+        tenant_id=tenant_row.id,
+        name=name.strip(),
+        secret_hash=token_hash(secret) if secret else None,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout,
+        grant_types=grant_types,
+        response_types=["code"] if "authorization_code" in grant_types else [],
+        scope=scope or DEFAULT_CLIENT_SCOPE,
+        token_endpoint_auth_method=auth_method,
+        subject_type=subject_type,
+        sector_identifier=sector,
+        sector_identifier_uri=sector_identifier_uri,
+        trusted=trusted,
+        jwks=jwks,
+        id_token_signed_response_alg=id_token_signed_response_alg,
+        backchannel_logout_uri=_https_or_loopback(backchannel_logout_uri, "backchannel_logout_uri"),
+        frontchannel_logout_uri=_https_or_loopback(frontchannel_logout_uri, "frontchannel_logout_uri"),
+        initiate_login_uri=_https_or_loopback(initiate_login_uri, "initiate_login_uri"),
+    )
+    if db.session.scalar(db.select(Client.id).filter_by(client_id=client.client_id)):
+        raise InvalidInput(f"client_id {client.client_id!r} is taken")
+    db.session.add(client)
+    db.session.commit()
+    return RegisteredClient(client=client, client_secret=secret)
+
+
+def get_client(client_id: str) -> Client | None:
+    if not client_id:
+        return None
+    return db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+
+
+def client_metadata(client: Client) -> dict:
+    """The client's registered metadata, in OIDC Dynamic Registration names."""
+    return {
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "tenant": client.tenant.slug,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "grant_types": client.grant_types,
+        "response_types": client.response_types,
+        "scope": client.scope,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "subject_type": client.subject_type,
+        "sector_identifier": client.sector_identifier,
+        "sector_identifier_uri": client.sector_identifier_uri,
+        "trusted": client.trusted,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "initiate_login_uri": client.initiate_login_uri,
+        "frontchannel_logout_uri": client.frontchannel_logout_uri,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+    }

@@ -1,0 +1,145 @@
+"""Signing keys: creation, rotation (next → current → retired), the JWKS, and a per-process cache.
+
+Rotation never breaks a token already issued: the ``next`` key is published in the JWKS before it
+signs anything, and a ``retired`` key stays published for ``TESSERA_KEY_RETIRED_TTL``. A worker
+keeps the keys cached for ``TESSERA_KEY_CACHE_TTL`` seconds; if it signs with the old current key
+for those few seconds after a rotation elsewhere, that key is still in the JWKS as ``retired``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from joserfc import jwk
+
+from app.extensions import db
+from app.oidc.models import SigningKey
+from app.security import utcnow
+
+SUPPORTED_ALGS = ("RS256", "ES256")
+DEFAULT_ALG = "RS256"
+
+
+def _generate(alg: str):
+    if alg == "RS256":
+        return jwk.generate_key("RSA", 2048, private=True)
+    if alg == "ES256":
+        return jwk.generate_key("EC", "P-256", private=True)
+    raise ValueError(f"unsupported signing algorithm {alg}")
+
+
+def _aead() -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tessera-signing-keys", info=b"aes-gcm").derive(
+        current_app.config["SECRET_KEY"].encode("utf-8")
+    )
+    return AESGCM(key)
+
+
+def _encrypt(private: dict) -> str:
+    nonce = os.urandom(12)
+    sealed = _aead().encrypt(nonce, json.dumps(private).encode("utf-8"), b"jwk")
+    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def _decrypt(blob: str) -> dict:
+    raw = base64.urlsafe_b64decode(blob.encode("ascii"))
+    return json.loads(_aead().decrypt(raw[:12], raw[12:], b"jwk"))
+
+
+def _new_key(alg: str, state: str) -> SigningKey:
+    key = _generate(alg)
+    kid = key.thumbprint()
+    public = dict(key.as_dict(private=False), kid=kid, alg=alg, use="sig")
+    private = dict(key.as_dict(private=True), kid=kid, alg=alg, use="sig")
+    row = SigningKey(kid=kid, alg=alg, state=state, public_jwk=public, private_jwk_encrypted=_encrypt(private))
+    if state == "current":
+        row.activated_at = utcnow()
+    db.session.add(row)
+    return row
+
+
+def ensure_keys() -> list[SigningKey]:
+    """Make sure each supported algorithm has a current and a next key. Idempotent."""
+    created = []
+    for alg in SUPPORTED_ALGS:
+        states = set(db.session.scalars(db.select(SigningKey.state).filter_by(alg=alg)))
+        for state in ("current", "next"):
+            if state not in states:
+                created.append(_new_key(alg, state))
+    db.session.commit()
+    if created:
+        invalidate_cache()
+    return created
+
+
+def rotate_keys() -> list[SigningKey]:
+    """For each algorithm: current → retired, next → current, and a fresh next key."""
+    ensure_keys()
+    now = utcnow()
+    for alg in SUPPORTED_ALGS:
+        for row in db.session.scalars(db.select(SigningKey).filter_by(alg=alg, state="current").with_for_update()):
+            row.state, row.retired_at = "retired", now
+        for row in db.session.scalars(db.select(SigningKey).filter_by(alg=alg, state="next").with_for_update()):
+            row.state, row.activated_at = "current", now
+        _new_key(alg, "next")
+    db.session.commit()
+    invalidate_cache()
+    return list_keys()
+
+
+def list_keys() -> list[SigningKey]:
+    return list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+
+
+@dataclass
+class _KeyCache:
+    loaded_at: float
+    signing: dict  # alg -> (kid, joserfc key)
+    jwks: dict
+
+
+def _load() -> _KeyCache:
+    cutoff = utcnow() - timedelta(seconds=current_app.config["TESSERA_KEY_RETIRED_TTL"])
+    rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+    if not any(r.state == "current" for r in rows):
+        ensure_keys()
+        rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+    signing, published = {}, []
+    for row in rows:
+        if row.state == "current":
+            signing[row.alg] = (row.kid, jwk.import_key(_decrypt(row.private_jwk_encrypted)))
+        if row.state in ("current", "next") or (row.retired_at and row.retired_at > cutoff):
+            published.append(row.public_jwk)
+    return _KeyCache(loaded_at=time.monotonic(), signing=signing, jwks={"keys": published})
+
+
+def _cache() -> _KeyCache:
+    cache = current_app.extensions.get("tessera_keys")
+    if cache is None or time.monotonic() - cache.loaded_at > current_app.config["TESSERA_KEY_CACHE_TTL"]:
+        cache = _load()
+        current_app.extensions["tessera_keys"] = cache
+    return cache
+
+
+def invalidate_cache() -> None:
+    current_app.extensions.pop("tessera_keys", None)
+
+
+def signing_key(alg: str = DEFAULT_ALG):
+    """(kid, private key) of the current key for ``alg``."""
+    if alg not in SUPPORTED_ALGS:
+        alg = DEFAULT_ALG
+    return _cache().signing[alg]
+
+
+def public_jwks() -> dict:
+    return _cache().jwks

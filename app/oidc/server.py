@@ -1,0 +1,320 @@
+"""Authlib's authorization server, wired to Tessera's models.
+
+Authlib does the protocol checks (client authentication, grant validation, PKCE, revocation,
+introspection, bearer tokens); this module supplies the storage and extends Authlib where it stops:
+hashed codes and tokens, single-use codes with revocation on reuse, refresh token rotation with
+reuse detection, ID tokens with pairwise subjects and ``sid``, private_key_jwt with a replay guard.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
+from authlib.oidc.core import OpenIDCode as _OpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope
+from flask import current_app
+from joserfc.jwk import KeySet
+from sqlalchemy import update
+
+from app.accounts.service import get_active_account
+from app.extensions import db
+from app.oidc.clients import get_client
+from app.oidc.id_tokens import issue_id_token
+from app.oidc.models import AuthorizationCode, Token, UsedAssertion
+from app.oidc.subjects import subject_for
+from app.security import new_secret, token_hash, utcnow
+
+TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    def create_oauth2_request(self, request):
+        # A paused request resumed from an interaction arrives as an OAuth2Request already.
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
+def _query_client(client_id: str):
+    return get_client(client_id)
+
+
+def _save_token(token: dict, request) -> None:
+    """Store a freshly generated token (its hashes only). The caller's route commits."""
+    now = int(time.time())
+    client, user = request.client, request.user
+    code = getattr(request, "authorization_code", None)
+    previous = getattr(request, "refresh_token", None)
+    source = code or previous
+    refresh = token.get("refresh_token")
+    row = Token(
+        client_id=client.id,
+        account_id=user.id if user is not None else None,
+        access_token_hash=token_hash(token["access_token"]),
+        refresh_token_hash=token_hash(refresh) if refresh else None,
+        family_id=previous.family_id if previous is not None else new_secret(24),
+        code_id=code.id if code is not None else None,
+        scope=token.get("scope", ""),
+        claims=source.claims if source is not None else None,
+        sid=source.sid if source is not None else None,
+        auth_time=source.auth_time if source is not None else None,
+        acr=source.acr if source is not None else None,
+        amr=source.amr if source is not None else None,
+        issued_at=now,
+        expires_in=int(token["expires_in"]),
+        refresh_expires_at=now + current_app.config["TESSERA_REFRESH_TOKEN_TTL"] if refresh else None,
+    )
+    db.session.add(row)
+
+
+def revoke_family(family_id: str) -> None:
+    db.session.execute(
+        update(Token).where(Token.family_id == family_id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
+
+
+class PKCE(CodeChallenge):
+    """RFC 7636 with S256 only (``plain`` refused), required for public clients at the
+    authorization request already, not only at the token request."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            # RFC 7636 4.3: an absent method means "plain", which this server does not support.
+            raise InvalidRequestError("code_challenge_method must be S256")
+        if grant.request.client.is_public and not data.get("code_challenge"):
+            raise InvalidRequestError("public clients must use PKCE (code_challenge with S256)")
+        return super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code):
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code):
+        return authorization_code.code_challenge_method
+
+
+class OpenIDCode(_OpenIDCode):
+    """Adds the ID token to the token response. Prompt handling lives in ``authorization.py``,
+    so Authlib's own prompt hook is not registered."""
+
+    def exists_nonce(self, nonce, request):
+        # OIDC Core 3.1.2.1: the nonce binds the ID token to the RP's session; the RP checks it.
+        return False
+
+    def __call__(self, grant):
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook("after_validate_authorization_request_payload", self.validate_openid_authorization_request)
+
+    def process_token(self, grant, response):
+        _, token, _ = response
+        request = grant.request
+        if not is_openid_scope(token.get("scope")) or request.user is None:
+            return token
+        source = getattr(request, "authorization_code", None) or request.refresh_token
+        token["id_token"] = issue_id_token(
+            client=request.client, account=request.user, scope=token["scope"],
+            auth_time=source.auth_time, acr=source.acr, amr=source.amr, sid=source.sid,
+            # OIDC Core 12.2: an ID token from a refresh carries no new nonce.
+            nonce=source.nonce if isinstance(source, AuthorizationCode) else None,
+            access_token=token.get("access_token"), claims_request=source.claims,
+        )
+        return token
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def validate_authorization_request(self):
+        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED (checked before anything is redirected).
+        if not self.request.payload.redirect_uri:
+            raise InvalidRequestError("Missing 'redirect_uri' in request.")
+        redirect_uri = super().validate_authorization_request()
+        mode = self.request.payload.data.get("response_mode")
+        if mode and mode != "query":
+            raise InvalidRequestError("response_mode must be 'query'", redirect_uri=redirect_uri)
+        return redirect_uri
+
+    def save_authorization_code(self, code, request):
+        auth = request.tessera_auth  # set by app.oidc.authorization before issuing
+        data = request.payload.data
+        db.session.add(AuthorizationCode(
+            code_hash=token_hash(code), client_id=request.client.id, account_id=request.user.id,
+            redirect_uri=data["redirect_uri"], scope=request.scope or "", nonce=data.get("nonce"),
+            code_challenge=data.get("code_challenge"), code_challenge_method=data.get("code_challenge_method"),
+            claims=auth.claims_request, sid=auth.sid, auth_time=auth.auth_time, acr=auth.acr, amr=auth.amr,
+            expires_at=utcnow() + timedelta(seconds=current_app.config["TESSERA_CODE_TTL"]),
+        ))
+
+    def query_authorization_code(self, code, client):
+        row = db.session.scalar(db.select(AuthorizationCode).filter_by(code_hash=token_hash(code)))
+        if row is None or row.client_id != client.id:
+            return None
+        # Claim the code atomically: exactly one redemption can win, even when two race.
+        claimed = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=utcnow())
+        ).rowcount
+        if not claimed:
+            # RFC 6749 4.1.2: a code used twice revokes the tokens issued from it.
+            families = db.session.scalars(db.select(Token.family_id).filter_by(code_id=row.id)).all()
+            for family in set(families):
+                revoke_family(family)
+            db.session.commit()
+            return None
+        if row.expires_at <= utcnow():
+            db.session.commit()
+            return None
+        return row
+
+    def delete_authorization_code(self, authorization_code):
+        pass  # already marked used when it was claimed; the row stays for reuse detection
+
+    def authenticate_user(self, authorization_code):
+        return get_active_account(authorization_code.account_id)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        row = db.session.scalar(db.select(Token).filter_by(refresh_token_hash=token_hash(refresh_token)))
+        if row is None:
+            return None
+        if row.refresh_used_at is not None and row.revoked_at is None:
+            # Reuse of a rotated refresh token: someone holds a copy. Revoke the whole family.
+            revoke_family(row.family_id)
+            db.session.commit()
+            return None
+        return row if row.is_refresh_token_active() else None
+
+    def authenticate_user(self, refresh_token):
+        return get_active_account(refresh_token.account_id)
+
+    def revoke_old_credential(self, refresh_token):
+        rotated = db.session.execute(
+            update(Token)
+            .where(Token.id == refresh_token.id, Token.refresh_used_at.is_(None), Token.revoked_at.is_(None))
+            .values(refresh_used_at=utcnow())
+        ).rowcount
+        if not rotated:
+            # A concurrent request rotated the same token first: that is reuse too.
+            db.session.rollback()
+            revoke_family(refresh_token.family_id)
+            db.session.commit()
+            raise InvalidGrantError("refresh token was already used")
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """private_key_jwt client authentication (OIDC Core 9, RFC 7523)."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self):
+        issuer = current_app.config["TESSERA_ISSUER"]
+        return [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
+
+    def resolve_client_public_key(self, client):
+        return KeySet.import_key_set(client.jwks or {"keys": []})
+
+    def validate_jti(self, claims, jti):
+        key = token_hash(f"{claims['iss']}\x00{jti}")
+        if db.session.scalar(db.select(UsedAssertion.id).filter_by(jti_hash=key)):
+            return False
+        db.session.add(UsedAssertion(jti_hash=key, expires_at=utcnow() + timedelta(seconds=int(claims["exp"] - time.time()) + 120)))
+        db.session.flush()
+        return True
+
+
+def _find_token(token_string: str, hint: str | None) -> Token | None:
+    digest = token_hash(token_string)
+    column_order = [Token.refresh_token_hash, Token.access_token_hash]
+    if hint != "refresh_token":
+        column_order.reverse()
+    for column in column_order:
+        row = db.session.scalar(db.select(Token).where(column == digest))
+        if row is not None:
+            row.presented_as = "refresh_token" if column is Token.refresh_token_hash else "access_token"
+            return row
+    return None
+
+
+class RevocationEndpoint(_RevocationEndpoint):
+    CLIENT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        return _find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        if token.presented_as == "refresh_token":
+            # RFC 7009 2.1: revoking a refresh token also revokes the tokens of the same grant.
+            revoke_family(token.family_id)
+        elif token.revoked_at is None:
+            token.revoked_at = utcnow()
+        db.session.commit()
+
+
+class IntrospectionEndpoint(_IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        return _find_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        # A client may introspect its own tokens; a resource server registered with the
+        # "introspection" scope may introspect every token of the hub.
+        return token.client_id == client.id or "introspection" in client.scope.split()
+
+    def create_introspection_payload(self, token):
+        # RFC 7662 2.2: unknown, foreign, expired or revoked tokens are all just inactive.
+        active = token is not None and token.revoked_at is None and (
+            token.is_refresh_token_active() if token.presented_as == "refresh_token" else not token.is_expired()
+        )
+        account = token.get_user() if active and token.account_id else None
+        if not active or (token.account_id and account is None):  # closed or merged-away account
+            return {"active": False}
+        payload = {
+            "active": True,
+            "scope": token.scope,
+            "client_id": token.client.client_id,
+            "token_type": "Bearer" if token.presented_as == "access_token" else "refresh_token",
+            "exp": token.get_expires_at() if token.presented_as == "access_token" else token.refresh_expires_at,
+            "iat": token.issued_at,
+            "iss": current_app.config["TESSERA_ISSUER"],
+            "aud": token.client.client_id,
+        }
+        if account is not None:
+            payload["sub"] = subject_for(token.client, account.id)
+            db.session.commit()
+        return payload
+
+
+def init_authorization_server(app, server: AuthorizationServer) -> None:
+    ttl = app.config["TESSERA_ACCESS_TOKEN_TTL"]
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {g: ttl for g in ("authorization_code", "refresh_token", "client_credentials")}
+    server.init_app(app, query_client=_query_client, save_token=_save_token)
+    server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
+    server.register_grant(AuthorizationCodeGrant, [PKCE(required=True), OpenIDCode(require_nonce=False)])
+    server.register_grant(RefreshTokenGrant, [OpenIDCode(require_nonce=False)])
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)

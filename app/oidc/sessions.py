@@ -1,0 +1,95 @@
+"""The hub (SSO) session: who is logged in to this browser, since when and how.
+
+The browser holds a random cookie value; the row holds its SHA-256. Every login creates a new
+session with a new cookie value and a new ``sid`` (no session fixation). A session ends at its
+absolute expiry, after ``TESSERA_SESSION_IDLE_TTL`` without use, or at logout.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from flask import current_app, g, request
+
+from app.accounts.models import Account
+from app.dbutil import insert_ignoring_conflicts
+from app.extensions import db
+from app.oidc.models import Client, SessionClient, SSOSession
+from app.security import new_secret, token_hash, utcnow
+
+COOKIE_NAME = "tessera_session"
+#: How stale last_seen_at may get before a request writes it again (keeps reads read-only).
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+#: Authentication Context Class References this hub asserts.
+ACR_PASSWORD = "urn:tessera:loa:1"
+ACR_VALUES_SUPPORTED = [ACR_PASSWORD]
+
+
+def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> tuple[SSOSession, str]:
+    """Create a session for a fresh login; returns it with the cookie value to set."""
+    end_current_session()
+    cookie_value = new_secret(32)
+    now = utcnow()
+    session = SSOSession(
+        sid=new_secret(24), cookie_hash=token_hash(cookie_value), account_id=account.id,
+        auth_time=int(time.time()), amr=amr, acr=acr,
+        user_agent=(request.headers.get("User-Agent") or "")[:300], ip_address=request.remote_addr,
+        created_at=now, last_seen_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["TESSERA_SESSION_MAX_TTL"]),
+    )
+    db.session.add(session)
+    db.session.commit()
+    g.hub_session = session
+    return session, cookie_value
+
+
+def current_session() -> SSOSession | None:
+    """The live session of this browser, or None. Cached for the request."""
+    if "hub_session" in g:
+        return g.hub_session
+    session = None
+    cookie_value = request.cookies.get(COOKIE_NAME)
+    if cookie_value:
+        session = db.session.scalar(db.select(SSOSession).filter_by(cookie_hash=token_hash(cookie_value)))
+        now = utcnow()
+        idle = timedelta(seconds=current_app.config["TESSERA_SESSION_IDLE_TTL"])
+        if session is not None and (
+            session.ended_at is not None or session.expires_at <= now or session.last_seen_at + idle <= now
+        ):
+            session = None
+        elif session is not None and session.last_seen_at + TOUCH_INTERVAL <= now:
+            session.last_seen_at = now
+            db.session.commit()
+    g.hub_session = session
+    return session
+
+
+def remember_client(session: SSOSession, client: Client) -> None:
+    """Record that the session was used with the client (for logout fan-out)."""
+    insert_ignoring_conflicts(SessionClient, session_id=session.id, client_id=client.id)
+
+
+def end_current_session() -> SSOSession | None:
+    session = current_session()
+    if session is not None:
+        session.ended_at = utcnow()
+        db.session.commit()
+    g.hub_session = None
+    return session
+
+
+def set_session_cookie(response, cookie_value: str) -> None:
+    secure = current_app.config["TESSERA_ISSUER"].startswith("https://")
+    response.set_cookie(
+        COOKIE_NAME, cookie_value, httponly=True, secure=secure,
+        # Cross-site redirects back to the hub are top-level GETs, which Lax allows; None (with
+        # Secure) is needed only for the session-management iframe and cross-site POSTs.
+        samesite="None" if secure else "Lax",
+        max_age=current_app.config["TESSERA_SESSION_MAX_TTL"], path="/",
+    )
+
+
+def clear_session_cookie(response) -> None:
+    response.delete_cookie(COOKIE_NAME, path="/")

@@ -1,0 +1,1 @@
+"""Tenants: the subsidiaries of the group. Each owns its clients, branding and policy."""

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.security import utcnow
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: {"primary_color": "#0b5394", "logo_uri": "..."} shown on the hub's pages for this tenant.
+    branding: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: {"anchor": "phone", "consent": "explicit"|"trusted_only", ...} — see docs/configuration.md.
+    policy: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "slug": self.slug, "name": self.name,
+                "branding": self.branding or {}, "policy": self.policy or {}}
