@@ -29,7 +29,10 @@ def make_test_app(database_url: str, **overrides):
         "TESSERA_ISSUER": ISSUER,
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "TESSERA_ALLOW_PRIVATE_OUTBOUND": True,
-        "TESSERA_RATE_LIMITS_ENABLED": False,
+        # Rate limiting stays on (it is part of what is tested) with limits no test reaches by accident.
+        "TESSERA_RATE_LIMITS_ENABLED": True,
+        "TESSERA_LOGIN_RATE_LIMIT": "1000 per minute",
+        "TESSERA_TOKEN_RATE_LIMIT": "10000 per minute",
         "SERVER_NAME": None,
     }
     config.update(overrides)

@@ -156,3 +156,24 @@ class RelyingParty:
         if how == "post-header":
             return self.http.post("/userinfo", headers={"Authorization": f"Bearer {access_token}"})
         return self.http.post("/userinfo", data={"access_token": access_token})
+
+
+def authorize(browser: Browser, rp: RelyingParty, account=None, consent: bool = True, scope: str = "openid", **params):
+    """Run an authorization request through login and consent as needed. Returns
+    (AuthRequest, final response): a redirect to the client, or a hub page."""
+    request = rp.authorization_request(scope=scope, **params)
+    response = browser.go(request.url)
+    if response.status_code == 200 and 'name="login"' in response.get_data(as_text=True) and account is not None:
+        response = browser.login(response, account.phone, account.password)
+    if response.status_code == 200 and "Allow access" in response.get_data(as_text=True) and consent:
+        response = browser.approve(response)
+    return request, response
+
+
+def code_from(response, request: AuthRequest | None = None) -> str:
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    params = query_of(response.location)
+    assert "code" in params, params
+    if request is not None:
+        assert params.get("state") == request.state
+    return params["code"]

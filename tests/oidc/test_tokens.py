@@ -1,0 +1,221 @@
+"""Token endpoint grants and token management: refresh rotation with reuse detection, client
+credentials, private_key_jwt, revocation (RFC 7009), introspection (RFC 7662), storage as hashes."""
+
+import time
+import uuid
+
+import pytest
+from joserfc import jwk, jwt
+from sqlalchemy import text
+
+from app.extensions import db
+from app.security import token_hash
+from tests.conftest import ISSUER
+from tests.rp import RelyingParty, authorize, code_from
+
+
+@pytest.fixture
+def account(factories):
+    return factories.account()
+
+
+@pytest.fixture
+def client(factories):
+    return factories.client()
+
+
+@pytest.fixture
+def rp(http, client):
+    return RelyingParty.for_client(http, ISSUER, client)
+
+
+def _tokens(rp, browser, account, **params):
+    request, response = authorize(browser, rp, account, **params)
+    result = rp.exchange(code_from(response, request), request)
+    assert result.status_code == 200, result.get_json()
+    return result.get_json()
+
+
+def test_refresh_rotation_and_reuse_detection(browser, rp, account):
+    first = _tokens(rp, browser, account)
+    second = rp.refresh(first["refresh_token"]).get_json()
+    third = rp.refresh(second["refresh_token"]).get_json()
+    assert rp.userinfo(third["access_token"]).status_code == 200
+
+    # The rotated refresh token is presented again: the whole family is revoked.
+    reuse = rp.refresh(first["refresh_token"])
+    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+    assert rp.userinfo(third["access_token"]).status_code == 401
+    assert rp.refresh(third["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_refresh_scope_narrowing(browser, rp, account):
+    tokens = _tokens(rp, browser, account, scope="openid profile email")
+    narrowed = rp.refresh(tokens["refresh_token"], scope="openid email")
+    assert narrowed.status_code == 200 and narrowed.get_json()["scope"] == "openid email"
+    tokens = _tokens(rp, browser, account, scope="openid")
+    widened = rp.refresh(tokens["refresh_token"], scope="openid phone")
+    assert widened.get_json()["error"] == "invalid_scope"
+
+
+def test_refresh_by_another_client_fails(factories, http, browser, rp, account):
+    tokens = _tokens(rp, browser, account)
+    other = RelyingParty.for_client(http, ISSUER, factories.client())
+    assert other.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+    # ... and did not burn the token for its owner.
+    assert rp.refresh(tokens["refresh_token"]).status_code == 200
+
+
+def test_tokens_are_stored_as_hashes(app, browser, rp, account):
+    tokens = _tokens(rp, browser, account)
+    with app.app_context():
+        row = db.session.execute(text("SELECT access_token_hash, refresh_token_hash FROM tokens")).one()
+        assert row.access_token_hash == token_hash(tokens["access_token"])
+        assert row.refresh_token_hash == token_hash(tokens["refresh_token"])
+        dump = " ".join(str(v) for r in db.session.execute(text("SELECT * FROM tokens")) for v in r)
+        assert tokens["access_token"] not in dump and tokens["refresh_token"] not in dump
+        secrets = db.session.execute(text("SELECT secret_hash FROM clients")).scalars().all()
+        assert rp.client_secret not in secrets and token_hash(rp.client_secret) in secrets
+
+
+def test_client_credentials(factories, http):
+    client = factories.client(grant_types=["client_credentials"], redirect_uris=[], scope="partner:read")
+    rp = RelyingParty(http, ISSUER, client.client_id, client.client_secret, None)
+    result = rp.token_request({"grant_type": "client_credentials", "scope": "partner:read"})
+    assert result.status_code == 200 and result.headers["Cache-Control"] == "no-store"
+    body = result.get_json()
+    assert body["token_type"].lower() == "bearer" and "refresh_token" not in body and "id_token" not in body
+    introspected = rp.token_request({"token": body["access_token"]})  # wrong endpoint on purpose
+    assert introspected.status_code == 400
+    unauthorized = RelyingParty.for_client(http, ISSUER, factories.client())
+    denied = unauthorized.token_request({"grant_type": "client_credentials"})
+    assert denied.status_code == 400 and denied.get_json()["error"] == "unauthorized_client"
+
+
+def test_unsupported_grant_type_and_missing_code(rp):
+    assert rp.token_request({"grant_type": "password", "username": "x", "password": "y"}).get_json()["error"] == "unsupported_grant_type"
+    assert rp.token_request({"grant_type": "authorization_code"}).get_json()["error"] == "invalid_request"
+    assert rp.exchange("not-a-code").get_json()["error"] == "invalid_grant"
+
+
+def test_code_bound_to_redirect_uri_and_client(factories, http, browser, rp, account):
+    request, response = authorize(browser, rp, account)
+    code = code_from(response, request)
+    other = RelyingParty.for_client(http, ISSUER, factories.client())
+    assert other.exchange(code).get_json()["error"] == "invalid_grant"
+    request, response = authorize(browser, rp, account)
+    result = rp.token_request({"grant_type": "authorization_code", "code": code_from(response, request),
+                               "redirect_uri": "https://rp.example.com/other"})
+    assert result.get_json()["error"] == "invalid_grant"
+
+
+def test_expired_code(app, browser, rp, account):
+    request, response = authorize(browser, rp, account)
+    code = code_from(response, request)
+    with app.app_context():
+        db.session.execute(text("UPDATE authorization_codes SET expires_at = '2000-01-01 00:00:00'"))
+        db.session.commit()
+    assert rp.exchange(code, request).get_json()["error"] == "invalid_grant"
+
+
+def test_revocation_of_access_token(browser, rp, account):
+    tokens = _tokens(rp, browser, account)
+    result = rp.http.post("/revoke", data={"token": tokens["access_token"]}, headers=rp._auth({})[1])
+    assert result.status_code == 200
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    # RFC 7009 2.1 lets the server revoke the refresh token issued with it as well: this hub does.
+    assert rp.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_revocation_of_refresh_token_revokes_the_grant(browser, rp, account):
+    tokens = _tokens(rp, browser, account)
+    result = rp.http.post("/revoke", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
+                          headers=rp._auth({})[1])
+    assert result.status_code == 200
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    assert rp.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_revocation_of_unknown_or_foreign_token(factories, http, browser, rp, account):
+    assert http.post("/revoke", data={"token": "unknown"}, headers=rp._auth({})[1]).status_code == 200
+    tokens = _tokens(rp, browser, account)
+    other = RelyingParty.for_client(http, ISSUER, factories.client())
+    http.post("/revoke", data={"token": tokens["access_token"]}, headers=other._auth({})[1])
+    assert rp.userinfo(tokens["access_token"]).status_code == 200  # not the other client's to revoke
+    assert http.post("/revoke", data={"token": "x"}).status_code == 401
+
+
+def test_introspection(factories, http, browser, rp, account):
+    tokens = _tokens(rp, browser, account)
+    claims = rp.validate_id_token(tokens["id_token"])
+    result = http.post("/introspect", data={"token": tokens["access_token"]}, headers=rp._auth({})[1])
+    body = result.get_json()
+    assert body["active"] is True and body["sub"] == claims["sub"] and body["client_id"] == rp.client_id
+    assert body["iss"] == ISSUER and body["exp"] > time.time()
+    refresh = http.post("/introspect", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
+                        headers=rp._auth({})[1]).get_json()
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+
+    # Another client may not introspect it (inactive), a resource server with "introspection" may.
+    stranger = RelyingParty.for_client(http, ISSUER, factories.client())
+    assert http.post("/introspect", data={"token": tokens["access_token"]}, headers=stranger._auth({})[1]).get_json() == {"active": False}
+    rs = factories.client(grant_types=["client_credentials"], redirect_uris=[], scope="introspection")
+    rs_rp = RelyingParty(http, ISSUER, rs.client_id, rs.client_secret, None)
+    assert http.post("/introspect", data={"token": tokens["access_token"]}, headers=rs_rp._auth({})[1]).get_json()["active"] is True
+
+    http.post("/revoke", data={"token": tokens["access_token"]}, headers=rp._auth({})[1])
+    assert http.post("/introspect", data={"token": tokens["access_token"]}, headers=rp._auth({})[1]).get_json() == {"active": False}
+    assert http.post("/introspect", data={"token": "nope"}, headers=rp._auth({})[1]).get_json() == {"active": False}
+    assert http.post("/introspect", data={"token": "nope"}).status_code == 401
+
+
+def _private_key_client(factories, alg="RS256"):
+    key = jwk.generate_key("RSA", 2048, private=True) if alg == "RS256" else jwk.generate_key("EC", "P-256", private=True)
+    public = dict(key.as_dict(private=False), kid="k1", alg=alg, use="sig")
+    client = factories.client(auth_method="private_key_jwt", jwks={"keys": [public]})
+    return client, key
+
+
+def _assertion(client_id, key, alg="RS256", aud=f"{ISSUER}/token", jti=None, exp_in=60):
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + exp_in,
+              "jti": jti or uuid.uuid4().hex}
+    return jwt.encode({"alg": alg, "kid": "k1"}, claims, key, algorithms=[alg])
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_private_key_jwt(factories, http, browser, account, alg):
+    client, key = _private_key_client(factories, alg)
+    rp = RelyingParty.for_client(http, ISSUER, client, auth_method="private_key_jwt")
+    request, response = authorize(browser, rp, account)
+    jti = uuid.uuid4().hex
+    form = {"grant_type": "authorization_code", "code": code_from(response, request), "redirect_uri": client.redirect_uri,
+            "code_verifier": request.code_verifier,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": _assertion(client.client_id, key, alg, jti=jti)}
+    result = http.post("/token", data=form)
+    assert result.status_code == 200, result.get_json()
+    rp.validate_id_token(result.get_json()["id_token"], nonce=request.nonce)
+
+    # The same assertion (jti) cannot be replayed.
+    request, response = authorize(browser, rp, account)
+    form.update(code=code_from(response, request), code_verifier=request.code_verifier)
+    assert http.post("/token", data=form).get_json()["error"] == "invalid_client"
+
+
+def test_private_key_jwt_rejects_bad_assertions(factories, http, browser, account):
+    client, key = _private_key_client(factories)
+    other_key = jwk.generate_key("RSA", 2048, private=True)
+    rp = RelyingParty.for_client(http, ISSUER, client, auth_method="private_key_jwt")
+    for assertion in (
+        _assertion(client.client_id, other_key),  # signed with a key the client did not register
+        _assertion(client.client_id, key, aud="https://elsewhere.example/token"),
+        _assertion(client.client_id, key, exp_in=-300),
+    ):
+        request, response = authorize(browser, rp, account)
+        result = http.post("/token", data={
+            "grant_type": "authorization_code", "code": code_from(response, request),
+            "redirect_uri": client.redirect_uri, "code_verifier": request.code_verifier,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+        assert result.status_code in (400, 401) and result.get_json()["error"] == "invalid_client"
