@@ -56,6 +56,30 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     os.execvp(args[0], args)
 
 
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between polls when idle.")
+@with_appcontext
+def worker_command(once: bool, interval: float) -> None:
+    """Deliver outbox events (back-channel logout tokens, security events) until stopped.
+    Run as many as needed: rows are claimed so each event is worked on by one worker at a time."""
+    import signal
+    import threading
+
+    from flask import current_app
+
+    from app.events.service import run_once, run_worker
+
+    if once:
+        click.echo(f"attempted {run_once()} deliveries")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("tessera worker: delivering outbox events (Ctrl-C to stop)")
+    run_worker(current_app._get_current_object(), stop, interval)
+
+
 @click.group("demo")
 def demo_group() -> None:
     """Demo data for `make run`."""
@@ -137,19 +161,45 @@ def tenants_group() -> None:
 @tenants_group.command("create")
 @click.option("--slug", required=True)
 @click.option("--name", required=True)
+@click.option("--color", help="Brand colour of the tenant's pages (#rrggbb).")
+@click.option("--logo-uri", help="Logo shown on the tenant's pages.")
+@click.option("--login-chain", "login_chain", multiple=True,
+              help="client_id of a partner logged in automatically after a login at any site of the tenant.")
+@click.option("--trust-all-clients", is_flag=True, help="Every client of the tenant is first-party: no consent page.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def tenants_create(slug: str, name: str, as_json: bool) -> None:
+def tenants_create(slug, name, color, logo_uri, login_chain, trust_all_clients, as_json) -> None:
     from app.tenants.service import create_tenant
 
+    branding = {k: v for k, v in {"primary_color": color, "logo_uri": logo_uri}.items() if v}
+    policy = {"login_chain": list(login_chain), "trust_all_clients": trust_all_clients}
     try:
-        tenant = create_tenant(slug, name)
+        tenant = create_tenant(slug, name, branding=branding, policy=policy)
     except TesseraError as exc:
         _fail(exc)
     if as_json:
         _echo_json(tenant.to_dict())
     else:
         click.echo(f"Created tenant {tenant.slug}")
+
+
+@tenants_group.command("set-login-chain")
+@click.option("--slug", required=True)
+@click.argument("client_ids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def tenants_set_login_chain(slug, client_ids, as_json) -> None:
+    """Set the partner clients logged in automatically after a login at any site of the tenant."""
+    from app.tenants.service import set_policy
+
+    try:
+        tenant = set_policy(slug, login_chain=list(client_ids))
+    except TesseraError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(tenant.to_dict())
+    else:
+        click.echo(f"login chain of {slug}: {' '.join(client_ids) or '(none)'}")
 
 
 @click.group("clients")
@@ -175,11 +225,15 @@ def clients_group() -> None:
 @click.option("--backchannel-logout-uri")
 @click.option("--frontchannel-logout-uri")
 @click.option("--initiate-login-uri")
+@click.option("--login-chain", "login_chain", multiple=True,
+              help="client_id of a partner logged in automatically after a login here (overrides the tenant's list).")
+@click.option("--client-id", "fixed_client_id", help="Use this client_id instead of a generated one.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
                    sector_identifier_uri, trusted, grant_types, scope, jwks_json, id_token_alg,
-                   backchannel_logout_uri, frontchannel_logout_uri, initiate_login_uri, as_json) -> None:
+                   backchannel_logout_uri, frontchannel_logout_uri, initiate_login_uri, login_chain, fixed_client_id,
+                   as_json) -> None:
     """Register a client; prints its client_id and, once, its client_secret."""
     from app.oidc.clients import client_metadata, create_client
 
@@ -194,7 +248,7 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
             subject_type=subject_type, sector_identifier_uri=sector_identifier_uri, trusted=trusted,
             grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
             backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
-            initiate_login_uri=initiate_login_uri,
+            initiate_login_uri=initiate_login_uri, login_chain=list(login_chain) or None, client_id=fixed_client_id,
         )
     except TesseraError as exc:
         _fail(exc)
@@ -235,5 +289,9 @@ def users_create(phone, password, email, name, as_json) -> None:
 
 
 def register_commands(app) -> None:
-    for command in (serve_command, demo_group, keys_group, tenants_group, clients_group, users_group):
+    for command in (serve_command, worker_command, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

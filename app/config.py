@@ -41,7 +41,7 @@ def load_config() -> dict:
         ),
         # The OpenID Provider's issuer identifier: scheme, host, optional port and path, no slash at the end.
         "TESSERA_ISSUER": issuer,
-        # Signs the Flask session, CSRF tokens and email links; also derives the key that encrypts
+        # Signs the Flask session and CSRF tokens; also derives the key that encrypts
         # signing keys at rest. Must be long and random in production.
         "SECRET_KEY": _env("SECRET_KEY", DEFAULT_SECRET_KEY),
         # Salt of pairwise subject identifiers (OIDC Core 8.1). Defaults to one derived from the
@@ -72,6 +72,11 @@ def load_config() -> dict:
         # loopback/private addresses only when this is set (development and tests).
         "TESSERA_ALLOW_PRIVATE_OUTBOUND": _bool("ALLOW_PRIVATE_OUTBOUND", False),
         "TESSERA_OUTBOUND_TIMEOUT": float(_env("OUTBOUND_TIMEOUT", "5")),
+        # Run an outbox delivery thread inside each web process (`make run`); in production run
+        # `tessera worker` as separate processes instead.
+        "TESSERA_INPROCESS_WORKER": _bool("INPROCESS_WORKER", False),
+        # Seconds a worker holds a claimed outbox event; if it dies, another worker retries after this.
+        "TESSERA_OUTBOX_LEASE": _int("OUTBOX_LEASE", 60),
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         # Flask / Flask-WTF settings derived from the above.

@@ -13,7 +13,3 @@ def insert_ignoring_conflicts(model, **values) -> None:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     db.session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
-
-def for_update(select):
-    """SELECT … FOR UPDATE on PostgreSQL (SQLite serializes writers on its own)."""
-    return select.with_for_update() if db.session.get_bind().dialect.name == "postgresql" else select

@@ -2,7 +2,8 @@
 
 from app.accounts.models import Account, Identity  # noqa: F401
 from app.oidc.models import (  # noqa: F401
-    AuthorizationCode, Client, Consent, Interaction, SessionClient, SigningKey, SSOSession,
+    AuthorizationCode, Client, Consent, Interaction, LoginChain, SessionClient, SigningKey, SSOSession,
     SubjectMapping, Token, UsedAssertion,
 )
+from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401

@@ -99,3 +99,12 @@ def factories(app):
 @pytest.fixture
 def browser(app):
     return Browser(app.test_client(), ISSUER)
+
+
+@pytest.fixture
+def receiver():
+    from tests.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()

@@ -18,3 +18,7 @@ class ContinueForm(FlaskForm):
 class ConsentForm(FlaskForm):
     approve = SubmitField("Allow")
     deny = SubmitField("Deny")
+
+
+class LogoutForm(FlaskForm):
+    submit = SubmitField("Log out")

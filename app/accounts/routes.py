@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
 
-from app.accounts.forms import ConsentForm, ContinueForm, LoginForm
+from app.accounts.forms import ConsentForm, ContinueForm, LoginForm, LogoutForm
 from app.accounts.service import authenticate_password, get_active_account
-from app.errors import AuthenticationFailed
+from app.errors import AuthenticationFailed, InvalidInput
 from app.extensions import limiter
-from app.oidc import authorization
+from app.oidc import authorization, logout
+from app.oidc.routes import render_logged_out
 from app.oidc.sessions import current_session, set_session_cookie, start_session
 
 bp = Blueprint("accounts", __name__)
@@ -24,7 +25,7 @@ def _login_key():
     return f"{request.remote_addr}|{(request.form.get('login') or '').strip().lower()}"
 
 
-def _interaction_or_410(uid):
+def _interaction_or_error(uid):
     interaction = authorization.load_interaction(uid)
     if interaction is None:
         return None, (render_template("errors/interaction_expired.html"), 400)
@@ -39,7 +40,7 @@ def _resume(interaction):
 @limiter.limit(_login_rate_limit, key_func=_login_key, methods=["POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"])
 def login(uid: str):
-    interaction, failure = _interaction_or_410(uid)
+    interaction, failure = _interaction_or_error(uid)
     if failure:
         return failure
     client = interaction.client
@@ -63,7 +64,7 @@ def login(uid: str):
             new_session, cookie_value = start_session(account, amr=["pwd"])
             authorization.complete_login(interaction, new_session)
             response = make_response(_resume(interaction))
-            set_session_cookie(response, cookie_value)
+            set_session_cookie(response, cookie_value, new_session)
             return response
     status = 401 if error else 200
     return render_template(
@@ -75,7 +76,7 @@ def login(uid: str):
 
 @bp.route("/interaction/<uid>/consent", methods=["GET", "POST"])
 def consent(uid: str):
-    interaction, failure = _interaction_or_410(uid)
+    interaction, failure = _interaction_or_error(uid)
     if failure:
         return failure
     session = current_session()
@@ -92,3 +93,19 @@ def consent(uid: str):
         "accounts/consent.html", form=form, client=client, tenant=client.tenant,
         scopes=authorization.requested_scopes(interaction),
     )
+
+
+@bp.route("/logout/confirm", methods=["GET", "POST"])
+def confirm_logout():
+    """RP-Initiated Logout 1.0 section 2: the user confirms a logout request that could not be
+    trusted (no valid id_token_hint of this session)."""
+    try:
+        end_request = logout.parse_end_session_request(request.args)
+    except InvalidInput as exc:
+        return render_template("errors/logout.html", detail=exc.detail), 400
+    form = LogoutForm()
+    if form.validate_on_submit():
+        return render_logged_out(logout.end_session(current_session()), logout.after_logout_url(end_request))
+    client = end_request.client
+    return render_template("accounts/confirm_logout.html", form=form, client=client,
+                           tenant=client.tenant if client else None)

@@ -2,20 +2,21 @@
 client, redirect URI, response type, scope and PKCE, decide whether to issue a code at once, to
 answer an error to the client (``prompt=none``), or to hand the browser to an interaction page.
 
-The checks run in this order, each one small and citing its rule:
+``decide`` runs these steps in this order, each citing its rule:
 
-====================  ==========================================================================
-check                 rule
-====================  ==========================================================================
-parse_prompt          Core 3.1.2.1: prompt values; ``none`` with any other value is invalid
-parse_max_age         Core 3.1.2.1: non-negative integer seconds
-parse_claims_request  Core 5.5: the ``claims`` parameter is a JSON object
-check_login           Core 3.1.2.3: a live session, not older than max_age, unless prompt=login
-check_id_token_hint   Core 3.1.2.1: the hinted user must be the logged-in one
-check_acr             Core 5.5.1.1: an essential acr that cannot be met is refused
-check_consent         Core 3.1.2.4: remembered or implied (trusted client) consent, unless
-                      prompt=consent
-====================  ==========================================================================
+=================  ============================================================================
+step               rule
+=================  ============================================================================
+parse_prompt       Core 3.1.2.1: prompt values; ``none`` with any other value is invalid
+parse_max_age      Core 3.1.2.1: non-negative integer seconds
+parse_claims       Core 5.5: the ``claims`` parameter is a JSON object
+login              Core 3.1.2.3: a live session, not older than max_age, unless prompt=login
+                   or select_account asks for a new one
+id_token_hint      Core 3.1.2.1: the hinted user must be the logged-in one
+acr                Core 5.5.1.1: an essential acr that cannot be met is refused
+consent            Core 3.1.2.4: remembered or implied (trusted client) consent, unless
+                   prompt=consent
+=================  ============================================================================
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ def consent_scope(scope: str, claims_request: dict | None) -> str:
     return " ".join(sorted(set(scope.split()) | scopes_for_claims(claims_request)))
 
 
+def is_trusted(client: Client) -> bool:
+    """A first-party client: consent is implied (its own flag, or its tenant's policy)."""
+    return client.trusted or bool((client.tenant.policy or {}).get("trust_all_clients"))
+
+
 def has_consent(account_id: int, client: Client, scope: str) -> bool:
     consent = db.session.scalar(db.select(Consent).filter_by(account_id=account_id, client_id=client.id))
     return consent is not None and consent.covers(scope)
@@ -173,7 +179,7 @@ def decide(grant, interaction: Interaction | None = None) -> Decision:
     if not consented:
         if "consent" in prompts:
             reasons.append("prompt=consent")
-        elif not client.trusted and not has_consent(account.id, client, needed_scope):
+        elif not is_trusted(client) and not has_consent(account.id, client, needed_scope):
             reasons.append("no consent for " + needed_scope)
     if reasons:
         if "none" in prompts:
@@ -187,7 +193,7 @@ def decide(grant, interaction: Interaction | None = None) -> Decision:
 
 
 # --- interactions ------------------------------------------------------------------------------
-def _browser_hash() -> str:
+def browser_hash() -> str:
     if "bid" not in browser_session:
         browser_session["bid"] = new_secret(16)
     return token_hash(browser_session["bid"])
@@ -198,7 +204,7 @@ def start_interaction(grant, prompt: str) -> Interaction:
     params = data.to_dict() if hasattr(data, "to_dict") else dict(data)
     interaction = Interaction(
         uid=new_secret(24), client_id=grant.request.client.id, params=params, prompt=prompt,
-        browser_hash=_browser_hash(),
+        browser_hash=browser_hash(),
         expires_at=utcnow() + timedelta(seconds=current_app.config["TESSERA_INTERACTION_TTL"]),
     )
     db.session.add(interaction)
@@ -211,7 +217,7 @@ def load_interaction(uid: str) -> Interaction | None:
     interaction = db.session.scalar(db.select(Interaction).filter_by(uid=uid or ""))
     if interaction is None or interaction.expires_at <= utcnow():
         return None
-    if interaction.browser_hash != _browser_hash():
+    if interaction.browser_hash != browser_hash():
         return None
     return interaction
 

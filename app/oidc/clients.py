@@ -14,7 +14,7 @@ from app.extensions import db
 from app.net import OutboundError, fetch
 from app.oidc.keys import SUPPORTED_ALGS
 from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client
-from app.oidc.redirects import LOOPBACK_HOSTS, redirect_host, validate_redirect_uri
+from app.oidc.redirects import is_loopback_host, validate_redirect_uri
 from app.security import new_secret, token_hash
 from app.tenants.service import get_tenant
 
@@ -34,7 +34,7 @@ def _https_or_loopback(uri: str | None, what: str) -> str | None:
     parts = urlsplit(uri)
     if parts.scheme == "https" and parts.hostname:
         return uri
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
         return uri
     raise InvalidInput(f"{what} must be an https URL (http only on loopback hosts): {uri!r}")
 
@@ -64,7 +64,10 @@ def resolve_sector_identifier(redirect_uris: list[str], sector_identifier_uri: s
         if missing:
             raise InvalidInput(f"sector_identifier_uri does not list these redirect URIs: {', '.join(missing)}")
         return parts.hostname
-    hosts = {redirect_host(u) for u in redirect_uris} - LOOPBACK_HOSTS - {None}
+    hosts = {
+        urlsplit(u).hostname for u in redirect_uris
+        if urlsplit(u).scheme in ("http", "https") and not is_loopback_host(urlsplit(u).hostname)
+    }
     if not hosts:
         return f"client:{client_id}"
     if len(hosts) != 1:
@@ -81,6 +84,7 @@ def create_client(
     scope: str | None = None, jwks: dict | None = None, id_token_signed_response_alg: str = "RS256",
     backchannel_logout_uri: str | None = None, frontchannel_logout_uri: str | None = None,
     initiate_login_uri: str | None = None, client_id: str | None = None, client_secret: str | None = None,
+    login_chain: list[str] | None = None,
 ) -> RegisteredClient:
     tenant_row = get_tenant(tenant)
     if not (name or "").strip():
@@ -109,8 +113,10 @@ def create_client(
     redirect_uris = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(redirect_uris)]
     post_logout = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(post_logout_redirect_uris or [])]
 
-    client_id = client_id or secrets.token_urlsafe(16)
-    sector = resolve_sector_identifier(redirect_uris, sector_identifier_uri, client_id)
+    client_id = client_id or secrets.token_hex(16)
+    # Public-subject clients share the "public" sector; only pairwise ones need their own.
+    sector = (resolve_sector_identifier(redirect_uris, sector_identifier_uri, client_id)
+              if subject_type == "pairwise" else "public")
 
     secret = None
     if auth_method in ("client_secret_basic", "client_secret_post"):
@@ -135,6 +141,7 @@ def create_client(
         backchannel_logout_uri=_https_or_loopback(backchannel_logout_uri, "backchannel_logout_uri"),
         frontchannel_logout_uri=_https_or_loopback(frontchannel_logout_uri, "frontchannel_logout_uri"),
         initiate_login_uri=_https_or_loopback(initiate_login_uri, "initiate_login_uri"),
+        login_chain=login_chain,
     )
     if db.session.scalar(db.select(Client.id).filter_by(client_id=client.client_id)):
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
@@ -169,4 +176,5 @@ def client_metadata(client: Client) -> dict:
         "initiate_login_uri": client.initiate_login_uri,
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "backchannel_logout_uri": client.backchannel_logout_uri,
+        "login_chain": client.login_chain,
     }

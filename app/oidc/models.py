@@ -45,6 +45,8 @@ class Client(db.Model):
     jwks: Mapped[dict | None] = mapped_column(JSON)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     initiate_login_uri: Mapped[str | None] = mapped_column(String(500))
+    #: Partner clients logged in automatically right after a login here (overrides the tenant's list).
+    login_chain: Mapped[list | None] = mapped_column(JSON)
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -299,6 +301,8 @@ class Interaction(db.Model):
     #: Set when the user logged in during this interaction (so max_age/prompt=login are satisfied).
     login_completed_at: Mapped[int | None] = mapped_column()
     consent_given: Mapped[bool] = mapped_column(default=False)
+    #: Set once the login chain (partners logged in right after this login) has run.
+    chain_done: Mapped[bool] = mapped_column(default=False)
     #: Checksum of the browser id kept in the signed Flask session: only the browser that started
     #: the interaction can complete or resume it.
     browser_hash: Mapped[str] = mapped_column(String(64))
@@ -316,3 +320,19 @@ class UsedAssertion(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     jti_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginChain(db.Model):
+    """A walk through partner sites' ``initiate_login_uri`` right after a login (top-level
+    redirects; each partner signs in with prompt=none and hands the browser back)."""
+
+    __tablename__ = "login_chains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(43), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    interaction_uid: Mapped[str] = mapped_column(String(43))
+    #: client_ids still to visit, in order.
+    remaining: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()

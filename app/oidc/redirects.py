@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 from app.errors import InvalidInput
 
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+def is_loopback_host(host: str | None) -> bool:
+    return host == "localhost" or _is_loopback_ip(host)
 
 
 def _is_loopback_ip(host: str | None) -> bool:
@@ -51,7 +52,7 @@ def validate_redirect_uri(uri: str, *, public: bool) -> str:
             raise InvalidInput(f"redirect URI {uri!r} has no host")
     elif scheme == "http":
         # http only for the loopback interface (RFC 8252 7.3; development sites on localhost).
-        if parts.hostname not in LOOPBACK_HOSTS and not _is_loopback_ip(parts.hostname):
+        if not is_loopback_host(parts.hostname):
             raise InvalidInput(f"redirect URI {uri!r}: http is allowed only on loopback hosts")
     elif scheme in {"javascript", "data", "file", "vbscript"}:
         raise InvalidInput(f"redirect URI {uri!r} uses a forbidden scheme")
@@ -62,7 +63,3 @@ def validate_redirect_uri(uri: str, *, public: bool) -> str:
         if "." not in scheme:
             raise InvalidInput(f"redirect URI {uri!r}: a private-use scheme must be a reverse domain name")
     return uri
-
-
-def redirect_host(uri: str) -> str | None:
-    return urlsplit(uri).hostname

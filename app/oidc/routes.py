@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
 from app.extensions import csrf, db, limiter
-from app.oidc import authorization
+from app.errors import InvalidInput
+from app.oidc import authorization, chain, logout
+from app.oidc.clients import get_client
 from app.oidc.discovery import provider_metadata
 from app.oidc.keys import public_jwks
-from app.oidc.sessions import current_session, remember_client
+from app.oidc.sessions import clear_session_cookie, current_session, remember_client, session_state
 from app.oidc.userinfo import BearerError, userinfo_for
 
 bp = Blueprint("oidc", __name__)
@@ -57,13 +59,23 @@ def _authorize(oauth_request=None, interaction=None):
         endpoint = "accounts.login" if decision.outcome == "login" else "accounts.consent"
         return redirect(url_for(endpoint, uid=interaction.uid))
 
+    client = grant.request.client
+    if interaction is not None and interaction.login_completed_at and not interaction.chain_done:
+        partners = chain.chain_partners(client)
+        if partners:
+            login_chain = chain.start_chain(interaction, partners)
+            return redirect(url_for("oidc.chain_step", uid=login_chain.uid))
+
     grant.request.tessera_auth = decision.auth
-    response = server.create_authorization_response(
-        request=grant.request, grant_user=decision.auth.account, grant=grant
-    )
-    remember_client(current_session(), grant.request.client)
+    response = server.create_authorization_response(request=grant.request, grant_user=decision.auth.account, grant=grant)
+    session = current_session()
+    remember_client(session, client)
     authorization.finish_interaction(interaction)
     db.session.commit()
+    if response.status_code == 302 and "code=" in (response.location or ""):
+        # Session Management 1.0 section 3: session_state in the authentication response.
+        state = session_state(client.client_id, grant.redirect_uri, session)
+        response.location = add_params_to_uri(response.location, [("session_state", state)])
     return _with_issuer(response)
 
 
@@ -142,3 +154,60 @@ def introspect():
     response = _server().create_endpoint_response("introspection")
     db.session.commit()
     return response
+
+
+# --- logout (RP-Initiated, Front-Channel, Back-Channel Logout 1.0) -----------------------------
+def render_logged_out(frontchannel_urls: list[str], redirect_to: str | None):
+    """The page after a logout: loads every front-channel logout URL in a hidden iframe, then
+    continues to the post-logout redirect (or stays, saying the user is logged out)."""
+    response = make_response(render_template("oidc/logged_out.html", frontchannel_urls=frontchannel_urls,
+                                             redirect_to=redirect_to))
+    response.headers["Cache-Control"] = "no-store"
+    clear_session_cookie(response)
+    return response
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def end_session():
+    params = request.values
+    try:
+        end_request = logout.parse_end_session_request(params)
+    except InvalidInput as exc:
+        return render_template("errors/logout.html", detail=exc.detail), 400
+    session = current_session()
+    if session is None:
+        return render_logged_out([], logout.after_logout_url(end_request))
+    if not end_request.trusted:
+        # RP-Initiated Logout 1.0 section 2: ask the user when the request cannot be trusted.
+        return redirect(url_for("accounts.confirm_logout", **logout.confirmation_params(end_request)))
+    return render_logged_out(logout.end_session(session), logout.after_logout_url(end_request))
+
+
+@bp.get("/session/check")
+def check_session_iframe():
+    """Session Management 1.0 section 3.3: the OP iframe. It reads the browser-state cookie and
+    answers the RP iframe's postMessage with changed / unchanged / error."""
+    response = make_response(render_template("oidc/check_session.html"))
+    response.headers["Content-Security-Policy"] = "default-src 'none'; script-src 'unsafe-inline'"
+    return response
+
+
+# --- auto-login across partner sites ----------------------------------------------------------
+@bp.get("/initiate")
+def initiate_login():
+    """Send the browser to a client's initiate_login_uri (OIDC Core 4, third-party-initiated login)."""
+    client = get_client(request.args.get("client_id", ""))
+    if client is None or not client.initiate_login_uri:
+        return render_template("errors/logout.html", detail="unknown client or no initiate_login_uri registered"), 400
+    return redirect(chain.initiate_login_url(client, request.args.get("target_link_uri"), request.args.get("login_hint")))
+
+
+@bp.get("/chain/<uid>")
+def chain_step(uid: str):
+    login_chain = chain.load_chain(uid, authorization.browser_hash())
+    if login_chain is None:
+        return render_template("errors/interaction_expired.html"), 400
+    next_url = chain.next_step(login_chain, current_app.config["TESSERA_ISSUER"] + url_for("oidc.chain_step", uid=uid))
+    if next_url is None:
+        return redirect(url_for("oidc.resume", uid=login_chain.interaction_uid))
+    return redirect(next_url)

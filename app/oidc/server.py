@@ -168,6 +168,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             .where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
             .values(used_at=utcnow())
         ).rowcount
+        # The claim stands even if the rest of this request fails: a code is tried once only.
+        db.session.commit()
         if not claimed:
             # RFC 6749 4.1.2: a code used twice revokes the tokens issued from it.
             families = db.session.scalars(db.select(Token.family_id).filter_by(code_id=row.id)).all()
@@ -176,7 +178,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             db.session.commit()
             return None
         if row.expires_at <= utcnow():
-            db.session.commit()
             return None
         return row
 

@@ -7,8 +7,12 @@ absolute expiry, after ``TESSERA_SESSION_IDLE_TTL`` without use, or at logout.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
@@ -19,6 +23,10 @@ from app.oidc.models import Client, SessionClient, SSOSession
 from app.security import new_secret, token_hash, utcnow
 
 COOKIE_NAME = "tessera_session"
+#: Session Management 1.0 browser state: readable by the check_session_iframe's script, it changes
+#: at every login and logout. "anonymous" when nobody is logged in; absent if the browser blocks it.
+BROWSER_STATE_COOKIE = "tessera_bs"
+ANONYMOUS_STATE = "anonymous"
 #: How stale last_seen_at may get before a request writes it again (keeps reads read-only).
 TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -80,16 +88,35 @@ def end_current_session() -> SSOSession | None:
     return session
 
 
-def set_session_cookie(response, cookie_value: str) -> None:
+def browser_state(session: SSOSession | None) -> str:
+    if session is None:
+        return ANONYMOUS_STATE
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), f"bs:{session.sid}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def session_state(client_id: str, redirect_uri: str, session: SSOSession | None) -> str:
+    """Session Management 1.0 section 3: a salted hash of client_id, RP origin and browser state."""
+    parts = urlsplit(redirect_uri)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    salt = secrets.token_hex(8)
+    digest = hashlib.sha256(f"{client_id} {origin} {browser_state(session)} {salt}".encode()).hexdigest()
+    return f"{digest}.{salt}"
+
+
+def _cookie_flags() -> dict:
     secure = current_app.config["TESSERA_ISSUER"].startswith("https://")
-    response.set_cookie(
-        COOKIE_NAME, cookie_value, httponly=True, secure=secure,
-        # Cross-site redirects back to the hub are top-level GETs, which Lax allows; None (with
-        # Secure) is needed only for the session-management iframe and cross-site POSTs.
-        samesite="None" if secure else "Lax",
-        max_age=current_app.config["TESSERA_SESSION_MAX_TTL"], path="/",
-    )
+    # Cross-site redirects back to the hub are top-level GETs, which Lax allows; None (with
+    # Secure) is needed for the session-management iframe and cross-site POSTs, and only
+    # possible over https.
+    return {"secure": secure, "samesite": "None" if secure else "Lax", "path": "/"}
+
+
+def set_session_cookie(response, cookie_value: str, session: SSOSession) -> None:
+    max_age = current_app.config["TESSERA_SESSION_MAX_TTL"]
+    response.set_cookie(COOKIE_NAME, cookie_value, httponly=True, max_age=max_age, **_cookie_flags())
+    response.set_cookie(BROWSER_STATE_COOKIE, browser_state(session), httponly=False, max_age=max_age, **_cookie_flags())
 
 
 def clear_session_cookie(response) -> None:
     response.delete_cookie(COOKIE_NAME, path="/")
+    response.set_cookie(BROWSER_STATE_COOKIE, ANONYMOUS_STATE, httponly=False, **_cookie_flags())

@@ -29,3 +29,10 @@ def get_tenant(slug: str) -> Tenant:
     if tenant is None:
         raise InvalidInput(f"no tenant {slug!r}")
     return tenant
+
+
+def set_policy(slug: str, **changes) -> Tenant:
+    tenant = get_tenant(slug)
+    tenant.policy = {**(tenant.policy or {}), **changes}
+    db.session.commit()
+    return tenant

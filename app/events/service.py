@@ -1,0 +1,121 @@
+"""Writing to the outbox and delivering from it."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import or_, update
+
+from app.extensions import db
+from app.events.models import DeliveryAttempt, OutboxEvent
+from app.net import OutboundError, fetch
+from app.security import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 3600
+
+
+def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str) -> OutboxEvent:
+    """Add a message to the outbox. The caller commits, together with the change that caused it."""
+    event = OutboxEvent(kind=kind, client_id=client_id, url=url, body=body, content_type=content_type, jti=jti)
+    db.session.add(event)
+    return event
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: ~1 s, 2 s, 4 s … capped at an hour."""
+    base = min(2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+def claim_due(limit: int = 20) -> list[OutboxEvent]:
+    """Claim due events for this worker. Many workers may run: on PostgreSQL rows are selected
+    with FOR UPDATE SKIP LOCKED; everywhere a claim is a conditional UPDATE of the lease, so a
+    row is held by one worker at a time, and a crashed worker's lease simply runs out."""
+    now = utcnow()
+    query = (
+        db.select(OutboxEvent.id)
+        .where(OutboxEvent.status == "pending", OutboxEvent.next_attempt_at <= now,
+               or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until <= now))
+        .order_by(OutboxEvent.next_attempt_at)
+        .limit(limit)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(db.session.scalars(query))
+    claimed = []
+    for event_id in ids:
+        won = db.session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id == event_id, OutboxEvent.status == "pending",
+                   or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until <= now))
+            .values(locked_until=now + timedelta(seconds=current_app.config["TESSERA_OUTBOX_LEASE"]))
+        ).rowcount
+        if won:
+            claimed.append(event_id)
+    db.session.commit()
+    return [db.session.get(OutboxEvent, i) for i in claimed]
+
+
+def deliver(event: OutboxEvent) -> bool:
+    """POST the event once; record the attempt; schedule a retry unless the receiver said 2xx."""
+    status_code, error = None, None
+    try:
+        response = fetch("POST", event.url, data=event.body, headers={"Content-Type": event.content_type})
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}: {response.text[:200]}"
+    except OutboundError as exc:
+        error = str(exc)[:500]
+    now = utcnow()
+    event.attempts += 1
+    db.session.add(DeliveryAttempt(event_id=event.id, attempted_at=now, status_code=status_code, error=error))
+    if error is None:
+        event.status, event.delivered_at, event.last_error = "delivered", now, None
+    else:
+        event.last_error = error
+        event.next_attempt_at = now + backoff(event.attempts)
+    event.locked_until = None
+    db.session.commit()
+    if error:
+        log.warning("delivery of event %s to %s failed (attempt %s): %s", event.jti, event.url, event.attempts, error)
+    return error is None
+
+
+def run_once(limit: int = 20) -> int:
+    """Deliver what is due now; returns the number of events attempted."""
+    events = claim_due(limit)
+    for event in events:
+        deliver(event)
+    return len(events)
+
+
+def run_worker(app, stop: threading.Event, interval: float = 1.0) -> None:
+    """Deliver until ``stop`` is set, polling every ``interval`` seconds when idle."""
+    while not stop.is_set():
+        try:
+            with app.app_context():
+                busy = run_once()
+        except Exception:  # keep the worker alive through database hiccups; the row stays pending
+            log.exception("outbox worker iteration failed")
+            busy = 0
+        if not busy:
+            stop.wait(interval)
+
+
+def start_inprocess_worker(app) -> threading.Thread:
+    """A delivery thread inside the web process (for `make run`); production runs `tessera worker`."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, args=(app, stop), name="tessera-outbox", daemon=True)
+    thread.start()
+    app.extensions["tessera_outbox_worker"] = (thread, stop)
+    return thread
+
+
+def pending_count() -> int:
+    return db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent).filter_by(status="pending")) or 0

@@ -1,0 +1,141 @@
+"""Single logout: RP-Initiated Logout 1.0, Front-Channel Logout 1.0, Back-Channel Logout 1.0.
+
+Ending a hub session, in one transaction: the session row is ended and a logout token for every
+client the session was used with (that registered a ``backchannel_logout_uri``) is written to the
+outbox, which the worker delivers until the client acknowledges. Front-channel logout URLs are
+returned for the page that loads them in iframes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import current_app
+from joserfc import jwt
+
+from app.errors import InvalidInput
+from app.events.service import enqueue
+from app.extensions import db
+from app.oidc.clients import get_client
+from app.oidc.id_tokens import decode_id_token_hint
+from app.oidc.keys import signing_key
+from app.oidc.models import Client, SessionClient, SSOSession
+from app.oidc.sessions import current_session
+from app.oidc.subjects import subject_for
+from app.security import new_secret, utcnow
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TTL = 120
+
+
+@dataclass
+class EndSessionRequest:
+    client: Client | None
+    post_logout_redirect_uri: str | None
+    state: str | None
+    #: True when the request proves it comes from the session's user (a valid id_token_hint of
+    #: this session's account): the logout happens without a confirmation page.
+    trusted: bool
+
+
+def issue_logout_token(client: Client, account_id: int, sid: str) -> tuple[str, str]:
+    """A Back-Channel Logout 1.0 section 2.4 logout token; returns (jwt, jti)."""
+    now = int(time.time())
+    jti = new_secret(24)
+    claims = {
+        "iss": current_app.config["TESSERA_ISSUER"], "aud": client.client_id, "iat": now,
+        "exp": now + LOGOUT_TOKEN_TTL, "jti": jti, "sub": subject_for(client, account_id), "sid": sid,
+        "events": {BACKCHANNEL_EVENT: {}},
+    }
+    alg = client.id_token_signed_response_alg
+    kid, key = signing_key(alg)
+    return jwt.encode({"alg": alg, "kid": kid, "typ": "logout+jwt"}, claims, key, algorithms=[alg]), jti
+
+
+def parse_end_session_request(params) -> EndSessionRequest:
+    """Validate an end_session request (RP-Initiated Logout 1.0 section 2 and 3)."""
+    hint = params.get("id_token_hint")
+    client_id = params.get("client_id")
+    hinted = None
+    if hint:
+        hinted = decode_id_token_hint(hint)
+        if hinted is None:
+            raise InvalidInput("id_token_hint is not an ID token issued by this provider")
+        audiences = hinted["aud"] if isinstance(hinted["aud"], list) else [hinted["aud"]]
+        if client_id and client_id not in audiences:
+            raise InvalidInput("client_id does not match the audience of id_token_hint")
+        client_id = client_id or audiences[0]
+    client = get_client(client_id) if client_id else None
+    if client_id and client is None:
+        raise InvalidInput("unknown client_id")
+
+    redirect = params.get("post_logout_redirect_uri")
+    if redirect:
+        # Section 3: only a registered URI, and only when the client is identified.
+        if client is None:
+            raise InvalidInput("post_logout_redirect_uri needs id_token_hint or client_id")
+        if redirect not in client.post_logout_redirect_uris:
+            raise InvalidInput("post_logout_redirect_uri is not registered for this client")
+
+    session = current_session()
+    trusted = bool(
+        hinted and session is not None and client is not None
+        and (hinted.get("sid") == session.sid or hinted.get("sub") == subject_for(client, session.account_id))
+    )
+    return EndSessionRequest(client=client, post_logout_redirect_uri=redirect, state=params.get("state"), trusted=trusted)
+
+
+def end_session(session: SSOSession | None) -> list[str]:
+    """End the hub session and tell its clients. Returns the front-channel logout URLs to load."""
+    if session is None:
+        return []
+    issuer = current_app.config["TESSERA_ISSUER"]
+    clients = list(db.session.scalars(
+        db.select(Client).join(SessionClient, SessionClient.client_id == Client.id)
+        .where(SessionClient.session_id == session.id)
+    ))
+    frontchannel = []
+    for client in clients:
+        if client.backchannel_logout_uri:
+            token, jti = issue_logout_token(client, session.account_id, session.sid)
+            enqueue(kind="backchannel_logout", client_id=client.id, url=client.backchannel_logout_uri,
+                    body=urlencode({"logout_token": token}), content_type="application/x-www-form-urlencoded", jti=jti)
+        if client.frontchannel_logout_uri:
+            # Front-Channel Logout 1.0 section 2: iss and sid as query parameters.
+            sep = "&" if "?" in client.frontchannel_logout_uri else "?"
+            frontchannel.append(f"{client.frontchannel_logout_uri}{sep}{urlencode({'iss': issuer, 'sid': session.sid})}")
+    session.ended_at = utcnow()
+    db.session.commit()
+    return frontchannel
+
+
+def end_sessions_of_account(account_id: int) -> int:
+    """End every live session of an account (used by account self-service and merges)."""
+    sessions = list(db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None)))
+    for session in sessions:
+        end_session(session)
+    return len(sessions)
+
+
+def after_logout_url(request: EndSessionRequest) -> str | None:
+    if not request.post_logout_redirect_uri:
+        return None
+    query = urlencode({"state": request.state}) if request.state else ""
+    if not query:
+        return request.post_logout_redirect_uri
+    sep = "&" if "?" in request.post_logout_redirect_uri else "?"
+    return f"{request.post_logout_redirect_uri}{sep}{query}"
+
+
+def confirmation_params(request: EndSessionRequest) -> dict:
+    """What the confirmation page needs to finish the logout the same way (all re-validated)."""
+    params = {}
+    if request.client is not None:
+        params["client_id"] = request.client.client_id
+    if request.post_logout_redirect_uri:
+        params["post_logout_redirect_uri"] = request.post_logout_redirect_uri
+    if request.state:
+        params["state"] = request.state
+    return params

@@ -1,0 +1,104 @@
+"""The durable outbox: retried with backoff while the receiver is down, and delivered exactly
+once (as seen by a receiver that de-duplicates by jti) when the worker is killed mid-delivery."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from app.events.models import DeliveryAttempt, OutboxEvent
+from app.events.service import enqueue, run_once
+from app.extensions import db
+from app.security import new_secret, utcnow
+
+
+def _event(client_url: str) -> str:
+    jti = new_secret(16)
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    token = jwt.encode({"alg": "HS256"}, {"jti": jti}, OctKey.import_key("k" * 32))
+    enqueue(kind="backchannel_logout", client_id=None, url=client_url, body=f"logout_token={token}",
+            content_type="application/x-www-form-urlencoded", jti=jti)
+    db.session.commit()
+    return jti
+
+
+def _row(jti):
+    db.session.expire_all()
+    return db.session.scalar(db.select(OutboxEvent).filter_by(jti=jti))
+
+
+def test_retried_with_backoff_until_acknowledged(ctx, receiver):
+    jti = _event(receiver.url + "/bc")
+    receiver.status = 503
+    assert run_once() == 1
+    row = _row(jti)
+    assert row.status == "pending" and row.attempts == 1 and "HTTP 503" in row.last_error
+    assert row.next_attempt_at > utcnow()  # backoff: not due again right away
+    assert run_once() == 0
+
+    receiver.status = 200
+    row.next_attempt_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert run_once() == 1
+    row = _row(jti)
+    assert row.status == "delivered" and row.attempts == 2 and row.delivered_at is not None
+    history = db.session.scalars(db.select(DeliveryAttempt).filter_by(event_id=row.id).order_by(DeliveryAttempt.id)).all()
+    assert [h.status_code for h in history] == [503, 200]
+    assert list(receiver.processed) == [jti]
+
+
+def test_unreachable_receiver_is_retried(ctx):
+    jti = _event("http://127.0.0.1:9/nothing-listens-here")
+    run_once()
+    row = _row(jti)
+    assert row.status == "pending" and row.attempts == 1 and row.last_error
+
+
+def test_private_addresses_refused_unless_allowed(app, ctx, receiver):
+    app.config["TESSERA_ALLOW_PRIVATE_OUTBOUND"] = False
+    try:
+        jti = _event(receiver.url + "/bc")
+        run_once()
+        assert "non-public address" in _row(jti).last_error and not receiver.requests
+    finally:
+        app.config["TESSERA_ALLOW_PRIVATE_OUTBOUND"] = True
+
+
+def _worker(database_url):
+    env = dict(os.environ, TESSERA_DATABASE_URL=database_url, TESSERA_ALLOW_PRIVATE_OUTBOUND="1",
+               TESSERA_OUTBOX_LEASE="2", TESSERA_SECRET_KEY="test-secret-key-that-is-long-enough-0123456789")
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--interval", "0.2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_worker_killed_mid_delivery(ctx, database_url, receiver):
+    jti = _event(receiver.url + "/bc")
+    receiver.delay = 3  # the receiver is slow: the worker is killed while it waits for the answer
+    worker = _worker(database_url)
+    try:
+        deadline = time.time() + 20
+        while not receiver.requests and time.time() < deadline:
+            time.sleep(0.05)
+        assert receiver.requests, "the worker never delivered"
+        os.killpg(worker.pid, signal.SIGKILL)  # a real kill -9, mid-request
+        worker.wait()
+        assert _row(jti).status == "pending"
+
+        receiver.delay = 0
+        worker = _worker(database_url)  # a new worker picks the event up once the lease runs out
+        deadline = time.time() + 30
+        while _row(jti).status != "delivered" and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    row = _row(jti)
+    assert row.status == "delivered"
+    assert len(receiver.requests) >= 2          # at-least-once: it was sent again ...
+    assert list(receiver.processed) == [jti]     # ... and processed exactly once (jti de-duplication)
