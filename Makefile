@@ -38,3 +38,22 @@ test-postgres: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# --- demo partner sites and the real-browser tests ------------------------------------------------
+.PHONY: demo e2e-deps
+
+# The hub and two partner sites (Site A on 127.0.0.1:5001, Site B on localhost:5002); Ctrl-C stops all.
+demo: install
+	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.demo
+
+# Debian's Chromium for tests/e2e (Playwright drives it; Playwright never downloads a browser).
+e2e-deps:
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "Chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium \
+		|| echo "!! could not install Chromium: the e2e tests will be SKIPPED"; \
+	else \
+		echo "!! /usr/bin/chromium is missing and apt-get is not available: the e2e tests will be SKIPPED"; \
+	fi

@@ -1,0 +1,95 @@
+"""Register the demo partner sites with the hub (idempotent).
+
+``python -m examples.demo_setup`` runs inside the hub's app context (the same ``TESSERA_*``
+environment as ``tessera``): it creates each site's tenant and client when they are missing and
+brings an existing client's URIs up to date (the sites are ours: their ports may change).
+
+``--sites-json`` replaces the default two sites (the e2e tests use it for their free ports)::
+
+    [{"client_id": "site-a", "client_secret": "site-a-secret", "name": "Site A",
+      "base_url": "http://127.0.0.1:5001", "tenant": "north", "tenant_name": "North Co",
+      "color": "#1f6f43", "login_chain": ["site-c"]}]
+
+``login_chain`` (optional) goes into the site's *tenant* policy: partner clients the hub logs in
+automatically right after a login at one of that tenant's sites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DEFAULT_SITES = [
+    {"client_id": "site-a", "client_secret": "site-a-secret", "name": "Site A",
+     "base_url": "http://127.0.0.1:5001", "tenant": "north", "tenant_name": "North Trading Co.",
+     "color": "#1f6f43"},
+    {"client_id": "site-b", "client_secret": "site-b-secret", "name": "Site B",
+     "base_url": "http://localhost:5002", "tenant": "south", "tenant_name": "South Logistics Ltd.",
+     "color": "#8a2f5d"},
+]
+
+
+def site_uris(base_url: str) -> dict:
+    base = base_url.rstrip("/")
+    return {
+        "redirect_uris": [f"{base}/callback"],
+        "post_logout_redirect_uris": [f"{base}/"],
+        "frontchannel_logout_uri": f"{base}/frontchannel-logout",
+        "backchannel_logout_uri": f"{base}/backchannel-logout",
+        "initiate_login_uri": f"{base}/initiate-login",
+    }
+
+
+def setup_sites(sites: list[dict]) -> list[str]:
+    """Create or update tenants and clients; returns a line of text per site."""
+    from app.extensions import db
+    from app.oidc.clients import create_client, get_client
+    from app.oidc.keys import ensure_keys
+    from app.tenants.models import Tenant
+    from app.tenants.service import create_tenant
+
+    ensure_keys()
+    lines = []
+    for spec in sites:
+        tenant = db.session.scalar(db.select(Tenant).filter_by(slug=spec["tenant"]))
+        branding = {"primary_color": spec.get("color", "#2f5d8a")}
+        if tenant is None:
+            tenant = create_tenant(spec["tenant"], spec.get("tenant_name") or spec["tenant"], branding=branding)
+        if "login_chain" in spec:
+            tenant.policy = dict(tenant.policy or {}, login_chain=list(spec["login_chain"]))
+            db.session.commit()
+        uris = site_uris(spec["base_url"])
+        client = get_client(spec["client_id"])
+        if client is None:
+            create_client(tenant=spec["tenant"], name=spec["name"], trusted=True, client_id=spec["client_id"],
+                          client_secret=spec["client_secret"], **uris)
+            lines.append(f"created {spec['client_id']} ({spec['name']}, tenant {spec['tenant']})")
+        else:
+            changed = False
+            for attr, value in uris.items():
+                if getattr(client, attr) != value:
+                    setattr(client, attr, value)
+                    changed = True
+            if not client.trusted:
+                client.trusted, changed = True, True
+            db.session.commit()
+            lines.append(f"{'updated' if changed else 'kept'} {spec['client_id']} ({spec['name']})")
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m examples.demo_setup")
+    parser.add_argument("--sites-json", help="JSON list of sites (default: Site A and Site B).")
+    args = parser.parse_args(argv)
+    sites = json.loads(args.sites_json) if args.sites_json else DEFAULT_SITES
+
+    from app import create_app
+
+    app = create_app()
+    with app.app_context():
+        for line in setup_sites(sites):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Real-browser fixtures: a live hub, its outbox worker, three partner sites, and Debian's Chromium
+driven by Playwright.
+
+* The hub: a fresh SQLite file in a temporary directory, ``tessera db upgrade``, ``tessera demo
+  seed`` (the demo user), ``python -m examples.demo_setup`` (the partner sites' tenants and
+  clients), then ``tessera serve`` on a free port with ``TESSERA_ALLOW_PRIVATE_OUTBOUND=1``, and
+  ``tessera worker`` when the hub has that command (back-channel logout deliveries).
+* The sites (``python -m examples.rp_site``): A on http://127.0.0.1, B on http://localhost — two
+  different *sites* for the browser's cookies — and C on http://127.0.0.1, which only the login
+  chain may log in (it does no silent sign-on of its own). B's tenant lists C in its login chain.
+* The browser: ``/usr/bin/chromium``, headless. Playwright never downloads a browser; when
+  Chromium is missing, every test here is skipped with a loud reason (``make e2e-deps``).
+
+Every process gets its own process group and is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TESSERA = str(Path(sys.executable).with_name("tessera"))
+STARTUP_TIMEOUT = 60
+
+USER_LOGIN = "+14155550123"  # the demo user of `tessera demo seed`
+USER_PASSWORD = "demo-password"
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+
+
+def _chromium_missing_reason() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return (f"!! REAL-BROWSER E2E TESTS SKIPPED: {CHROMIUM} is not installed "
+                "(run `make e2e-deps`, i.e. apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "!! REAL-BROWSER E2E TESTS SKIPPED: the playwright Python package is not installed"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _chromium_missing_reason()
+    if reason is None:
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return f"--- {self.name} ({self.log}) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+class Processes:
+    def __init__(self, workdir: Path, env: dict):
+        self.workdir, self.env = workdir, env
+        self.procs: list[Proc] = []
+
+    def start(self, name: str, args: list[str]) -> Proc:
+        log = self.workdir / f"{name}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen(args, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(p.tail(lines) for p in self.procs)
+
+    def wait_until_up(self, proc: Proc, url: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if proc.popen.poll() is not None:
+                pytest.fail(f"{proc.name} exited with {proc.popen.returncode} before answering:\n{proc.tail()}")
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{url} did not answer within {STARTUP_TIMEOUT} s:\n{proc.tail()}")
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            _kill_group(proc.popen, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            _kill_group(proc.popen, signal.SIGKILL)  # stragglers of the group (gunicorn workers)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=5)
+
+
+def _kill_group(popen: subprocess.Popen, sig) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, sig)
+
+
+def _tessera(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([TESSERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _must(result: subprocess.CompletedProcess, what: str) -> None:
+    assert result.returncode == 0, f"{what}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+@dataclass
+class Site:
+    client_id: str
+    client_secret: str
+    name: str
+    url: str  # public origin, no trailing slash
+    proc: Proc | None = None
+
+    def sessions(self) -> list[dict]:
+        return requests.get(f"{self.url}/debug/sessions", timeout=5).json()["sessions"]
+
+    def logouts(self) -> list[dict]:
+        return requests.get(f"{self.url}/debug/sessions", timeout=5).json()["logouts"]
+
+
+@dataclass
+class Deployment:
+    issuer: str
+    sites: dict[str, Site]
+    processes: Processes
+    has_worker: bool
+
+    def logs(self) -> str:
+        return self.processes.logs()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    reason = _chromium_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("e2e")
+    hub_port = free_port()
+    issuer = f"http://127.0.0.1:{hub_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update(
+        TESSERA_ISSUER=issuer,
+        TESSERA_DATABASE_URL=f"sqlite:///{workdir / 'tessera.db'}",
+        TESSERA_INSTANCE_DIR=str(workdir / "instance"),
+        TESSERA_SECRET_KEY="e2e-test-secret-key-0123456789abcdef0123456789",
+        TESSERA_ALLOW_PRIVATE_OUTBOUND="1",
+        # the suite logs in many times from one address
+        TESSERA_LOGIN_RATE_LIMIT="1000 per minute",
+        PYTHONUNBUFFERED="1",
+    )
+    sites = {
+        "a": Site("e2e-site-a", "e2e-site-a-secret", "Site A", f"http://127.0.0.1:{free_port()}"),
+        "b": Site("e2e-site-b", "e2e-site-b-secret", "Site B", f"http://localhost:{free_port()}"),
+        "c": Site("e2e-site-c", "e2e-site-c-secret", "Site C", f"http://127.0.0.1:{free_port()}"),
+    }
+    specs = [
+        {"client_id": sites["a"].client_id, "client_secret": sites["a"].client_secret, "name": "Site A",
+         "base_url": sites["a"].url, "tenant": "e2e-north", "tenant_name": "North Trading Co.", "color": "#1f6f43"},
+        {"client_id": sites["b"].client_id, "client_secret": sites["b"].client_secret, "name": "Site B",
+         "base_url": sites["b"].url, "tenant": "e2e-south", "tenant_name": "South Logistics Ltd.", "color": "#8a2f5d",
+         "login_chain": [sites["c"].client_id]},
+        {"client_id": sites["c"].client_id, "client_secret": sites["c"].client_secret, "name": "Site C",
+         "base_url": sites["c"].url, "tenant": "e2e-east", "tenant_name": "East Media Group", "color": "#5d2f8a"},
+    ]
+    _must(_tessera(["db", "upgrade"], env, workdir), "tessera db upgrade")
+    _must(_tessera(["demo", "seed"], env, workdir), "tessera demo seed")
+    setup = subprocess.run([sys.executable, "-m", "examples.demo_setup", "--sites-json", json.dumps(specs)],
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    _must(setup, "examples.demo_setup")
+
+    processes = Processes(workdir, env)
+    try:
+        hub = processes.start("hub", [TESSERA, "serve", "--host", "127.0.0.1", "--port", str(hub_port),
+                                      "--workers", "1", "--threads", "8"])
+        has_worker = _tessera(["worker", "--help"], env, workdir).returncode == 0
+        if has_worker:
+            processes.start("worker", [TESSERA, "worker"])
+        for key, site in sites.items():
+            port = site.url.rsplit(":", 1)[1]
+            args = [sys.executable, "-m", "examples.rp_site", "--host", "127.0.0.1", "--port", port,
+                    "--base-url", site.url, "--name", site.name, "--issuer", issuer,
+                    "--client-id", site.client_id, "--client-secret", site.client_secret,
+                    "--secret-key", f"e2e-{key}-secret-key-0123456789"]
+            if key == "c":
+                args.append("--no-silent-login")  # only the hub's login chain may log C in
+            site.proc = processes.start(f"site-{key}", args)
+        processes.wait_until_up(hub, f"{issuer}/.well-known/openid-configuration")
+        for site in sites.values():
+            processes.wait_until_up(site.proc, f"{site.url.replace('localhost', '127.0.0.1')}/healthz")
+        yield Deployment(issuer=issuer, sites=sites, processes=processes, has_worker=has_worker)
+    finally:
+        processes.stop_all()
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def chromium():
+    reason = _chromium_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(chromium):
+    """A fresh browser profile (no cookies) per test."""
+    ctx = chromium.new_context()
+    ctx.set_default_timeout(15_000)
+    ctx.set_default_navigation_timeout(20_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
