@@ -9,7 +9,8 @@ driven by Playwright.
   different *sites* for the browser's cookies — and C on http://127.0.0.1, which only the login
   chain may log in (it does no silent sign-on of its own). B's tenant lists C in its login chain.
 * The browser: ``/usr/bin/chromium``, headless. Playwright never downloads a browser; when
-  Chromium is missing, every test here is skipped with a loud reason (``make e2e-deps``).
+  Chromium is missing, every browser test is skipped with a loud reason (``make e2e-deps``);
+  the relying party's own checks (``test_rp_site.py``) need no browser and always run.
 
 Every process gets its own process group and is killed at teardown.
 """
@@ -52,16 +53,6 @@ def _chromium_missing_reason() -> str | None:
     except ImportError:
         return "!! REAL-BROWSER E2E TESTS SKIPPED: the playwright Python package is not installed"
     return None
-
-
-def pytest_collection_modifyitems(config, items):
-    reason = _chromium_missing_reason()
-    if reason is None:
-        return
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # --- processes -----------------------------------------------------------------------------------

@@ -173,3 +173,47 @@ def test_login_chain_logs_in_a_third_site(deployment, context):
     page_c = context.new_page()  # C does no silent sign-on of its own: only the chain logged it in
     page_c.goto(c.url + "/")
     expect(status(page_c)).to_have_attribute("data-state", "logged-in")
+
+
+def test_open_page_notices_a_logout_elsewhere_and_the_cross_site_check_fails_safe(deployment, context):
+    """Session Management 1.0, an extra: A's open page (same site as the hub) notices the logout
+    at B through the check_session_iframe and updates itself; on B (another site, so the hub's
+    browser-state cookie is out of the iframe's reach) the check answers "error" and the page
+    just stops checking — it must not loop through the hub."""
+    a, b, issuer = deployment.sites["a"], deployment.sites["b"], deployment.issuer
+    page_a = context.new_page()
+    log_in_at(page_a, a, issuer)
+    page_b = context.new_page()
+    page_b.goto(b.url + "/")
+    expect(status(page_b)).to_have_attribute("data-state", "logged-in")
+    assert page_b.locator("#op-check-session").count() == 1, "B's page embeds no check_session_iframe"
+
+    navigations_b: list[str] = []
+    page_b.on("framenavigated", lambda frame: navigations_b.append(frame.url) if frame == page_b.main_frame else None)
+    navigations_a: list[str] = []
+    page_a.on("framenavigated", lambda frame: navigations_a.append(frame.url) if frame == page_a.main_frame else None)
+    page_b.wait_for_timeout(6_000)  # more than one check interval
+    assert navigations_b == [], f"B's page navigated on its own: {navigations_b}"
+    assert navigations_a == [], f"A's page navigated on its own while nothing changed: {navigations_a}"
+
+    page_b.locator("#logout").click()
+    page_b.wait_for_url(b.url + "/**", timeout=20_000)
+    # no reload of A: its check notices the change within a few check intervals
+    expect(status(page_a)).to_have_attribute("data-state", "logged-out", timeout=15_000)
+
+
+def test_hub_initiated_login_lands_on_the_target_page_of_the_partner(deployment, context):
+    """Third-party-initiated login (OIDC Core 4): the hub sends the browser to C's
+    initiate_login_uri with a target on C; with a hub session C logs in without a prompt and
+    lands on the target."""
+    a, c, issuer = deployment.sites["a"], deployment.sites["c"], deployment.issuer
+    page = context.new_page()
+    log_in_at(page, a, issuer)
+    shown = hub_pages_shown(page, issuer)
+    target = f"{c.url}/?welcome=1"
+    page.goto(f"{issuer}/initiate?" + requests.compat.urlencode({"client_id": c.client_id, "target_link_uri": target}))
+    page.wait_for_url(target)
+    expect(status(page)).to_have_attribute("data-state", "logged-in")
+    assert not shown, f"the hub showed a page: {shown}"
+    sub = page.locator("#sub").inner_text()
+    assert [s["via"] for s in c.sessions() if s["sub"] == sub][-1] == "initiate-login"
