@@ -49,11 +49,6 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     register_commands(app)
 
-    if app.config["TESSERA_INPROCESS_WORKER"] and not app.config.get("TESTING"):
-        from app.events.service import start_inprocess_worker
-
-        start_inprocess_worker(app)
-
     @app.errorhandler(429)
     def too_many_requests(error):
         if request.blueprint == "oidc":  # protocol clients get JSON, people get a page

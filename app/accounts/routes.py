@@ -62,6 +62,7 @@ def login(uid: str):
             error = exc.detail
         else:
             new_session, cookie_value = start_session(account, amr=["pwd"])
+            logout.replace_session(session, new_session)
             authorization.complete_login(interaction, new_session)
             response = make_response(_resume(interaction))
             set_session_cookie(response, cookie_value, new_session)

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.security import utcnow
 
-#: pending → delivered; "pending" rows with many attempts keep being retried (capped backoff).
-STATUSES = ("pending", "delivered")
+#: pending → delivered, or pending → expired when the message stops being valid before a receiver
+#: acknowledged it (a logout token past its exp); pending rows are retried with capped backoff.
+STATUSES = ("pending", "delivered", "expired")
 
 
 class OutboxEvent(db.Model):
@@ -31,6 +32,8 @@ class OutboxEvent(db.Model):
     #: A worker that claimed the row holds it until then; after a crash another worker retries.
     locked_until: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(String(500))
+    #: After this the message is no longer valid (e.g. a logout token's exp): stop retrying.
+    expires_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
 

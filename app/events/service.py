@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 3600
 
 
-def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str) -> OutboxEvent:
+def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str,
+            expires_at=None) -> OutboxEvent:
     """Add a message to the outbox. The caller commits, together with the change that caused it."""
-    event = OutboxEvent(kind=kind, client_id=client_id, url=url, body=body, content_type=content_type, jti=jti)
+    event = OutboxEvent(kind=kind, client_id=client_id, url=url, body=body, content_type=content_type, jti=jti,
+                        expires_at=expires_at)
     db.session.add(event)
     return event
 
@@ -64,6 +66,11 @@ def claim_due(limit: int = 20) -> list[OutboxEvent]:
 
 def deliver(event: OutboxEvent) -> bool:
     """POST the event once; record the attempt; schedule a retry unless the receiver said 2xx."""
+    if event.expires_at is not None and event.expires_at <= utcnow():
+        event.status, event.locked_until = "expired", None
+        event.last_error = (event.last_error or "") [:400] + " (expired before it was acknowledged)"
+        db.session.commit()
+        return False
     status_code, error = None, None
     try:
         response = fetch("POST", event.url, data=event.body, headers={"Content-Type": event.content_type})
@@ -89,6 +96,9 @@ def deliver(event: OutboxEvent) -> bool:
 
 def run_once(limit: int = 20) -> int:
     """Deliver what is due now; returns the number of events attempted."""
+    from app.oidc.logout import end_expired_sessions
+
+    end_expired_sessions()  # sessions that timed out tell their clients too
     events = claim_due(limit)
     for event in events:
         deliver(event)

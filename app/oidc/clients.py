@@ -15,6 +15,7 @@ from app.net import OutboundError, fetch
 from app.oidc.keys import SUPPORTED_ALGS
 from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client
 from app.oidc.redirects import is_loopback_host, validate_redirect_uri
+from app.oidc.subjects import PUBLIC_SECTOR
 from app.security import new_secret, token_hash
 from app.tenants.service import get_tenant
 
@@ -116,7 +117,7 @@ def create_client(
     client_id = client_id or secrets.token_hex(16)
     # Public-subject clients share the "public" sector; only pairwise ones need their own.
     sector = (resolve_sector_identifier(redirect_uris, sector_identifier_uri, client_id)
-              if subject_type == "pairwise" else "public")
+              if subject_type == "pairwise" else PUBLIC_SECTOR)
 
     secret = None
     if auth_method in ("client_secret_basic", "client_secret_post"):

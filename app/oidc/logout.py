@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import current_app
 from joserfc import jwt
 
+from app.dbutil import insert_ignoring_conflicts
 from app.errors import InvalidInput
 from app.events.service import enqueue
 from app.extensions import db
@@ -101,7 +103,8 @@ def end_session(session: SSOSession | None) -> list[str]:
         if client.backchannel_logout_uri:
             token, jti = issue_logout_token(client, session.account_id, session.sid)
             enqueue(kind="backchannel_logout", client_id=client.id, url=client.backchannel_logout_uri,
-                    body=urlencode({"logout_token": token}), content_type="application/x-www-form-urlencoded", jti=jti)
+                    body=urlencode({"logout_token": token}), content_type="application/x-www-form-urlencoded", jti=jti,
+                    expires_at=utcnow() + timedelta(seconds=LOGOUT_TOKEN_TTL))
         if client.frontchannel_logout_uri:
             # Front-Channel Logout 1.0 section 2: iss and sid as query parameters.
             sep = "&" if "?" in client.frontchannel_logout_uri else "?"
@@ -111,12 +114,33 @@ def end_session(session: SSOSession | None) -> list[str]:
     return frontchannel
 
 
-def end_sessions_of_account(account_id: int) -> int:
-    """End every live session of an account (used by account self-service and merges)."""
-    sessions = list(db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None)))
-    for session in sessions:
+def end_expired_sessions(limit: int = 100) -> int:
+    """End sessions past their idle or absolute timeout, so their clients are told (back-channel)
+    as for a logout. Run by the outbox worker."""
+    now = utcnow()
+    idle = timedelta(seconds=current_app.config["TESSERA_SESSION_IDLE_TTL"])
+    expired = list(db.session.scalars(
+        db.select(SSOSession)
+        .where(SSOSession.ended_at.is_(None), (SSOSession.expires_at <= now) | (SSOSession.last_seen_at <= now - idle))
+        .limit(limit)
+    ))
+    for session in expired:
         end_session(session)
-    return len(sessions)
+    return len(expired)
+
+
+def replace_session(old: SSOSession | None, new: SSOSession) -> None:
+    """A new login in a browser that had a session. Another account: the old session is logged
+    out everywhere (back-channel). The same account: its clients carry over to the new session,
+    so a later logout still reaches them."""
+    if old is None:
+        return
+    if old.account_id != new.account_id:
+        end_session(old)
+        return
+    for client_id in db.session.scalars(db.select(SessionClient.client_id).filter_by(session_id=old.id)):
+        insert_ignoring_conflicts(SessionClient, session_id=new.id, client_id=client_id)
+    db.session.commit()
 
 
 def after_logout_url(request: EndSessionRequest) -> str | None:

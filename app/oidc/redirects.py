@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from app.errors import InvalidInput
 
+
 def is_loopback_host(host: str | None) -> bool:
     return host == "localhost" or _is_loopback_ip(host)
 

@@ -198,7 +198,7 @@ def initiate_login():
     """Send the browser to a client's initiate_login_uri (OIDC Core 4, third-party-initiated login)."""
     client = get_client(request.args.get("client_id", ""))
     if client is None or not client.initiate_login_uri:
-        return render_template("errors/logout.html", detail="unknown client or no initiate_login_uri registered"), 400
+        return render_template("errors/bad_request.html", detail="unknown client, or it registered no initiate_login_uri"), 400
     return redirect(chain.initiate_login_url(client, request.args.get("target_link_uri"), request.args.get("login_hint")))
 
 

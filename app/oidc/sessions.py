@@ -36,8 +36,9 @@ ACR_VALUES_SUPPORTED = [ACR_PASSWORD]
 
 
 def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> tuple[SSOSession, str]:
-    """Create a session for a fresh login; returns it with the cookie value to set."""
-    end_current_session()
+    """Create a session for a fresh login (a new sid and cookie value: no session fixation);
+    returns it with the cookie value to set. The caller deals with the browser's previous session
+    (``app.oidc.logout.replace_session``)."""
     cookie_value = new_secret(32)
     now = utcnow()
     session = SSOSession(
@@ -77,15 +78,6 @@ def current_session() -> SSOSession | None:
 def remember_client(session: SSOSession, client: Client) -> None:
     """Record that the session was used with the client (for logout fan-out)."""
     insert_ignoring_conflicts(SessionClient, session_id=session.id, client_id=client.id)
-
-
-def end_current_session() -> SSOSession | None:
-    session = current_session()
-    if session is not None:
-        session.ended_at = utcnow()
-        db.session.commit()
-    g.hub_session = None
-    return session
 
 
 def browser_state(session: SSOSession | None) -> str:

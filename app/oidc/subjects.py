@@ -3,7 +3,7 @@
 A pairwise ``sub`` is a keyed hash of the sector identifier and the account id (Core 8.1). Every
 subject handed out is stored in ``subject_mappings``; the stored value wins over a fresh
 computation, so subjects never change once a client has seen them (and survive merges later).
-``public`` clients share the sector ``"public"``: one subject per account for all of them, still
+``public`` clients share the sector ``":public"``: one subject per account for all of them, still
 never the internal account id.
 """
 
@@ -19,7 +19,8 @@ from app.dbutil import insert_ignoring_conflicts
 from app.extensions import db
 from app.oidc.models import Client, SubjectMapping
 
-PUBLIC_SECTOR = "public"
+#: Sector of every public-subject client. Host names cannot contain ":", so no pairwise sector clashes.
+PUBLIC_SECTOR = ":public"
 
 
 def sector_of(client: Client) -> str:

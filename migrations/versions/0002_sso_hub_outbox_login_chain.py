@@ -42,6 +42,7 @@ def upgrade():
     sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
     sa.Column('locked_until', sa.DateTime(), nullable=True),
     sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('expires_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('delivered_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], name=op.f('fk_outbox_events_client_id_clients'), ondelete='CASCADE'),

@@ -155,3 +155,41 @@ def test_session_state_and_check_session_iframe(factories, http, browser, accoun
     assert digest == expected
     page = http.get("/session/check")
     assert page.status_code == 200 and "postMessage" in page.get_data(as_text=True)
+
+
+def test_timed_out_session_tells_its_clients(app, factories, http, browser, account, receiver):
+    site = _site(factories, receiver, "a", "a.example.com")
+    _, _, claims = _login(http, browser, site, account)
+    with app.app_context():
+        from sqlalchemy import text
+
+        db.session.execute(text("UPDATE sso_sessions SET expires_at = '2000-01-01 00:00:00'"))
+        db.session.commit()
+    assert _deliver(app) == 1  # the worker ends the timed-out session and delivers its logout token
+    assert [r["claims"]["sid"] for r in receiver.requests] == [claims["sid"]]
+
+
+def test_login_as_someone_else_logs_the_previous_user_out(factories, http, browser, account, receiver, app):
+    site = _site(factories, receiver, "a", "a.example.com")
+    rp, _, first = _login(http, browser, site, account)
+    other = factories.account()
+    page = browser.go(rp.authorization_request(prompt="login").url)
+    browser.login(page, other.phone, other.password)
+    _deliver(app)
+    assert [r["claims"]["sub"] for r in receiver.requests] == [first["sub"]]
+
+
+def test_logout_token_not_retried_past_its_expiry(app, factories, http, browser, account, receiver):
+    site = _site(factories, receiver, "a", "a.example.com")
+    rp, tokens, _ = _login(http, browser, site, account)
+    receiver.status = 503
+    browser.http.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    assert _deliver(app) == 1
+    with app.app_context():
+        from sqlalchemy import text
+
+        db.session.execute(text("UPDATE outbox_events SET expires_at = '2000-01-01 00:00:00', next_attempt_at = '2000-01-01 00:00:00'"))
+        db.session.commit()
+        _deliver(app)
+        assert db.session.execute(text("SELECT status FROM outbox_events")).scalar() == "expired"
+    assert len(receiver.requests) == 1
