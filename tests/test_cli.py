@@ -1,0 +1,264 @@
+"""The ``tessera`` operator command, run for real in subprocesses against a fresh SQLite database
+(built by ``tessera db upgrade``, the way a deployment gets its schema). The database is then read
+directly with ``sqlite3`` to check what was — and was not — written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESSERA = str(Path(sys.executable).with_name("tessera"))
+SECRET_KEY = "cli-test-secret-key-0123456789abcdef-0123456789"
+
+
+def _env(db_file: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update(
+        TESSERA_DATABASE_URL=f"sqlite:///{db_file}",
+        TESSERA_INSTANCE_DIR=str(db_file.parent / "instance"),
+        TESSERA_SECRET_KEY=SECRET_KEY,
+    )
+    return env
+
+
+def _describe(result: subprocess.CompletedProcess) -> str:
+    return f"{result.args}: exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+class Tessera:
+    """Runs ``tessera`` against one database file and reads that file back."""
+
+    def __init__(self, db_file: Path):
+        self.db_file = db_file
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [TESSERA, *args], cwd=self.db_file.parent, env=_env(self.db_file),
+            capture_output=True, text=True, timeout=120,
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess:
+        result = self.run(*args)
+        assert result.returncode == 0, _describe(result)
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self.ok(*args, "--json").stdout)
+
+    def fails(self, *args: str) -> str:
+        """Run a command that must be refused; return its message (stderr)."""
+        result = self.run(*args)
+        assert result.returncode != 0, _describe(result)
+        assert "Traceback" not in result.stderr, _describe(result)
+        assert result.stderr.strip(), _describe(result)
+        return result.stderr
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        conn = sqlite3.connect(self.db_file)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def count(self, table: str) -> int:
+        return self.query(f"SELECT COUNT(*) FROM {table}")[0][0]
+
+    def row_counts(self) -> dict[str, int]:
+        tables = [r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: self.count(t) for t in sorted(tables) if t != "alembic_version"}
+
+    def raw_bytes(self) -> bytes:
+        data = self.db_file.read_bytes()
+        for suffix in ("-wal", "-journal"):
+            extra = self.db_file.with_name(self.db_file.name + suffix)
+            if extra.exists():
+                data += extra.read_bytes()
+        return data
+
+
+@pytest.fixture(scope="module")
+def migrated_template(tmp_path_factory) -> Path:
+    """One ``tessera db upgrade`` per module; every test gets its own copy of the result."""
+    db_file = tmp_path_factory.mktemp("cli-template") / "template.db"
+    Tessera(db_file).ok("db", "upgrade")
+    return db_file
+
+
+@pytest.fixture
+def tessera(migrated_template, tmp_path) -> Tessera:
+    db_file = tmp_path / "tessera.db"
+    shutil.copyfile(migrated_template, db_file)
+    return Tessera(db_file)
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+def test_tenants_create(tessera):
+    tenant = tessera.json("tenants", "create", "--slug", "s", "--name", "N")
+    assert tenant["slug"] == "s" and tenant["name"] == "N" and isinstance(tenant["id"], int)
+    assert tessera.query("SELECT id, slug, name FROM tenants") == [(tenant["id"], "s", "N")]
+
+    message = tessera.fails("tenants", "create", "--slug", "s", "--name", "Again")
+    assert "already exists" in message
+    assert tessera.count("tenants") == 1
+
+
+# --- clients -----------------------------------------------------------------------------------
+
+def test_confidential_client_gets_a_secret_and_only_its_hash_is_stored(tessera):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    client = tessera.json("clients", "create", "--tenant", "s", "--name", "N",
+                          "--redirect-uri", "https://rp.example.com/cb")
+    client_id, secret = client["client_id"], client["client_secret"]
+    assert client_id and len(secret) >= 32
+    assert client["token_endpoint_auth_method"] == "client_secret_basic"
+    assert client["redirect_uris"] == ["https://rp.example.com/cb"]
+    assert client["tenant"] == "s"
+
+    rows = tessera.query("SELECT * FROM clients WHERE client_id = ?", client_id)
+    assert len(rows) == 1
+    (secret_hash,) = tessera.query("SELECT secret_hash FROM clients WHERE client_id = ?", client_id)[0]
+    assert secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert all(secret not in str(value) for value in rows[0])
+    assert secret.encode() not in tessera.raw_bytes()
+
+
+def test_public_client_has_no_secret(tessera):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    client = tessera.json("clients", "create", "--tenant", "s", "--name", "App", "--public",
+                          "--redirect-uri", "com.example.app:/cb", "--redirect-uri", "http://127.0.0.1/cb")
+    assert "client_secret" not in client
+    assert client["token_endpoint_auth_method"] == "none"
+    assert client["redirect_uris"] == ["com.example.app:/cb", "http://127.0.0.1/cb"]
+    assert tessera.query("SELECT secret_hash, token_endpoint_auth_method FROM clients WHERE client_id = ?",
+                         client["client_id"]) == [(None, "none")]
+
+    text = tessera.ok("clients", "create", "--tenant", "s", "--name", "App 2", "--public",
+                      "--redirect-uri", "com.example.app2:/cb").stdout
+    assert "client_id:" in text and "client_secret" not in text
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--tenant", "nope", "--redirect-uri", "https://rp.example.com/cb"], "no tenant 'nope'"),
+        (["--tenant", "s", "--redirect-uri", "http://rp.example.com/cb"], "http is allowed only on loopback"),
+        (["--tenant", "s", "--redirect-uri", "com.example.app:/cb"], "private-use schemes are for public"),
+    ],
+    ids=["unknown-tenant", "http-on-public-host", "private-scheme-on-confidential-client"],
+)
+def test_bad_client_input_is_refused_and_writes_nothing(tessera, args, expected):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    before = tessera.row_counts()
+    message = tessera.fails("clients", "create", "--name", "N", "--json", *args)
+    assert expected in message
+    assert tessera.row_counts() == before
+    assert tessera.count("clients") == 0
+
+
+# --- users -------------------------------------------------------------------------------------
+
+def test_users_create_stores_an_argon2id_hash(tessera):
+    password = "a long test password 42"
+    account = tessera.json("users", "create", "--phone", "+14155550100", "--password", password)
+    assert isinstance(account["id"], int)
+    assert {"kind": "phone", "value": "+14155550100", "verified": True} in account["identities"]
+
+    (password_hash,) = tessera.query("SELECT password_hash FROM accounts WHERE id = ?", account["id"])[0]
+    assert password_hash.startswith("$argon2id$")
+    assert "$m=19456,t=2,p=1$" in password_hash
+    assert password.encode() not in tessera.raw_bytes()
+    assert tessera.query("SELECT kind, value FROM identities WHERE account_id = ?", account["id"]) == [
+        ("phone", "+14155550100")
+    ]
+
+
+def test_users_create_refuses_a_duplicate_phone(tessera):
+    tessera.ok("users", "create", "--phone", "+14155550100", "--password", "first password")
+    before = tessera.row_counts()
+    message = tessera.fails("users", "create", "--phone", "+1 415 555 0100", "--password", "second password",
+                            "--json")
+    assert "already belongs to an account" in message
+    assert tessera.row_counts() == before
+    assert tessera.count("accounts") == 1
+
+
+# --- signing keys ------------------------------------------------------------------------------
+
+def _states(keys: list[dict]) -> set[tuple[str, str]]:
+    return {(k["alg"], k["state"]) for k in keys}
+
+
+def test_keys_list_has_current_and_next_for_each_algorithm(tessera):
+    keys = tessera.json("keys", "list")
+    assert len(keys) == 4
+    assert _states(keys) == {("RS256", "current"), ("RS256", "next"), ("ES256", "current"), ("ES256", "next")}
+    assert len({k["kid"] for k in keys}) == 4
+    assert tessera.json("keys", "list") == keys  # listing is idempotent: no new keys
+
+
+def _published_jwks(db_file: Path) -> dict:
+    """GET /jwks from an app on the same database (what a relying party would download)."""
+    from app import create_app
+    from app.extensions import db
+
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_file}", "SECRET_KEY": SECRET_KEY, "TESTING": True,
+        "TESSERA_ENV": "development", "TESSERA_ISSUER": "http://localhost",
+    })
+    try:
+        response = app.test_client().get("/jwks")
+        assert response.status_code == 200
+        return response.get_json()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_keys_rotate_retires_current_and_keeps_it_published(tessera):
+    before = {k["kid"]: k for k in tessera.json("keys", "list")}
+    rotated = tessera.json("keys", "rotate")
+    after = {k["kid"]: k for k in rotated}
+    assert after == {k["kid"]: k for k in tessera.json("keys", "list")}
+
+    for alg in ("RS256", "ES256"):
+        old_current = next(k for k in before.values() if k["alg"] == alg and k["state"] == "current")
+        old_next = next(k for k in before.values() if k["alg"] == alg and k["state"] == "next")
+        assert after[old_current["kid"]]["state"] == "retired"
+        assert after[old_current["kid"]]["retired_at"] is not None
+        assert after[old_next["kid"]]["state"] == "current"
+        assert after[old_next["kid"]]["activated_at"] is not None
+        new = [k for k in after.values() if k["alg"] == alg and k["state"] == "next"]
+        assert len(new) == 1 and new[0]["kid"] not in before
+        assert [k["state"] for k in after.values() if k["alg"] == alg].count("current") == 1
+
+    jwks = _published_jwks(tessera.db_file)
+    published = {k["kid"]: k for k in jwks["keys"]}
+    # retired (still verifies tokens signed before the rotation), current and next are all published
+    assert set(published) == set(after)
+    for key in published.values():
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key), key
+
+
+# --- demo data ---------------------------------------------------------------------------------
+
+def test_demo_seed_is_idempotent(tessera):
+    first = tessera.ok("demo", "seed")
+    assert "demo-web" in first.stdout
+    counts = tessera.row_counts()
+    assert counts["tenants"] == 1 and counts["accounts"] == 1 and counts["clients"] == 3
+    assert counts["signing_keys"] == 4
+
+    tessera.ok("demo", "seed")
+    assert tessera.row_counts() == counts
+
+    (secret_hash,) = tessera.query("SELECT secret_hash FROM clients WHERE client_id = 'demo-web'")[0]
+    assert secret_hash == hashlib.sha256(b"demo-web-secret").hexdigest()
