@@ -21,11 +21,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/tessera db upgrade
 	$(BIN)/tessera demo seed
-	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 $(BIN)/tessera serve --host $(HOST) --port $(PORT)
+	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 TESSERA_INPROCESS_WORKER=1 $(BIN)/tessera serve --host $(HOST) --port $(PORT)
 
 test: test-sqlite test-postgres
 
-test-sqlite: install
+test-sqlite: install e2e-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgres: install
@@ -57,3 +57,10 @@ e2e-deps:
 	else \
 		echo "!! /usr/bin/chromium is missing and apt-get is not available: the e2e tests will be SKIPPED"; \
 	fi
+
+# Benchmarks (bench/README.md): one gunicorn sync worker pinned to core 0 against PostgreSQL
+# (database $(BENCH_DB), dropped and recreated), the load driver on core 1. ~2.5 minutes.
+BENCH_DB ?= tessera_bench
+.PHONY: bench
+bench: install
+	BENCH_DB=$(BENCH_DB) taskset -c 1 $(BIN)/python bench/run.py

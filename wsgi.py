@@ -1,11 +1,3 @@
-"""gunicorn entry point: ``gunicorn wsgi:app``."""
+"""Convenience entry point at the project root: ``gunicorn wsgi:app`` works from a checkout."""
 
-from app import create_app
-from app.events.service import start_inprocess_worker
-
-app = create_app()
-
-if app.config["TESSERA_INPROCESS_WORKER"]:
-    # `make run`: deliver outbox events from a thread of each web process (production runs
-    # `tessera worker` processes instead).
-    start_inprocess_worker(app)
+from app.wsgi import app  # noqa: F401

@@ -52,7 +52,7 @@ def main() -> None:
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the hub with gunicorn."""
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--threads", str(threads), "--access-logfile", "-", "wsgi:app"]
+            "--threads", str(threads), "--access-logfile", "-", "app.wsgi:app"]
     os.execvp(args[0], args)
 
 
