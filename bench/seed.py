@@ -1,0 +1,62 @@
+"""Seed the benchmark database through the app's own services, in one process.
+
+Run with the TESSERA_* environment of the benchmark hub (bench/run.py does that). Prints a JSON
+object with what the load driver needs (client ids and secrets, user logins and the password).
+
+Every account gets the same argon2id hash, computed once with the app's own parameters: the login
+flow still verifies a real OWASP-parameter hash per request, but seeding 200 users does not cost
+200 hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from app import create_app
+
+TENANT = "bench"
+PASSWORD = "bench-password-123"
+WEB = {"client_id": "bench-web", "client_secret": "bench-web-secret-0123456789abcdef",
+       "redirect_uri": "http://127.0.0.1:5001/callback"}
+APP = {"client_id": "bench-app", "redirect_uri": "http://127.0.0.1/callback"}
+PARTNER = {"client_id": "bench-partner", "client_secret": "bench-partner-secret-0123456789abcdef"}
+
+
+def phone_of(i: int) -> str:
+    return f"+86138{i:08d}"  # China Mobile numbers: valid for libphonenumber, E.164 already
+
+
+def main(n_users: int) -> dict:
+    app = create_app()
+    with app.app_context():
+        from app.accounts.passwords import hash_password
+        from app.accounts.service import create_account
+        from app.extensions import db
+        from app.oidc.clients import create_client
+        from app.oidc.keys import ensure_keys
+        from app.tenants.service import create_tenant
+
+        ensure_keys()
+        create_tenant(TENANT, "Benchmark tenant")
+        create_client(tenant=TENANT, name="Bench web (confidential, trusted)", client_id=WEB["client_id"],
+                      client_secret=WEB["client_secret"], redirect_uris=[WEB["redirect_uri"]], trusted=True)
+        create_client(tenant=TENANT, name="Bench app (public, PKCE)", client_id=APP["client_id"], public=True,
+                      redirect_uris=[APP["redirect_uri"]])
+        create_client(tenant=TENANT, name="Bench partner (client credentials)", client_id=PARTNER["client_id"],
+                      client_secret=PARTNER["client_secret"], redirect_uris=[],
+                      grant_types=["client_credentials"], scope="introspection")
+        shared_hash = hash_password(PASSWORD)
+        logins = []
+        for i in range(n_users):
+            phone = phone_of(i)
+            account = create_account(phone=phone, email=f"user{i}@bench.example", name=f"Bench User {i}",
+                                     nickname=f"u{i}", locale="en-US")
+            account.password_hash = shared_hash
+            logins.append(phone)
+        db.session.commit()
+    return {"tenant": TENANT, "password": PASSWORD, "web": WEB, "app": APP, "partner": PARTNER, "logins": logins}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)))
