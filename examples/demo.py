@@ -47,7 +47,15 @@ def _wait_for(url: str, timeout: float = 60) -> bool:
     return False
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C, `kill` and a closed terminal all stop every process; set explicitly because a
+    # process started in the background inherits an *ignored* SIGINT.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
     issuer = os.environ.get("TESSERA_ISSUER") or f"http://{host}:{port}"
     env = dict(os.environ, TESSERA_ISSUER=issuer, TESSERA_ALLOW_PRIVATE_OUTBOUND="1")
