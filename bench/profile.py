@@ -1,7 +1,11 @@
 """Profile one scenario's server side with py-spy (not needed by `make bench`).
 
     .venv/bin/pip install py-spy
-    BENCH_KEEP_SERVER=1 make bench   # or any hub seeded by bench/seed.py, listening on BENCH_PORT
+    make bench                       # leaves tessera_bench seeded; then serve it on BENCH_PORT:
+    TESSERA_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/tessera_bench \
+      TESSERA_ISSUER=http://127.0.0.1:8741 TESSERA_RATE_LIMITS_ENABLED=0 \
+      TESSERA_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789abcdef \
+      taskset -c 0 .venv/bin/python -m gunicorn --workers 1 --bind 127.0.0.1:8741 wsgi:app &
     .venv/bin/python bench/profile.py userinfo 15      # scenario, seconds
 
 Drives the scenario from core 1 while ``py-spy record`` samples the gunicorn worker (the
