@@ -77,6 +77,24 @@ def load_config() -> dict:
         "TESSERA_INPROCESS_WORKER": _bool("INPROCESS_WORKER", False),
         # Seconds a worker holds a claimed outbox event; if it dies, another worker retries after this.
         "TESSERA_OUTBOX_LEASE": _int("OUTBOX_LEASE", 60),
+        # --- accounts (phone anchor, OTP, binding) ---
+        # Where one-time codes go: "console" (logged; the `make run` default), "file" (appended as
+        # JSON lines to TESSERA_SMS_FILE; tests read them) or "webhook" (POSTed as JSON to
+        # TESSERA_SMS_WEBHOOK_URL, for a real SMS gateway).
+        "TESSERA_SMS_SENDER": _env("SMS_SENDER", "console"),
+        "TESSERA_SMS_FILE": _env("SMS_FILE", str(INSTANCE_DIR / "sms.jsonl")),
+        "TESSERA_SMS_WEBHOOK_URL": _env("SMS_WEBHOOK_URL"),
+        # One-time codes: lifetime in seconds and wrong attempts before the code locks.
+        "TESSERA_OTP_TTL": _int("OTP_TTL", 300),
+        "TESSERA_OTP_MAX_ATTEMPTS": _int("OTP_MAX_ATTEMPTS", 5),
+        # Rate limits on sending codes (flask-limiter syntax): per phone number, per client address.
+        "TESSERA_OTP_PHONE_RATE_LIMIT": _env("OTP_PHONE_RATE_LIMIT", "5 per hour"),
+        "TESSERA_OTP_IP_RATE_LIMIT": _env("OTP_IP_RATE_LIMIT", "20 per hour"),
+        # An account with no login for this many days is dormant: a newcomer who verifies its
+        # (possibly carrier-recycled) phone number does not inherit it.
+        "TESSERA_DORMANT_DAYS": _int("DORMANT_DAYS", 365),
+        # Days between deregistration and the release of the account's identifiers.
+        "TESSERA_DEREGISTRATION_COOLING_OFF_DAYS": _int("DEREGISTRATION_COOLING_OFF_DAYS", 15),
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         # Flask / Flask-WTF settings derived from the above.

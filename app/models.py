@@ -1,9 +1,10 @@
 """Imports every domain's models so Alembic and the test suite see the whole schema."""
 
-from app.accounts.models import Account, Identity  # noqa: F401
+from app.accounts.models import Account, AuditEvent, Identity, OtpChallenge  # noqa: F401
 from app.oidc.models import (  # noqa: F401
     AuthorizationCode, Client, Consent, Interaction, LoginChain, SessionClient, SigningKey, SSOSession,
     SubjectMapping, Token, UsedAssertion,
 )
+from app.federation.models import PendingUpstreamLogin, UpstreamProvider  # noqa: F401
 from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401

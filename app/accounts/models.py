@@ -46,6 +46,11 @@ class Account(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: Last successful login (any identity); an account unused for TESSERA_DORMANT_DAYS is dormant.
+    last_login_at: Mapped[datetime | None] = mapped_column()
+    #: Deregistration: when the account was closed. Its identities are released after the
+    #: cooling-off period; its subjects are never reused.
+    closed_at: Mapped[datetime | None] = mapped_column()
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="account", primaryjoin="and_(Account.id == Identity.account_id, Identity.released_at.is_(None))",
@@ -74,6 +79,7 @@ class Identity(db.Model):
             "uq_identities_live", "kind", "namespace", "value", unique=True,
             postgresql_where=text("released_at IS NULL"), sqlite_where=text("released_at IS NULL"),
         ),
+        Index("ix_identities_unionid", "namespace", "unionid"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -82,7 +88,56 @@ class Identity(db.Model):
     namespace: Mapped[str] = mapped_column(String(64), default="")
     value: Mapped[str] = mapped_column(String(320))
     verified: Mapped[bool] = mapped_column(default=False)
+    #: Upstream identities: the platform-wide id (e.g. WeChat unionid) next to the per-app subject
+    #: kept in ``value``; lookups try it first when present.
+    unionid: Mapped[str | None] = mapped_column(String(255))
+    #: What to show the user for this identity (an upstream account's name or email).
+    display: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
     released_at: Mapped[datetime | None] = mapped_column()
 
     account: Mapped[Account] = relationship(back_populates="identities", foreign_keys=[account_id])
+
+
+class OtpChallenge(db.Model):
+    """A one-time code sent to a phone: 6 digits, stored hashed, short-lived, limited attempts,
+    single use. ``uid`` is the public handle the pages refer to."""
+
+    __tablename__ = "otp_challenges"
+    __table_args__ = (Index("ix_otp_challenges_phone_created", "phone", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(43), unique=True)
+    #: login | register | bind | rebind | link | merge
+    purpose: Mapped[str] = mapped_column(String(16))
+    phone: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    #: The account the code is for, when it is known at sending time (bind/rebind: the requester).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=5)
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    consumed_at: Mapped[datetime | None] = mapped_column()
+    locked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEvent(db.Model):
+    """Who did what, when, from where: identity changes, logins, consents, merges."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_account_at", "account_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: e.g. login.success, login.failure, identity.bound, identity.unbound, consent.granted
+    kind: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    #: Who acted: the account itself, an operator ("operator:<name>"), a client, the system.
+    actor: Mapped[str | None] = mapped_column(String(100))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -57,7 +57,8 @@ def login(uid: str):
         return _resume(interaction)
     if form.submit.data and form.validate_on_submit():
         try:
-            account = authenticate_password(form.login.data, form.password.data, tenant_id=client.tenant_id)
+            account = authenticate_password(form.login.data, form.password.data, tenant_id=client.tenant_id,
+                                           client_id=client.id)
         except AuthenticationFailed as exc:
             error = exc.detail
         else:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from app.accounts import audit
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.accounts.passwords import MIN_PASSWORD_LENGTH, burn_verification_time, hash_password, verify_password
 from app.errors import AuthenticationFailed, Conflict, InvalidInput
 from app.extensions import db
+from app.security import utcnow
 
 
 def create_account(
@@ -76,24 +78,38 @@ def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
     return None
 
 
-def authenticate_password(login: str, password: str, tenant_id: int | None = None) -> Account:
+def authenticate_password(login: str, password: str, tenant_id: int | None = None, client_id: int | None = None) -> Account:
     """The active account that ``login`` names, if ``password`` is its password.
 
     One answer for every failure (unknown identifier, no password, wrong password, inactive
     account) and the same argon2 work in every case, so nothing can be learned about who exists.
+    Successes and failures are audited.
     """
     identity = find_identity(login, tenant_id)
     account = db.session.get(Account, identity.account_id) if identity else None
     if account is None:
         burn_verification_time(password or "")
-        raise AuthenticationFailed("wrong identifier or password")
-    ok, new_hash = verify_password(password or "", account.password_hash)
+        ok, new_hash = False, None
+    else:
+        ok, new_hash = verify_password(password or "", account.password_hash)
     if not ok or not account.is_active:
+        audit.record("login.failure", account_id=account.id if account else None, client_id=client_id,
+                     method="pwd", reason="inactive account" if ok else "bad credentials")
+        db.session.commit()
         raise AuthenticationFailed("wrong identifier or password")
     if new_hash:
         account.password_hash = new_hash
-        db.session.commit()
+    mark_login(account, identity)
+    audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd", identity=identity.kind)
+    db.session.commit()
     return account
+
+
+def mark_login(account: Account, identity: Identity) -> None:
+    """Record a successful login through ``identity`` (for dormancy rules); the caller commits."""
+    now = utcnow()
+    account.last_login_at = now
+    identity.last_used_at = now
 
 
 def get_active_account(account_id: int) -> Account | None:

@@ -8,19 +8,14 @@ for those few seconds after a rotation elsewhere, that key is still in the JWKS 
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc import jwk
 
+from app.crypto import decrypt_json, encrypt_json
 from app.extensions import db
 from app.oidc.models import SigningKey
 from app.security import utcnow
@@ -37,30 +32,12 @@ def _generate(alg: str):
     raise ValueError(f"unsupported signing algorithm {alg}")
 
 
-def _aead() -> AESGCM:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tessera-signing-keys", info=b"aes-gcm").derive(
-        current_app.config["SECRET_KEY"].encode("utf-8")
-    )
-    return AESGCM(key)
-
-
-def _encrypt(private: dict) -> str:
-    nonce = os.urandom(12)
-    sealed = _aead().encrypt(nonce, json.dumps(private).encode("utf-8"), b"jwk")
-    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
-
-
-def _decrypt(blob: str) -> dict:
-    raw = base64.urlsafe_b64decode(blob.encode("ascii"))
-    return json.loads(_aead().decrypt(raw[:12], raw[12:], b"jwk"))
-
-
 def _new_key(alg: str, state: str) -> SigningKey:
     key = _generate(alg)
     kid = key.thumbprint()
     public = dict(key.as_dict(private=False), kid=kid, alg=alg, use="sig")
     private = dict(key.as_dict(private=True), kid=kid, alg=alg, use="sig")
-    row = SigningKey(kid=kid, alg=alg, state=state, public_jwk=public, private_jwk_encrypted=_encrypt(private))
+    row = SigningKey(kid=kid, alg=alg, state=state, public_jwk=public, private_jwk_encrypted=encrypt_json(private))
     if state == "current":
         row.activated_at = utcnow()
     db.session.add(row)
@@ -116,7 +93,7 @@ def _load() -> _KeyCache:
     signing, published = {}, []
     for row in rows:
         if row.state == "current":
-            signing[row.alg] = (row.kid, jwk.import_key(_decrypt(row.private_jwk_encrypted)))
+            signing[row.alg] = (row.kid, jwk.import_key(decrypt_json(row.private_jwk_encrypted)))
         if row.state in ("current", "next") or (row.retired_at and row.retired_at > cutoff):
             published.append(row.public_jwk)
     return _KeyCache(loaded_at=time.monotonic(), signing=signing, jwks={"keys": published})
