@@ -289,7 +289,9 @@ def users_create(phone, password, email, name, as_json) -> None:
 
 
 def register_commands(app) -> None:
-    for command in (serve_command, worker_command, demo_group, keys_group, tenants_group, clients_group, users_group):
+    from app.federation.cli import upstreams_group
+
+    for command in (serve_command, worker_command, upstreams_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
 
 
