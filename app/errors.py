@@ -29,3 +29,8 @@ class Conflict(TesseraError):
 class AuthenticationFailed(TesseraError):
     status = 401
     title = "Authentication failed"
+
+
+class RateLimited(TesseraError):
+    status = 429
+    title = "Too many requests"
