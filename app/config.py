@@ -60,6 +60,8 @@ def load_config() -> dict:
         "TESSERA_KEY_RETIRED_TTL": _int("KEY_RETIRED_TTL", 7 * 24 * 3600),
         # Seconds a worker keeps the signing keys cached before it looks at the database again.
         "TESSERA_KEY_CACHE_TTL": _int("KEY_CACHE_TTL", 30),
+        # Seconds a worker keeps a client's registration cached (changes made elsewhere apply after this).
+        "TESSERA_CLIENT_CACHE_TTL": _int("CLIENT_CACHE_TTL", 30),
         # Optional Redis (rate-limit storage shared by every worker and host).
         "TESSERA_REDIS_URL": _env("REDIS_URL"),
         # Rate limits (flask-limiter syntax) on credential checks.
@@ -98,7 +100,8 @@ def load_config() -> dict:
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         # Flask / Flask-WTF settings derived from the above.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Connections are recycled rather than pinged before every use (a round trip saved per request).
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": _int("DB_POOL_RECYCLE", 300)},
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the Flask session
         "SESSION_COOKIE_NAME": "tessera_flask",
         "SESSION_COOKIE_HTTPONLY": True,

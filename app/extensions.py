@@ -26,7 +26,9 @@ def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: a request that commits (a login, a token) keeps using what it loaded
+# instead of reloading every row on a fresh connection after each commit.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=_client_address, default_limits=[])

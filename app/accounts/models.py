@@ -54,7 +54,7 @@ class Account(db.Model):
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="account", primaryjoin="and_(Account.id == Identity.account_id, Identity.released_at.is_(None))",
-        viewonly=True, lazy="selectin",
+        viewonly=True, lazy="select",
     )
 
     @property

@@ -16,9 +16,17 @@ password_context = CryptContext(
     deprecated="auto",
 )
 
-# A hash of a random password, verified when the identifier is unknown so that a failed login
-# costs the same time whether or not the account exists (no user enumeration by timing).
-_DUMMY_HASH = password_context.hash("tessera-dummy-password-for-timing")
+# A hash verified when the identifier is unknown, so that a failed login costs the same time
+# whether or not the account exists (no user enumeration by timing). Made on first use, not at
+# import: every worker process would otherwise pay for one argon2 hash (and 19 MiB) at start.
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = password_context.hash("tessera-dummy-password-for-timing")
+    return _dummy_hash
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -30,7 +38,7 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
     """Return (ok, new_hash). ``new_hash`` is set when the stored hash should be replaced."""
     if not stored_hash:
-        password_context.verify(password, _DUMMY_HASH)
+        password_context.verify(password, _dummy())
         return False, None
     try:
         return password_context.verify_and_update(password, stored_hash)
@@ -39,4 +47,4 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
 
 
 def burn_verification_time(password: str) -> None:
-    password_context.verify(password, _DUMMY_HASH)
+    password_context.verify(password, _dummy())

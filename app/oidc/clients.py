@@ -4,6 +4,7 @@ the client with its secret hashed. The clear secret is returned once, to the cal
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -148,13 +149,39 @@ def create_client(
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
     db.session.add(client)
     db.session.commit()
+    forget_client(client.client_id)
     return RegisteredClient(client=client, client_secret=secret)
 
 
 def get_client(client_id: str) -> Client | None:
+    """The client registered under ``client_id``, from a per-process cache of
+    ``TESSERA_CLIENT_CACHE_TTL`` seconds (clients are read on every token and userinfo request).
+    Cached rows are detached, read-only snapshots: never modify them."""
     if not client_id:
         return None
-    return db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    cache = current_app.extensions.setdefault("tessera_clients", {})
+    entry = cache.get(client_id)
+    now = time.monotonic()
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    if client is not None:
+        db.session.expunge(client)
+        cache[client_id] = (now + current_app.config["TESSERA_CLIENT_CACHE_TTL"], client)
+        current_app.extensions.setdefault("tessera_clients_by_pk", {})[client.id] = client_id
+    return client
+
+
+def get_client_by_pk(pk: int) -> Client | None:
+    client_id = current_app.extensions.get("tessera_clients_by_pk", {}).get(pk)
+    if client_id is None:
+        client_id = db.session.scalar(db.select(Client.client_id).filter_by(id=pk))
+    return get_client(client_id) if client_id else None
+
+
+def forget_client(client_id: str) -> None:
+    """Drop a client from this process's cache (after a change made here)."""
+    current_app.extensions.get("tessera_clients", {}).pop(client_id, None)
 
 
 def client_metadata(client: Client) -> dict:

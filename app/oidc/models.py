@@ -158,8 +158,6 @@ class Token(db.Model):
     refresh_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
 
-    client: Mapped[Client] = relationship(lazy="joined")
-
     # --- authlib TokenMixin ------------------------------------------------------------------
     def check_client(self, client) -> bool:
         return self.client_id == client.id
@@ -180,7 +178,9 @@ class Token(db.Model):
         return self.revoked_at is not None
 
     def get_client(self) -> Client:
-        return self.client
+        from app.oidc.clients import get_client_by_pk
+
+        return get_client_by_pk(self.client_id)
 
     def get_user(self):
         from app.accounts.service import get_active_account

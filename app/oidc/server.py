@@ -292,18 +292,19 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         account = token.get_user() if active and token.account_id else None
         if not active or (token.account_id and account is None):  # closed or merged-away account
             return {"active": False}
+        client = token.get_client()
         payload = {
             "active": True,
             "scope": token.scope,
-            "client_id": token.client.client_id,
+            "client_id": client.client_id,
             "token_type": "Bearer" if token.presented_as == "access_token" else "refresh_token",
             "exp": token.get_expires_at() if token.presented_as == "access_token" else token.refresh_expires_at,
             "iat": token.issued_at,
             "iss": current_app.config["TESSERA_ISSUER"],
-            "aud": token.client.client_id,
+            "aud": client.client_id,
         }
         if account is not None:
-            payload["sub"] = subject_for(token.client, account.id)
+            payload["sub"] = subject_for(client, account.id)
             db.session.commit()
         return payload
 

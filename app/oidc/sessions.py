@@ -77,7 +77,9 @@ def current_session() -> SSOSession | None:
 
 def remember_client(session: SSOSession, client: Client) -> None:
     """Record that the session was used with the client (for logout fan-out)."""
-    insert_ignoring_conflicts(SessionClient, session_id=session.id, client_id=client.id)
+    known = db.session.scalar(db.select(SessionClient.id).filter_by(session_id=session.id, client_id=client.id))
+    if known is None:
+        insert_ignoring_conflicts(SessionClient, session_id=session.id, client_id=client.id)
 
 
 def browser_state(session: SSOSession | None) -> str:

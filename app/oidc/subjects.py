@@ -39,16 +39,29 @@ def compute_subject(sector: str, account_id: int) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+#: Per-process cache of (sector, account id) → the account's own subject. An account's own
+#: subject in a sector never changes once recorded (merges add alias rows, they never rewrite it).
+_CACHE_LIMIT = 100_000
+
+
 def subject_for(client: Client, account_id: int) -> str:
     """The ``sub`` this client sees for the account, recorded in the subject mapping."""
     sector = sector_of(client)
+    cache = current_app.extensions.setdefault("tessera_subjects", {})
+    cached = cache.get((sector, account_id))
+    if cached is not None:
+        return cached
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
     existing = db.session.scalar(
         db.select(SubjectMapping.sub).filter_by(sector=sector, account_id=account_id, alias=False)
     )
     if existing:
+        cache[(sector, account_id)] = existing
         return existing
     sub = compute_subject(sector, account_id)
     # A concurrent request may record the same (deterministic) subject: ignore that conflict.
+    # Cached only once a later call finds the row committed.
     insert_ignoring_conflicts(SubjectMapping, sector=sector, account_id=account_id, sub=sub, alias=False)
     return sub
 

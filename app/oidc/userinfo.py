@@ -27,6 +27,6 @@ def userinfo_for(access_token: str | None) -> dict:
     account = token.get_user()
     if account is None:
         raise BearerError("invalid_token", "the account of this token is no longer active", 401)
-    claims = account_claims(account, token.client, token.scope, (token.claims or {}).get("userinfo"))
+    claims = account_claims(account, token.get_client(), token.scope, (token.claims or {}).get("userinfo"))
     db.session.commit()  # the subject mapping may have been recorded
     return claims
