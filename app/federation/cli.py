@@ -1,8 +1,76 @@
 """`tessera upstreams …`: operators configure upstream identity providers."""
 
+from __future__ import annotations
+
 import click
+from flask.cli import with_appcontext
+
+from app.errors import TesseraError
+from app.federation.models import MATCHING_MODES
 
 
 @click.group("upstreams")
 def upstreams_group() -> None:
     """Upstream identity providers (login with another OpenID Connect or OAuth 2.0 provider)."""
+
+
+@upstreams_group.command("create")
+@click.option("--slug", required=True, help="Short name, used in URLs: /upstream/<slug>/callback.")
+@click.option("--name", required=True, help="Shown on the login button.")
+@click.option("--discovery-url", help="OpenID Connect provider: its issuer or its /.well-known/openid-configuration URL.")
+@click.option("--authorization-endpoint", help="OAuth 2.0 provider (no discovery): authorization endpoint.")
+@click.option("--token-endpoint", help="OAuth 2.0 provider: token endpoint.")
+@click.option("--userinfo-endpoint", help="OAuth 2.0 provider: userinfo endpoint (who logged in).")
+@click.option("--client-id", required=True, help="The client_id the upstream gave the hub.")
+@click.option("--client-secret", help="The client secret (stored encrypted).")
+@click.option("--scope", help="Scopes to ask for (default for OpenID Connect: openid profile email phone).")
+@click.option("--claim-map", "claim_map", multiple=True, metavar="UPSTREAM=OURS",
+              help="Map an upstream claim to ours, e.g. openid=sub unionid=unionid nickname=name (repeatable).")
+@click.option("--platform", help="Providers of one platform share unionids (e.g. the WeChat apps of one developer account).")
+@click.option("--matching", "matching_mode", type=click.Choice(MATCHING_MODES), default="never", show_default=True,
+              help="May a first login suggest an existing account with the same verified phone/email (still needing its proof)?")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_endpoint, userinfo_endpoint, client_id,
+                     client_secret, scope, claim_map, platform, matching_mode, as_json) -> None:
+    """Configure an upstream identity provider. Register the hub at the upstream with the
+    redirect URI <issuer>/upstream/<slug>/callback."""
+    from app.cli import _echo_json, _fail
+    from app.federation.service import callback_uri, create_provider, parse_claim_mapping, provider_to_dict
+
+    if not discovery_url and not (authorization_endpoint and token_endpoint and userinfo_endpoint):
+        raise click.UsageError("give --discovery-url, or --authorization-endpoint, --token-endpoint and --userinfo-endpoint")
+    try:
+        provider = create_provider(
+            slug=slug, name=name, discovery_url=discovery_url, authorization_endpoint=authorization_endpoint,
+            token_endpoint=token_endpoint, userinfo_endpoint=userinfo_endpoint, client_id=client_id,
+            client_secret=client_secret, scope=scope, claim_mapping=parse_claim_mapping(claim_map),
+            platform=platform, matching_mode=matching_mode,
+        )
+    except TesseraError as exc:
+        _fail(exc)
+    data = provider_to_dict(provider)
+    data["redirect_uri"] = callback_uri(provider)
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(f"Created upstream {provider.slug} ({provider.kind})")
+        click.echo(f"  register this redirect URI at the upstream: {data['redirect_uri']}")
+
+
+@upstreams_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def upstreams_list(as_json: bool) -> None:
+    """List the configured upstream identity providers (secrets are never shown)."""
+    from app.cli import _echo_json
+    from app.federation.service import list_providers, provider_to_dict
+
+    rows = [provider_to_dict(p) for p in list_providers()]
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        state = "" if r["enabled"] else "  (disabled)"
+        platform = f" platform={r['platform']}" if r["platform"] else ""
+        click.echo(f"{r['slug']:16} {r['kind']:6} {r['name']}  matching={r['matching_mode']}{platform}{state}")

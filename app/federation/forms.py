@@ -1,0 +1,17 @@
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+
+class CreateAccountForm(FlaskForm):
+    """First login with an upstream identity: make it a new account."""
+
+    submit = SubmitField("Create a new account")
+
+
+class LinkPasswordForm(FlaskForm):
+    """First login with an upstream identity: link it to an existing account, proved by its password."""
+
+    login = StringField("Phone, email or username", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Link and log in")
