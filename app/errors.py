@@ -34,3 +34,13 @@ class AuthenticationFailed(TesseraError):
 class RateLimited(TesseraError):
     status = 429
     title = "Too many requests"
+
+
+class NeedsMerge(Conflict):
+    """Binding would join two accounts that both hold data: that is a merge, not a bind."""
+
+    title = "Merge needed"
+
+    def __init__(self, detail: str, *, other_account_id: int):
+        super().__init__(detail)
+        self.other_account_id = other_account_id

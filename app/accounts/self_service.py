@@ -1,5 +1,244 @@
-"""Account self-service at /account: profile, identities, sessions, connected clients, security events."""
+"""Account self-service at /account: profile, identities (bind, rebind, add email, unbind),
+sessions, connected clients, recent security events, deregistration. Every page needs the hub
+session (``/account/login`` starts one); every change is a CSRF-protected POST to one service,
+which audits it."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, session, url_for
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import URL, DataRequired, Email, Length, Optional
+
+from app.accounts import audit, binding, otp, service
+from app.accounts.forms import LoginForm
+from app.accounts.routes import _login_key, _login_rate_limit
+from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
+from app.extensions import limiter
+from app.oidc import logout
+from app.oidc.routes import render_logged_out
+from app.oidc.sessions import current_session, set_session_cookie, start_session
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+
+PHONE_PURPOSES = {"bind": "Add a phone number", "rebind": "Change your phone number"}
+ADDRESS_FIELDS = ("street_address", "locality", "region", "postal_code", "country")
+
+
+class ProfileForm(FlaskForm):
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    nickname = StringField("Nickname", validators=[Optional(), Length(max=100)])
+    picture = StringField("Picture (URL)", validators=[Optional(), URL(require_tld=False), Length(max=500)])
+    locale = StringField("Locale (e.g. en-US)", validators=[Optional(), Length(max=35)])
+    street_address = StringField("Street address", validators=[Optional(), Length(max=200)])
+    locality = StringField("City", validators=[Optional(), Length(max=100)])
+    region = StringField("Region", validators=[Optional(), Length(max=100)])
+    postal_code = StringField("Postal code", validators=[Optional(), Length(max=20)])
+    country = StringField("Country", validators=[Optional(), Length(max=100)])
+    submit = SubmitField("Save")
+
+
+class PhoneForm(FlaskForm):
+    phone = StringField("Phone number", validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Send code")
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(min=6, max=6)])
+    submit = SubmitField("Confirm")
+
+
+class EmailForm(FlaskForm):
+    email = StringField("Email address", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    submit = SubmitField("Add email")
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (unbind, revoke, deregister): CSRF token only."""
+
+    submit = SubmitField("Confirm")
+
+
+def account_required(view):
+    """The account of the hub session, as ``g.account``; otherwise off to the hub's login."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        session = current_session()
+        account = service.get_active_account(session.account_id) if session else None
+        if account is None:
+            return redirect(url_for("account.login"))
+        g.account, g.hub_session = account, session
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_rate_limit, key_func=_login_key, methods=["POST"])
+@limiter.limit(_login_rate_limit, methods=["POST"])
+def login():
+    """The hub's own login, for people who come to manage their account rather than from a site."""
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            account = service.authenticate_password(form.login.data, form.password.data)
+        except AuthenticationFailed as exc:
+            error = exc.detail
+        else:
+            previous = current_session()
+            session, cookie_value = start_session(account, amr=["pwd"])
+            logout.replace_session(previous, session)
+            response = make_response(redirect(url_for("account.index")))
+            set_session_cookie(response, cookie_value, session)
+            return response
+    return render_template("account/login.html", form=form, error=error), 401 if error else 200
+
+
+@bp.get("/")
+@account_required
+def index():
+    account = g.account
+    identities = binding.live_identities(account.id)
+    return render_template(
+        "account/index.html", account=account, identities=identities,
+        removable=binding.removable_identities(account, identities),
+        has_phone=any(i.kind == "phone" for i in identities),
+        sessions=service.live_sessions(account.id), current_sid=g.hub_session.sid,
+        clients=service.connected_clients(account.id), events=audit.recent_events(account.id),
+        email_form=EmailForm(), action_form=ActionForm(),
+    )
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@account_required
+def profile():
+    account = g.account
+    address = {f: v for f, v in (account.address or {}).items() if f in ADDRESS_FIELDS} if request.method == "GET" else {}
+    form = ProfileForm(obj=account, **address)
+    if form.validate_on_submit():
+        address = {f: getattr(form, f).data.strip() for f in ADDRESS_FIELDS if (getattr(form, f).data or "").strip()}
+        claims = {f: (getattr(form, f).data or "").strip() for f in ("name", "nickname", "picture", "locale")}
+        if _run(service.update_profile, account.id, address=address or None, **claims):
+            flash("Profile saved.", "info")
+            return redirect(url_for("account.index"))
+    return render_template("account/profile.html", form=form)
+
+
+def _otp_ip_rate_limit():
+    return current_app.config["TESSERA_OTP_IP_RATE_LIMIT"]
+
+
+@bp.route("/phone/<purpose>", methods=["GET", "POST"])
+@limiter.limit(_otp_ip_rate_limit, methods=["POST"])
+@account_required
+def send_phone_code(purpose: str):
+    if purpose not in PHONE_PURPOSES:
+        return redirect(url_for("account.index"))
+    form = PhoneForm()
+    if form.validate_on_submit():
+        challenge = _run(otp.send_code, form.phone.data, purpose, account_id=g.account.id)
+        if challenge is not False:
+            # The number the code went to, kept in the signed Flask session for the next step.
+            session["account_otp"] = {"uid": challenge.uid, "phone": challenge.phone}
+            return redirect(url_for("account.confirm_phone", purpose=purpose, uid=challenge.uid))
+    return render_template("account/phone.html", form=form, title=PHONE_PURPOSES[purpose])
+
+
+@bp.route("/phone/<purpose>/<uid>", methods=["GET", "POST"])
+@account_required
+def confirm_phone(purpose: str, uid: str):
+    if purpose not in PHONE_PURPOSES:
+        return redirect(url_for("account.index"))
+    pending = session.get("account_otp") or {}
+    if pending.get("uid") != uid:
+        flash("That code request is not from this browser: send a new code.", "error")
+        return redirect(url_for("account.send_phone_code", purpose=purpose))
+    phone = pending["phone"]
+    form = CodeForm()
+    if form.validate_on_submit():
+        service_call = binding.bind_phone if purpose == "bind" else binding.rebind_phone
+        try:
+            result = service_call(g.account.id, phone, uid, form.code.data)
+        except NeedsMerge as exc:
+            return render_template("account/needs_merge.html", detail=exc.detail), 409
+        except TesseraError as exc:
+            flash(exc.detail, "error")
+        else:
+            session.pop("account_otp", None)
+            flash(_bound_message(result), "info")
+            return redirect(url_for("account.index"))
+    return render_template("account/code.html", form=form, title=PHONE_PURPOSES[purpose], phone=phone)
+
+
+@bp.post("/email")
+@account_required
+def add_email():
+    form = EmailForm()
+    if form.validate_on_submit():
+        if _run(binding.add_email, g.account.id, form.email.data):
+            flash("Email added. Follow the link we sent to it to verify it.", "info")
+    else:
+        flash("Enter a valid email address.", "error")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/identities/<int:identity_id>/unbind")
+@account_required
+def unbind(identity_id: int):
+    if ActionForm().validate_on_submit() and _run(binding.unbind_identity, g.account.id, identity_id) is not False:
+        flash("Removed.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/sessions/<int:session_id>/revoke")
+@account_required
+def revoke_session(session_id: int):
+    if not ActionForm().validate_on_submit():
+        return redirect(url_for("account.index"))
+    own = session_id == g.hub_session.id
+    frontchannel = _run(service.revoke_session, g.account.id, session_id)
+    if own and frontchannel is not False:
+        return render_logged_out(frontchannel, None)  # this browser's own session: a logout
+    if frontchannel is not False:
+        flash("Session ended.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/clients/<int:client_id>/revoke")
+@account_required
+def revoke_client(client_id: int):
+    if ActionForm().validate_on_submit() and _run(service.revoke_client_access, g.account.id, client_id) is not False:
+        flash("Access revoked.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/deregister", methods=["GET", "POST"])
+@account_required
+def deregister():
+    form = ActionForm()
+    if form.validate_on_submit():
+        frontchannel = _run(binding.deregister, g.account.id)
+        if frontchannel is not False:
+            return render_logged_out(frontchannel, None)
+    return render_template("account/deregister.html", form=form,
+                           days=current_app.config["TESSERA_DEREGISTRATION_COOLING_OFF_DAYS"])
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _run(call, *args, **kwargs):
+    """Call a service; a domain error becomes a flashed message and the result False."""
+    try:
+        result = call(*args, **kwargs)
+    except TesseraError as exc:
+        flash(exc.detail, "error")
+        return False
+    return True if result is None else result
+
+
+def _bound_message(result: binding.BindResult) -> str:
+    if result.closed_account_id:
+        return "Phone number added. The unused account it belonged to was closed and its ways to log in now lead here."
+    return "Phone number saved."

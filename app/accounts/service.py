@@ -126,3 +126,97 @@ def account_to_dict(account: Account) -> dict:
         {"kind": i.kind, "value": i.value, "verified": i.verified} for i in account.identities
     ]
     return data
+
+
+def update_profile(account_id: int, **claims) -> Account:
+    """Change profile claims (OIDC Core 5.1; empty values clear a claim), audited, one transaction."""
+    unknown = set(claims) - set(PROFILE_CLAIMS) - {"address"}
+    if unknown:
+        raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
+    account = get_active_account(account_id)
+    if account is None:
+        raise InvalidInput("this account is not active")
+    changed = {}
+    for claim, value in claims.items():
+        value = value or None
+        if getattr(account, claim) != value:
+            setattr(account, claim, value)
+            changed[claim] = value is not None
+    if changed:
+        audit.record("profile.updated", account_id=account.id, actor="self", claims=sorted(changed))
+    db.session.commit()
+    return account
+
+
+# --- self-service: sessions and connected clients (local imports: app.oidc imports this module) --
+
+def live_sessions(account_id: int) -> list:
+    """The account's hub sessions that have not ended or expired, newest first."""
+    from app.oidc.models import SSOSession
+
+    return list(db.session.scalars(
+        db.select(SSOSession)
+        .where(SSOSession.account_id == account_id, SSOSession.ended_at.is_(None), SSOSession.expires_at > utcnow())
+        .order_by(SSOSession.created_at.desc(), SSOSession.id.desc())
+    ))
+
+
+def revoke_session(account_id: int, session_id: int) -> list[str]:
+    """End one of the account's sessions (its clients are told, as for a logout); returns the
+    front-channel logout URLs."""
+    from app.errors import NotFound
+    from app.oidc.logout import end_session
+    from app.oidc.models import SSOSession
+
+    session = db.session.get(SSOSession, session_id)
+    if session is None or session.account_id != account_id or session.ended_at is not None:
+        raise NotFound("no such session")
+    frontchannel = end_session(session, commit=False)
+    audit.record("session.revoked", account_id=account_id, actor="self", sid=session.sid)
+    db.session.commit()
+    return frontchannel
+
+
+def connected_clients(account_id: int) -> list[dict]:
+    """Clients the account consented to or holds live tokens at: {client, scope, tokens}."""
+    import time
+
+    from app.oidc.models import Client, Consent, Token
+
+    now = int(time.time())
+    consents = {c.client_id: c for c in db.session.scalars(db.select(Consent).filter_by(account_id=account_id))}
+    live = (Token.revoked_at.is_(None)) & (
+        (Token.issued_at + Token.expires_in > now) | (Token.refresh_expires_at > now)
+    )
+    counts = dict(db.session.execute(
+        db.select(Token.client_id, db.func.count()).where(Token.account_id == account_id, live).group_by(Token.client_id)
+    ).all())
+    ids = set(consents) | set(counts)
+    clients = db.session.scalars(db.select(Client).where(Client.id.in_(ids)).order_by(Client.name)) if ids else []
+    return [
+        {"client": c, "scope": consents[c.id].scope if c.id in consents else "", "tokens": counts.get(c.id, 0)}
+        for c in clients
+    ]
+
+
+def revoke_client_access(account_id: int, client_pk: int) -> None:
+    """Withdraw consent from a client and revoke every token it holds for the account."""
+    from sqlalchemy import delete, update
+
+    from app.errors import NotFound
+    from app.oidc.models import Consent, Token
+
+    now = utcnow()
+    consents = db.session.execute(
+        delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_pk)
+    ).rowcount
+    tokens = db.session.execute(
+        update(Token).where(Token.account_id == account_id, Token.client_id == client_pk, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    if not consents and not tokens:
+        db.session.rollback()
+        raise NotFound("this site has no access to your account")
+    audit.record("consent.revoked", account_id=account_id, actor="self", client_id=client_pk,
+                 consent_removed=bool(consents), tokens_revoked=tokens)
+    db.session.commit()

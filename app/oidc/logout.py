@@ -89,8 +89,9 @@ def parse_end_session_request(params) -> EndSessionRequest:
     return EndSessionRequest(client=client, post_logout_redirect_uri=redirect, state=params.get("state"), trusted=trusted)
 
 
-def end_session(session: SSOSession | None) -> list[str]:
-    """End the hub session and tell its clients. Returns the front-channel logout URLs to load."""
+def end_session(session: SSOSession | None, commit: bool = True) -> list[str]:
+    """End the hub session and tell its clients. Returns the front-channel logout URLs to load.
+    With ``commit=False`` the caller commits (a merge step ends sessions inside its transaction)."""
     if session is None:
         return []
     issuer = current_app.config["TESSERA_ISSUER"]
@@ -110,8 +111,16 @@ def end_session(session: SSOSession | None) -> list[str]:
             sep = "&" if "?" in client.frontchannel_logout_uri else "?"
             frontchannel.append(f"{client.frontchannel_logout_uri}{sep}{urlencode({'iss': issuer, 'sid': session.sid})}")
     session.ended_at = utcnow()
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return frontchannel
+
+
+def close_account_sessions(account_id: int) -> list[str]:
+    """End every live session of an account and tell its clients, inside the caller's
+    transaction (deregistration, an account closed by a bind). Returns front-channel URLs."""
+    sessions = db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None))
+    return [url for session in list(sessions) for url in end_session(session, commit=False)]
 
 
 def end_expired_sessions(limit: int = 100) -> int:
