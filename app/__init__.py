@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import check_production_safety, load_config
+from app.errors import TesseraError
 from app.extensions import csrf, db, limiter, migrate
 
 
@@ -49,6 +50,19 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.cli import register_commands
 
     register_commands(app)
+
+    @app.errorhandler(TesseraError)
+    def domain_error(error: TesseraError):
+        """A service refused: the protocol clients get an RFC 9457 problem, people a page."""
+        if request.blueprint == "oidc" or request.accept_mimetypes.best == "application/json":
+            response = jsonify(type="about:blank", title=error.title, status=error.status, detail=error.detail)
+            response.mimetype = "application/problem+json"
+        else:
+            response = make_response(render_template("errors/bad_request.html", detail=error.detail, title=error.title))
+        response.status_code = error.status
+        if error.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(429)
     def too_many_requests(error):

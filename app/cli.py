@@ -224,6 +224,7 @@ def clients_group() -> None:
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256", show_default=True)
 @click.option("--backchannel-logout-uri")
 @click.option("--frontchannel-logout-uri")
+@click.option("--events-endpoint", help="Where Security Event Tokens (account merged) are pushed (RFC 8935).")
 @click.option("--initiate-login-uri")
 @click.option("--login-chain", "login_chain", multiple=True,
               help="client_id of a partner logged in automatically after a login here (overrides the tenant's list).")
@@ -232,8 +233,8 @@ def clients_group() -> None:
 @with_appcontext
 def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
                    sector_identifier_uri, trusted, grant_types, scope, jwks_json, id_token_alg,
-                   backchannel_logout_uri, frontchannel_logout_uri, initiate_login_uri, login_chain, fixed_client_id,
-                   as_json) -> None:
+                   backchannel_logout_uri, frontchannel_logout_uri, events_endpoint, initiate_login_uri, login_chain,
+                   fixed_client_id, as_json) -> None:
     """Register a client; prints its client_id and, once, its client_secret."""
     from app.oidc.clients import client_metadata, create_client
 
@@ -249,6 +250,7 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
             grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
             backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
             initiate_login_uri=initiate_login_uri, login_chain=list(login_chain) or None, client_id=fixed_client_id,
+            events_endpoint=events_endpoint,
         )
     except TesseraError as exc:
         _fail(exc)
@@ -290,8 +292,9 @@ def users_create(phone, password, email, name, as_json) -> None:
 
 def register_commands(app) -> None:
     from app.federation.cli import upstreams_group
+    from app.merging.cli import merges_group
 
-    for command in (serve_command, worker_command, upstreams_group, demo_group, keys_group, tenants_group, clients_group, users_group):
+    for command in (serve_command, worker_command, upstreams_group, merges_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
 
 

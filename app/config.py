@@ -7,6 +7,7 @@ table for operators. ``load_config`` returns a plain dict that ``create_app`` pu
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -97,6 +98,16 @@ def load_config() -> dict:
         "TESSERA_DORMANT_DAYS": _int("DORMANT_DAYS", 365),
         # Days between deregistration and the release of the account's identifiers.
         "TESSERA_DEREGISTRATION_COOLING_OFF_DAYS": _int("DEREGISTRATION_COOLING_OFF_DAYS", 15),
+        # Outgoing email (verification links) goes where the SMS sender points: appended as JSON
+        # lines to this file when TESSERA_SMS_SENDER=file, logged otherwise (no SMTP yet).
+        "TESSERA_MAIL_FILE": _env("MAIL_FILE", str(INSTANCE_DIR / "mail.jsonl")),
+        # --- merging ---
+        # Seconds a process holds a running merge; if it dies, `tessera worker` resumes it after this.
+        "TESSERA_MERGE_LEASE": _int("MERGE_LEASE", 60),
+        # Per-claim rule for single-valued profile claims in a merge, as JSON, e.g.
+        # {"picture": "newest"}: "survivor" (default: keep the survivor's, fill blanks from the
+        # absorbed account), "newest" (the more recently updated account's), "absorbed".
+        "TESSERA_MERGE_CLAIM_RULES": json.loads(_env("MERGE_CLAIM_RULES", "{}")),
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         # Flask / Flask-WTF settings derived from the above.

@@ -6,5 +6,6 @@ from app.oidc.models import (  # noqa: F401
     SubjectMapping, Token, UsedAssertion,
 )
 from app.federation.models import PendingUpstreamLogin, UpstreamProvider  # noqa: F401
+from app.merging.models import MergeLock, MergeRecord  # noqa: F401
 from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401

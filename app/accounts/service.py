@@ -106,7 +106,11 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
 
 
 def mark_login(account: Account, identity: Identity) -> None:
-    """Record a successful login through ``identity`` (for dormancy rules); the caller commits."""
+    """Record a successful login through ``identity`` (for dormancy rules); the caller commits.
+    Raises AccountBusy while the account is under a merge (the login gets a retry answer)."""
+    from app.merging.service import ensure_not_locked
+
+    ensure_not_locked(account.id)
     now = utcnow()
     account.last_login_at = now
     identity.last_used_at = now

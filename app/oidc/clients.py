@@ -86,7 +86,7 @@ def create_client(
     scope: str | None = None, jwks: dict | None = None, id_token_signed_response_alg: str = "RS256",
     backchannel_logout_uri: str | None = None, frontchannel_logout_uri: str | None = None,
     initiate_login_uri: str | None = None, client_id: str | None = None, client_secret: str | None = None,
-    login_chain: list[str] | None = None,
+    login_chain: list[str] | None = None, events_endpoint: str | None = None,
 ) -> RegisteredClient:
     tenant_row = get_tenant(tenant)
     if not (name or "").strip():
@@ -144,6 +144,7 @@ def create_client(
         frontchannel_logout_uri=_https_or_loopback(frontchannel_logout_uri, "frontchannel_logout_uri"),
         initiate_login_uri=_https_or_loopback(initiate_login_uri, "initiate_login_uri"),
         login_chain=login_chain,
+        events_endpoint=_https_or_loopback(events_endpoint, "events_endpoint"),
     )
     if db.session.scalar(db.select(Client.id).filter_by(client_id=client.client_id)):
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
@@ -205,4 +206,5 @@ def client_metadata(client: Client) -> dict:
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "login_chain": client.login_chain,
+        "events_endpoint": client.events_endpoint,
     }

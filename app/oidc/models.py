@@ -49,6 +49,8 @@ class Client(db.Model):
     login_chain: Mapped[list | None] = mapped_column(JSON)
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    #: Where Security Event Tokens (account merged, …) are pushed (RFC 8935).
+    events_endpoint: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")

@@ -1,0 +1,92 @@
+"""`tessera merges …`: operators merge accounts of the same person, preview merges and follow them."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask.cli import with_appcontext
+
+from app.errors import TesseraError
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group("merges")
+def merges_group() -> None:
+    """Account merges."""
+
+
+@merges_group.command("create")
+@click.option("--survivor", required=True, help="Account id, phone or email of the account that stays.")
+@click.option("--absorbed", required=True, help="Account id, phone or email of the account folded into it.")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@click.option("--regrant-consents", is_flag=True, help="The user approved: the survivor gets the absorbed account's consents.")
+@click.option("--dry-run", is_flag=True, help="Only show what the merge would do.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json) -> None:
+    """Merge one account into another (idempotent: repeating it returns the same merge)."""
+    from app.merging.service import merge_accounts, merge_to_dict, preview_merge, resolve_account
+
+    try:
+        survivor_id, absorbed_id = resolve_account(survivor).id, resolve_account(absorbed).id
+        if dry_run:
+            _echo_json(preview_merge(survivor_id, absorbed_id))
+            return
+        record = merge_accounts(survivor_id, absorbed_id, origin="operator", reason=reason,
+                                regrant_consents=regrant_consents, actor="operator")
+    except TesseraError as exc:
+        raise click.ClickException(exc.detail) from None
+    if as_json:
+        _echo_json(merge_to_dict(record))
+    else:
+        click.echo(f"merge {record.id}: {record.status} (step {record.step})")
+
+
+@merges_group.command("show")
+@click.argument("merge_id", type=int)
+@with_appcontext
+def merges_show(merge_id: int) -> None:
+    """A merge with its report and the delivery state of its notifications."""
+    from app.events.models import OutboxEvent
+    from app.extensions import db
+    from app.merging.models import MergeRecord
+    from app.merging.service import merge_to_dict
+
+    record = db.session.get(MergeRecord, merge_id)
+    if record is None:
+        raise click.ClickException(f"no merge {merge_id}")
+    data = merge_to_dict(record)
+    events = db.session.scalars(db.select(OutboxEvent).filter_by(kind="set").where(
+        OutboxEvent.body.isnot(None))).all()
+    data["deliveries"] = [
+        {"jti": e.jti, "url": e.url, "status": e.status, "attempts": e.attempts, "last_error": e.last_error}
+        for e in events if f"merge-{merge_id}" in _txn(e.body)
+    ]
+    _echo_json(data)
+
+
+def _txn(token: str) -> str:
+    from joserfc import jws
+
+    try:
+        return json.loads(jws.extract_compact(token.encode()).payload).get("txn", "")
+    except Exception:  # noqa: BLE001 — not a SET of ours
+        return ""
+
+
+@merges_group.command("list")
+@click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]))
+@with_appcontext
+def merges_list(status) -> None:
+    from app.extensions import db
+    from app.merging.models import MergeRecord
+    from app.merging.service import merge_to_dict
+
+    query = db.select(MergeRecord).order_by(MergeRecord.id.desc()).limit(200)
+    if status:
+        query = query.filter_by(status=status)
+    _echo_json([merge_to_dict(r) for r in db.session.scalars(query)])
