@@ -1,6 +1,6 @@
 """The hub's own home page."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, render_template
 
 from app.accounts.service import get_active_account
 from app.oidc.sessions import current_session
@@ -13,3 +13,19 @@ def index():
     session = current_session()
     account = get_active_account(session.account_id) if session else None
     return render_template("index.html", account=account, session=session)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format: merges by status and outbox deliveries pending, for operators."""
+    from app.events.service import delivery_counters
+    from app.merging.service import merge_counters
+
+    lines = ["# HELP tessera_merges Account merges by status.", "# TYPE tessera_merges gauge"]
+    merges = merge_counters()
+    for status in ("pending", "running", "completed", "failed"):
+        lines.append(f'tessera_merges{{status="{status}"}} {merges.get(status, 0)}')
+    lines += ["# HELP tessera_outbox_events Outbox events by kind and status.", "# TYPE tessera_outbox_events gauge"]
+    for (kind, status), count in sorted(delivery_counters().items()):
+        lines.append(f'tessera_outbox_events{{kind="{kind}",status="{status}"}} {count}')
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

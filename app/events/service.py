@@ -131,5 +131,9 @@ def start_inprocess_worker(app) -> threading.Thread:
     return thread
 
 
-def pending_count() -> int:
-    return db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent).filter_by(status="pending")) or 0
+def delivery_counters() -> dict[tuple[str, str], int]:
+    """(kind, status) → number of outbox events, for /metrics."""
+    rows = db.session.execute(
+        db.select(OutboxEvent.kind, OutboxEvent.status, db.func.count()).group_by(OutboxEvent.kind, OutboxEvent.status)
+    ).all()
+    return {(kind, status): count for kind, status, count in rows}

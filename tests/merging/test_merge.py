@@ -197,3 +197,12 @@ def test_crash_after_each_step_resumes_to_the_same_end(app, factories, site, dat
     assert {i[2] for i in final["identities"]} == {survivor.phone, absorbed.phone, "absorbed@example.org"}
     assert all(s[0] == survivor.id for s in final["subjects"]) and len(final["subjects"]) == 2
     assert final["live_tokens"] == [(0,)] and final["locks"] == [(0,)] and final["sets"] == [(1,)]
+
+
+def test_metrics(app, factories, site, http):
+    a, b = factories.account(), factories.account()
+    _login(app, factories, site, b)
+    _merge(app, a.id, b.id)
+    body = http.get("/metrics").get_data(as_text=True)
+    assert 'tessera_merges{status="completed"} 1' in body
+    assert 'tessera_outbox_events{kind="set",status="pending"} 1' in body
