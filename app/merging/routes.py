@@ -1,0 +1,135 @@
+"""A user merges two accounts of theirs from /account: logged in to one, they prove control of
+the other (its password, or a code sent to its phone), look at the preview, pick the account
+that stays, and confirm. A phone binding that met an account with data arrives here with the
+code already proven."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, session, url_for
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from app.accounts import otp, service
+from app.accounts.self_service import account_required
+from app.errors import AuthenticationFailed, TesseraError
+from app.merging import service as merging
+
+bp = Blueprint("merging", __name__, url_prefix="/account/merge")
+
+#: Seconds a proof of the other account stays good for the merge.
+PROOF_TTL = 600
+
+
+class ProveForm(FlaskForm):
+    login = StringField("Phone, email or username of the other account", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Its password (leave empty to get a code on its phone instead)", validators=[Length(max=1024)])
+    submit = SubmitField("Continue")
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(min=6, max=6)])
+    submit = SubmitField("Confirm")
+
+
+class ConfirmForm(FlaskForm):
+    survivor = RadioField("Keep", choices=["this", "other"], default="this")
+    regrant_consents = BooleanField("Let the sites I allowed on the other account keep their access")
+    submit = SubmitField("Merge the accounts")
+
+
+def remember_proof(other_account_id: int, method: str) -> None:
+    """Record, in this browser's signed session, that the user proved control of another account."""
+    session["merge_proof"] = {"other": other_account_id, "method": method, "at": int(time.time()),
+                              "account": g.account.id}
+
+
+def _proof() -> int | None:
+    proof = session.get("merge_proof") or {}
+    if proof.get("account") != g.account.id or time.time() - proof.get("at", 0) > PROOF_TTL:
+        return None
+    return proof.get("other")
+
+
+@bp.route("/", methods=["GET", "POST"])
+@account_required
+def start():
+    form = ProveForm()
+    if form.validate_on_submit():
+        if form.password.data:
+            try:
+                other = service.authenticate_password(form.login.data, form.password.data)
+            except (AuthenticationFailed, merging.AccountBusy) as exc:
+                flash(exc.detail, "error")
+                return render_template("merging/start.html", form=form), 401
+            if other.id == g.account.id:
+                flash("That is the account you are logged in to.", "error")
+                return render_template("merging/start.html", form=form), 400
+            remember_proof(other.id, "pwd")
+            return redirect(url_for("merging.preview"))
+        identity = service.find_identity(form.login.data)
+        other = service.get_active_account(identity.account_id) if identity else None
+        phone = other.identity("phone") if other is not None else None
+        if phone is not None and other.id != g.account.id:
+            try:
+                challenge = otp.send_code(phone.value, "merge", account_id=g.account.id)
+            except TesseraError as exc:
+                flash(exc.detail, "error")
+                return render_template("merging/start.html", form=form), exc.status
+            session["merge_otp"] = {"uid": challenge.uid, "other": other.id}
+            return redirect(url_for("merging.code"))
+        # The same answer whether or not such an account exists (no enumeration).
+        flash("If that account has a phone number, a code was sent to it.", "info")
+        return redirect(url_for("merging.code"))
+    return render_template("merging/start.html", form=form)
+
+
+@bp.route("/code", methods=["GET", "POST"])
+@account_required
+def code():
+    form = CodeForm()
+    pending = session.get("merge_otp") or {}
+    if form.validate_on_submit():
+        try:
+            if not pending:
+                raise AuthenticationFailed("invalid or expired code")
+            challenge = otp.verify_code(pending["uid"], form.code.data, "merge")
+            if challenge.account_id != g.account.id:
+                raise AuthenticationFailed("invalid or expired code")
+        except AuthenticationFailed as exc:
+            flash(exc.detail, "error")
+            return render_template("merging/code.html", form=form), 401
+        session.pop("merge_otp", None)
+        remember_proof(pending["other"], "otp")
+        return redirect(url_for("merging.preview"))
+    return render_template("merging/code.html", form=form)
+
+
+@bp.route("/preview", methods=["GET", "POST"])
+@account_required
+def preview():
+    other_id = _proof()
+    if other_id is None:
+        flash("Prove again that the other account is yours.", "error")
+        return redirect(url_for("merging.start"))
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        survivor, absorbed = (g.account.id, other_id) if form.survivor.data == "this" else (other_id, g.account.id)
+        session.pop("merge_proof", None)
+        try:
+            record = merging.merge_accounts(survivor, absorbed, origin="user", reason="user merged their accounts",
+                                            regrant_consents=form.regrant_consents.data, actor="self")
+        except TesseraError as exc:
+            flash(exc.detail, "error")
+            return redirect(url_for("account.index"))
+        return render_template("merging/done.html", record=record, kept_this=survivor == g.account.id)
+    try:
+        keep_this = merging.preview_merge(g.account.id, other_id)
+        keep_other = merging.preview_merge(other_id, g.account.id)
+    except TesseraError as exc:
+        flash(exc.detail, "error")
+        return redirect(url_for("account.index"))
+    return render_template("merging/preview.html", form=form, keep_this=keep_this, keep_other=keep_other,
+                           lease=current_app.config["TESSERA_MERGE_LEASE"])
