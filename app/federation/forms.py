@@ -15,3 +15,15 @@ class LinkPasswordForm(FlaskForm):
     login = StringField("Phone, email or username", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Link and log in")
+
+
+class LinkPhoneForm(FlaskForm):
+    """Link by a one-time code sent to the existing account's phone."""
+
+    phone = StringField("Phone number of your account", validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Send a code")
+
+
+class LinkCodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(min=6, max=6)])
+    submit = SubmitField("Link and log in")

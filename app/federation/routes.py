@@ -12,10 +12,11 @@ import time
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
 
 from app.accounts.service import authenticate_password
-from app.errors import AuthenticationFailed, Conflict, NotFound
+from app.accounts.sms import SmsDeliveryFailed
+from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
 from app.extensions import limiter
 from app.federation import service
-from app.federation.forms import CreateAccountForm, LinkPasswordForm
+from app.federation.forms import CreateAccountForm, LinkCodeForm, LinkPasswordForm, LinkPhoneForm
 from app.federation.models import PendingUpstreamLogin
 from app.net import OutboundError
 from app.oidc import authorization, logout
@@ -28,6 +29,9 @@ bp = Blueprint("federation", __name__)
 FLOWS_KEY = "upstream_flows"
 #: Upstream round trips one browser may have in flight (older ones are forgotten).
 MAX_FLOWS = 5
+#: Flask-session key of the link codes sent, by pending login: the code page takes the challenge
+#: from here, never from the form.
+LINK_CODES_KEY = "upstream_link_codes"
 
 
 @bp.app_context_processor
@@ -130,16 +134,19 @@ def _pending_and_interaction(uid: str):
     return pending, interaction, None
 
 
-def _render_pending(pending, interaction, link_form=None, error=None, status=200):
+def _render_pending(pending, interaction, link_form=None, phone_form=None, error=None, status=200):
     provider = service.pending_provider(pending)
     link_form = link_form or LinkPasswordForm()
+    phone_form = phone_form or LinkPhoneForm()
     suggested = service.suggested_login(pending)
     if suggested and not link_form.login.data:
         link_form.login.data = suggested
+    if suggested and suggested.startswith("+") and not phone_form.phone.data:
+        phone_form.phone.data = suggested
     client = interaction.client
     return render_template(
         "federation/pending.html", provider=provider, pending=pending, display=service.display_name(pending.claims or {}),
-        create_form=CreateAccountForm(), link_form=link_form, suggested=suggested, error=error,
+        create_form=CreateAccountForm(), link_form=link_form, phone_form=phone_form, suggested=suggested, error=error,
         client=client, tenant=client.tenant,
     ), status
 
@@ -196,3 +203,52 @@ def link_with_password(uid: str):
     except Conflict as exc:
         return _error_page(exc.detail, interaction.uid, 409)
     return _log_in(interaction, account, amr=["fed", "pwd"])
+
+
+@bp.post("/upstream/pending/<uid>/link/phone")
+@limiter.limit(lambda: current_app.config["TESSERA_OTP_IP_RATE_LIMIT"])
+def send_link_code(uid: str):
+    pending, interaction, failure = _pending_and_interaction(uid)
+    if failure:
+        return failure
+    form = LinkPhoneForm()
+    if not form.validate_on_submit():
+        return _render_pending(pending, interaction, phone_form=form, error="Enter your account's phone number.",
+                               status=400)
+    try:
+        challenge_uid = service.send_link_code(form.phone.data)
+    except (InvalidInput, RateLimited, SmsDeliveryFailed) as exc:
+        return _render_pending(pending, interaction, phone_form=form, error=exc.detail, status=exc.status)
+    codes = dict(session.get(LINK_CODES_KEY) or {})
+    codes[pending.uid] = challenge_uid
+    session[LINK_CODES_KEY] = codes
+    return redirect(url_for("federation.link_with_code", uid=pending.uid))
+
+
+@bp.route("/upstream/pending/<uid>/link/code", methods=["GET", "POST"])
+@limiter.limit(_login_rate_limit, methods=["POST"])
+def link_with_code(uid: str):
+    pending, interaction, failure = _pending_and_interaction(uid)
+    if failure:
+        return failure
+    challenge_uid = (session.get(LINK_CODES_KEY) or {}).get(pending.uid)
+    if challenge_uid is None:
+        return redirect(url_for("federation.pending", uid=pending.uid))
+    form, error = LinkCodeForm(), None
+    if form.validate_on_submit():
+        try:
+            account = service.account_by_link_code(challenge_uid, form.code.data)
+            service.link_pending(pending, account, proof="otp", client_id=interaction.client_id)
+        except AuthenticationFailed as exc:
+            error = exc.detail
+        except Conflict as exc:
+            return _error_page(exc.detail, interaction.uid, 409)
+        else:
+            codes = dict(session.get(LINK_CODES_KEY) or {})
+            codes.pop(pending.uid, None)
+            session[LINK_CODES_KEY] = codes
+            return _log_in(interaction, account, amr=["fed", "otp"])
+    client = interaction.client
+    return render_template("federation/link_code.html", form=form, pending=pending, error=error,
+                           provider=service.pending_provider(pending), client=client,
+                           tenant=client.tenant), 401 if error else 200

@@ -35,7 +35,7 @@ from app.accounts.identifiers import normalize_email, normalize_phone
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.accounts.service import get_active_account, mark_login
 from app.crypto import decrypt_json, encrypt_json
-from app.errors import Conflict, InvalidInput, NotFound, TesseraError
+from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
 from app.federation.models import MATCHING_MODES, PendingUpstreamLogin, UpstreamProvider
 from app.net import OutboundError, fetch
@@ -524,6 +524,31 @@ def create_account_from_pending(pending: PendingUpstreamLogin, client_id: int | 
         raise Conflict("this upstream account was linked to an account meanwhile; log in with it again") from None
     record_federated_login(account, identity, provider, client_id)
     return account, identity
+
+
+def send_link_code(phone: str) -> str:
+    """Send a one-time code (purpose "link") to ``phone``; returns the challenge uid. Sent whether
+    or not the number belongs to an account, so the answer reveals nothing about who exists."""
+    from app.accounts.otp import send_code
+
+    return send_code(phone, "link").uid
+
+
+def account_by_link_code(challenge_uid: str, code: str) -> Account:
+    """The active account whose phone the code was sent to. AuthenticationFailed for a wrong,
+    expired or used code, or a number that names no active account (only said after the code
+    proved the number is the user's)."""
+    from app.accounts.otp import verify_code
+
+    challenge = verify_code(challenge_uid, code, "link")
+    identity = db.session.scalar(
+        db.select(Identity).filter_by(kind="phone", namespace="", value=challenge.phone, released_at=None)
+    )
+    account = get_active_account(identity.account_id) if identity is not None else None
+    if account is None:
+        raise AuthenticationFailed("no account here has this phone number")
+    mark_login(account, identity)
+    return account
 
 
 def expire_pending(pending: PendingUpstreamLogin) -> None:

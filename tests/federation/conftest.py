@@ -56,6 +56,7 @@ def upstream_op(tmp_path_factory):
     port = _free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = _env(workdir, issuer)
+    env["TESSERA_LOGIN_RATE_LIMIT"] = "1000 per minute"  # every test logs in from 127.0.0.1
     alice = UpstreamUser("+14155550201", "alice-upstream-pw", "alice@example.com", "Alice Upstream")
     bob = UpstreamUser("+14155550202", "bob-upstream-pw", "bob@example.com", "Bob Upstream")
     _run(["db", "upgrade"], workdir, env)
@@ -99,6 +100,7 @@ class OpenPlatform:
     tokens: dict = field(default_factory=dict)           # access token -> (client_id, person)
     token_requests: list = field(default_factory=list)
     deny: bool = False
+    jwks: dict = field(default_factory=dict)              # served at /jwks: keys nobody else trusts
     issuer_in_discovery: str = "https://elsewhere.example.com"
 
     def openid(self, client_id: str, person: dict) -> str:
@@ -107,7 +109,11 @@ class OpenPlatform:
 
 @pytest.fixture
 def open_platform():
+    from joserfc.jwk import RSAKey
+
     platform = OpenPlatform(url="")
+    stranger_key = RSAKey.generate_key(2048, parameters={"kid": "stranger", "alg": "RS256", "use": "sig"})
+    platform.jwks = {"keys": [stranger_key.as_dict(private=False)]}
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, body: dict | None = None, headers: dict | None = None):
@@ -140,6 +146,8 @@ def open_platform():
                 client_id, person = platform.tokens[token]
                 return self._send(200, {"openid": platform.openid(client_id, person), "unionid": person["unionid"],
                                         "nickname": person["nickname"]})
+            if parts.path == "/jwks":
+                return self._send(200, platform.jwks)
             if parts.path == "/.well-known/openid-configuration":
                 return self._send(200, {"issuer": platform.issuer_in_discovery,
                                         "authorization_endpoint": platform.url + "/authorize",

@@ -427,3 +427,91 @@ def test_start_needs_a_live_interaction(app, http, open_platform):
     platform_provider(app, open_platform, "wx-web", "wx-web-app")
     assert http.get("/upstream/wx-web/start?interaction=nope").status_code == 400
     assert http.get("/upstream/wx-web/callback?state=x&code=y").status_code == 400
+
+
+# --- linking with a one-time code ---------------------------------------------------------------
+
+@pytest.fixture
+def sms_file(app, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "TESSERA_SMS_SENDER", "file")
+    monkeypatch.setitem(app.config, "TESSERA_SMS_FILE", str(tmp_path / "sms.jsonl"))
+    return tmp_path / "sms.jsonl"
+
+
+def last_code(sms_file, phone: str) -> str:
+    lines = [json.loads(line) for line in sms_file.read_text().splitlines()]
+    return [entry for entry in lines if entry["phone"] == phone][-1]["code"]
+
+
+def send_link_code(browser: Browser, page, phone: str):
+    return browser.submit(page, {"phone": phone, "submit": "Send a code"},
+                          url=f"/upstream/pending/{pending_uid(page)}/link/phone")
+
+
+def test_link_with_a_code_to_the_accounts_phone(app, http, rp, factories, upstream_op, sms_file):
+    oidc_provider(app, upstream_op, matching_mode="verified_phone")
+    mine = factories.account(phone=upstream_op.alice.phone)  # verified on both sides: suggested
+    browser = Browser(http, ISSUER)
+    request, upstream_url = start_at_hub(browser, rp, "tessera-up")
+    page = browser.go(through_upstream_op(upstream_op, requests.Session(), upstream_url, upstream_op.alice))
+    text = page.get_data(as_text=True)
+    assert 'id="suggestion"' in text
+    assert re.search(r'<input[^>]*name="phone"[^>]*value="\+14155550201"', text)
+
+    code_page = send_link_code(browser, page, mine.phone)
+    assert code_page.status_code == 200 and 'name="code"' in code_page.get_data(as_text=True)
+    code = last_code(sms_file, mine.phone)
+    wrong = browser.submit(code_page, {"code": "000000" if code != "000000" else "111111", "submit": "Link and log in"})
+    assert wrong.status_code == 401 and upstream_identities(app) == []
+
+    response = browser.submit(wrong, {"code": code, "submit": "Link and log in"},
+                              url=f"/upstream/pending/{pending_uid(page)}/link/code")
+    assert response.status_code == 302 and response.location.startswith(rp.redirect_uri)
+    sub_at_rp(rp, request, response)
+    assert [i.account_id for i in upstream_identities(app)] == [mine.id]
+    with app.app_context():
+        session = db.session.scalars(db.select(SSOSession).order_by(SSOSession.id.desc())).first()
+        assert session.account_id == mine.id and session.amr == ["fed", "otp"]
+    assert ("identity.linked", {"identity": "upstream", "provider": "tessera-up", "proof": "otp"}) in audit_kinds(app, mine.id)
+
+
+def test_a_code_to_a_number_without_account_links_nothing(app, http, rp, factories, upstream_op, sms_file):
+    oidc_provider(app, upstream_op)
+    browser = Browser(http, ISSUER)
+    _, upstream_url = start_at_hub(browser, rp, "tessera-up")
+    page = browser.go(through_upstream_op(upstream_op, requests.Session(), upstream_url, upstream_op.alice))
+    code_page = send_link_code(browser, page, "+14155550999")
+    assert code_page.status_code == 200  # the same answer as for a number with an account
+    refused = browser.submit(code_page, {"code": last_code(sms_file, "+14155550999"), "submit": "Link and log in"})
+    assert refused.status_code == 401 and "no account here has this phone number" in refused.get_data(as_text=True)
+    assert upstream_identities(app) == []
+
+
+# --- ID token checks ----------------------------------------------------------------------------
+
+def test_an_id_token_not_signed_by_the_upstreams_keys_is_refused(app, http, rp, upstream_op, open_platform):
+    oidc_provider(app, upstream_op)
+    with app.app_context():  # the upstream's keys are replaced by a stranger's
+        db.session.scalar(db.select(UpstreamProvider)).jwks_uri = open_platform.url + "/jwks"
+        db.session.commit()
+    browser = Browser(http, ISSUER)
+    _, upstream_url = start_at_hub(browser, rp, "tessera-up")
+    page = browser.go(through_upstream_op(upstream_op, requests.Session(), upstream_url, upstream_op.alice))
+    assert page.status_code == 502 and "ID token is not valid" in page.get_data(as_text=True)
+    assert upstream_identities(app) == []
+
+
+def test_an_id_token_with_another_nonce_is_refused(app, http, rp, upstream_op):
+    oidc_provider(app, upstream_op)
+    browser = Browser(http, ISSUER)
+    _, upstream_url = start_at_hub(browser, rp, "tessera-up")
+    callback = through_upstream_op(upstream_op, requests.Session(), upstream_url, upstream_op.alice)
+    with http.session_transaction() as flask_session:
+        flows = flask_session["upstream_flows"]
+        for flow in flows.values():
+            flow["nonce"] = "not-the-nonce-sent"
+        flask_session["upstream_flows"] = flows
+    page = browser.go(callback)
+    assert page.status_code == 502 and "nonce" in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(PendingUpstreamLogin.id))) == 0
