@@ -255,8 +255,8 @@ def _exchange_code(provider: UpstreamProvider, code: str, code_verifier: str) ->
         kwargs["auth"] = (quote_plus(provider.client_id), quote_plus(secret))
     response = fetch("POST", provider.token_endpoint, data=data, headers={"Accept": "application/json"}, **kwargs)
     token = _json(response, "token endpoint")
-    if response.status_code != 200 or "error" in token:
-        raise UpstreamError(f"the upstream refused the code: {token.get('error', response.status_code)}"
+    if response.status_code != 200 or "error" in token or token.get("errcode"):  # WeChat: errors with HTTP 200
+        raise UpstreamError(f"the upstream refused the code: {token.get('error') or token.get('errmsg') or response.status_code}"
                             + (f" ({token['error_description']})" if token.get("error_description") else ""))
     if not token.get("access_token"):
         raise UpstreamError("the upstream's token response has no access_token")
@@ -292,7 +292,7 @@ def _userinfo(provider: UpstreamProvider, access_token: str) -> dict:
     response = fetch("GET", provider.userinfo_endpoint,
                      headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
     info = _json(response, "userinfo endpoint")
-    if response.status_code != 200 or "errcode" in info and info["errcode"]:  # WeChat answers errors with 200
+    if response.status_code != 200 or info.get("errcode"):  # WeChat answers errors with HTTP 200
         raise UpstreamError(f"the upstream's userinfo endpoint refused: {info.get('error') or info.get('errmsg') or response.status_code}")
     return info
 
