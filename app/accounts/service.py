@@ -137,8 +137,10 @@ def update_profile(account_id: int, **claims) -> Account:
     unknown = set(claims) - set(PROFILE_CLAIMS) - {"address"}
     if unknown:
         raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    account = get_active_account(account_id)
-    if account is None:
+    from app.merging.service import lock_for_write
+
+    account = lock_for_write(account_id)
+    if account is None or not account.is_active:
         raise InvalidInput("this account is not active")
     changed = {}
     for claim, value in claims.items():

@@ -125,9 +125,23 @@ def is_locked(account_id: int) -> bool:
 
 
 def ensure_not_locked(account_id: int) -> None:
-    """Logins and writes call this: while a merge runs, they get a clear retry answer."""
+    """Logins call this: while a merge runs, they get a clear retry answer."""
     if is_locked(account_id):
         raise AccountBusy("this account is being merged with another one: try again in a few seconds")
+
+
+def lock_for_write(account_id: int) -> Account | None:
+    """Writes to an account call this first, in their transaction: the account row is locked
+    (SELECT … FOR UPDATE on PostgreSQL) and then the merge lock checked. A merge takes the same
+    row locks before its merge lock, so a write either commits before the merge reads the
+    account, or sees the merge lock and gets the retry answer: no write is lost or lands on an
+    account that a merge closed."""
+    query = db.select(Account).where(Account.id == account_id)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    account = db.session.scalar(query)
+    ensure_not_locked(account_id)
+    return account
 
 
 # --- preview --------------------------------------------------------------------------------------
@@ -191,6 +205,13 @@ def preview_merge(survivor_id: int, absorbed_id: int) -> dict:
 
 # --- execution ------------------------------------------------------------------------------------
 def _step_locked(record: MergeRecord) -> bool:
+    # Row locks first (in id order: no deadlock between merges), so that a concurrent write to
+    # either account finishes before the merge lock appears (see lock_for_write).
+    for account_id in sorted((record.survivor_id, record.absorbed_id)):
+        query = db.select(Account.id).where(Account.id == account_id)
+        if db.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        db.session.scalar(query)
     for account_id in (record.survivor_id, record.absorbed_id):
         held = db.session.get(MergeLock, account_id)
         if held is not None and held.merge_id != record.id:
