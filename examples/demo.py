@@ -1,4 +1,5 @@
-"""``make demo``: migrate and seed the hub's database, register Site A and Site B, start the hub
+"""``make demo``: migrate and seed the hub's database (and a second account for the merge demo),
+register Site A and Site B with their events endpoints, start the hub
 (and its outbox worker when the hub has one) and both sites, print their URLs, and stop them all
 on Ctrl-C.
 
@@ -23,6 +24,8 @@ from examples.demo_setup import DEFAULT_SITES
 
 ROOT = Path(__file__).resolve().parent.parent
 TESSERA = str(Path(sys.executable).with_name("tessera"))
+#: The second demo account (the merge demo folds it into the first one).
+SECOND_USER = ("+14155550124", "second-password")
 
 
 def _run(args: list[str], env: dict) -> None:
@@ -71,6 +74,11 @@ def main() -> int:
     _run(["demo", "seed"], env)
     subprocess.run([sys.executable, "-m", "examples.demo_setup", "--sites-json", json.dumps(sites)],
                    cwd=ROOT, env=env, check=True)
+    # a second person-to-be for the merge demo (examples/README.md); kept when it exists
+    second = subprocess.run([TESSERA, "users", "create", "--phone", SECOND_USER[0], "--password", SECOND_USER[1],
+                             "--name", "Second Demo Account"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if second.returncode == 0:
+        print(f"created the second demo account {SECOND_USER[0]}")
 
     procs: list[subprocess.Popen] = []
 
@@ -95,6 +103,7 @@ def main() -> int:
         for spec in sites:
             print(f"  {spec['name']}:  {spec['base_url']}/   (client {spec['client_id']}, tenant {spec['tenant']})")
         print("  User:    +14155550123 / demo-password")
+        print(f"  User 2:  {SECOND_USER[0]} / {SECOND_USER[1]}   (merge demo: examples/README.md)")
         print("  Ctrl-C stops everything.")
         print("=" * 64 + "\n", flush=True)
         while True:

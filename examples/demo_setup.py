@@ -10,6 +10,10 @@ brings an existing client's URIs up to date (the sites are ours: their ports may
       "base_url": "http://127.0.0.1:5001", "tenant": "north", "tenant_name": "North Co",
       "color": "#1f6f43", "login_chain": ["site-c"]}]
 
+Every site gets its ``/events`` endpoint registered (RFC 8935 push of the hub's "account merged"
+Security Event Tokens; ``http://`` is accepted on loopback hosts, and the hub and its worker run
+with ``TESSERA_ALLOW_PRIVATE_OUTBOUND=1`` so they may push to them).
+
 ``login_chain`` (optional) goes into the site's *tenant* policy: partner clients the hub logs in
 automatically right after a login at one of that tenant's sites.
 """
@@ -37,13 +41,16 @@ def site_uris(base_url: str) -> dict:
         "frontchannel_logout_uri": f"{base}/frontchannel-logout",
         "backchannel_logout_uri": f"{base}/backchannel-logout",
         "initiate_login_uri": f"{base}/initiate-login",
+        # RFC 8935 push: the hub's "account merged" Security Event Tokens
+        "events_endpoint": f"{base}/events",
     }
 
 
 def setup_sites(sites: list[dict]) -> list[str]:
     """Create or update tenants and clients; returns a line of text per site."""
     from app.extensions import db
-    from app.oidc.clients import create_client, get_client
+    from app.oidc.clients import create_client, forget_client
+    from app.oidc.models import Client
     from app.oidc.keys import ensure_keys
     from app.tenants.models import Tenant
     from app.tenants.service import create_tenant
@@ -59,7 +66,9 @@ def setup_sites(sites: list[dict]) -> list[str]:
             tenant.policy = dict(tenant.policy or {}, login_chain=list(spec["login_chain"]))
             db.session.commit()
         uris = site_uris(spec["base_url"])
-        client = get_client(spec["client_id"])
+        # the row itself, not get_client()'s cached snapshot: that one is detached and a change
+        # to it would never reach the database
+        client = db.session.scalar(db.select(Client).filter_by(client_id=spec["client_id"]))
         if client is None:
             create_client(tenant=spec["tenant"], name=spec["name"], trusted=True, client_id=spec["client_id"],
                           client_secret=spec["client_secret"], **uris)
@@ -73,6 +82,7 @@ def setup_sites(sites: list[dict]) -> list[str]:
             if not client.trusted:
                 client.trusted, changed = True, True
             db.session.commit()
+            forget_client(client.client_id)
             lines.append(f"{'updated' if changed else 'kept'} {spec['client_id']} ({spec['name']})")
     return lines
 

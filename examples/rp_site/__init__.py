@@ -17,9 +17,14 @@ What it speaks, all through Authlib's Flask OAuth client (``authlib.integrations
 * ``/frontchannel-logout`` → Front-Channel Logout 1.0 (``iss`` + ``sid``);
 * ``/backchannel-logout`` → Back-Channel Logout 1.0 (a signed logout token, ``jti`` de-duplicated);
 * ``/initiate-login`` → third-party-initiated login (OIDC Core 4), used by the hub's login chain;
-* ``/debug/sessions`` → the local sessions and the logout notifications received, as JSON.
+* ``/events`` → Security Event Token push receiver (RFC 8935): the hub's "account merged"
+  event moves the absorbed sub's business data into the survivor's (``business.py``);
+* ``/business/*`` → the site's own business data (coins with a ledger, points and member level,
+  favourites), shown on the home page;
+* ``/debug/sessions`` → the local sessions and the logout notifications received, as JSON;
+  ``/debug/business`` and ``/debug/seed`` only with ``--debug-endpoints`` (the e2e tests).
 
-It is a demo: sessions live in a dict of this process and vanish when it stops.
+It is a demo: sessions and business data live in dicts of this process and vanish when it stops.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, abort, jsonify, redirect, render_template_string, request, session, url_for
 from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+
+from examples.rp_site.business import MERGE_CREDIT_LABEL, BusinessStore, level_for  # noqa: F401
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 #: Errors a prompt=none authorization answers when the hub needs the user (OIDC Core 3.1.2.6).
@@ -48,6 +55,12 @@ SILENT_MARKER_TTL = 30
 #: How long hub metadata (discovery) is cached before it is read again (seconds).
 METADATA_TTL = 300
 LOGOUT_TOKEN_ALGS = ["RS256", "PS256", "ES256"]
+SET_ALGS = LOGOUT_TOKEN_ALGS
+#: The hub's "account merged" Security Event Token (RFC 8417) event.
+MERGED_EVENT = "urn:tessera:event:account-merged"
+SET_CONTENT_TYPE = "application/secevent+jwt"
+#: What the home page's buttons earn.
+EARN_COINS, EARN_POINTS = 10, 40
 CLOCK_LEEWAY = 60
 
 
@@ -65,6 +78,8 @@ class SiteConfig:
     secret_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 5001
+    #: /debug/business and /debug/seed (tests only: anyone could read or write any sub's data)
+    debug_endpoints: bool = False
 
     @property
     def cookie_prefix(self) -> str:
@@ -156,6 +171,14 @@ class LogoutTokenError(Exception):
     pass
 
 
+class SetError(Exception):
+    """A refused Security Event Token; ``err`` is an RFC 8935 section 2.4 error code."""
+
+    def __init__(self, err: str, description: str):
+        super().__init__(description)
+        self.err, self.description = err, description
+
+
 def create_app(config: SiteConfig) -> Flask:
     app = Flask(__name__)
     app.config.update(
@@ -168,6 +191,8 @@ def create_app(config: SiteConfig) -> Flask:
     app.extensions["rp_site"] = config
     store = SessionStore()
     app.extensions["rp_store"] = store
+    business = BusinessStore()
+    app.extensions["rp_business"] = business
     session_cookie = f"{config.cookie_prefix}_session"
     silent_marker = f"{config.cookie_prefix}_silent"
     callback_url = f"{config.base_url}/callback"
@@ -265,6 +290,8 @@ def create_app(config: SiteConfig) -> Flask:
                          "interval_ms": int(config.session_check_interval * 1000),
                          "message": f"{config.client_id} {local.session_state}"}
         response = page(INDEX_BODY, local=local, csrf=csrf_for(local) if local else None, check=check,
+                        data=business.view(local.sub) if local else None, earn={"coins": EARN_COINS,
+                                                                                 "points": EARN_POINTS},
                         logged_out_here=logged_out_here, error=request.args.get("error"),
                         error_description=request.args.get("error_description"))
         if logged_out_here:
@@ -445,6 +472,147 @@ def create_app(config: SiteConfig) -> Flask:
             raise LogoutTokenError("a logout token names a sid or a sub")
         return claims
 
+    # --- business data ---------------------------------------------------------------------
+
+    def business_action(action):
+        local = current()
+        if local is None:
+            return redirect("/")
+        if not hmac.compare_digest(request.form.get("csrf", ""), csrf_for(local)):
+            abort(400)
+        action(local.sub)
+        return redirect("/#business", code=303)
+
+    @app.post("/business/earn-coins")
+    def earn_coins():
+        return business_action(lambda sub: business.earn_coins(sub, EARN_COINS, "daily check-in"))
+
+    @app.post("/business/earn-points")
+    def earn_points():
+        return business_action(lambda sub: business.earn_points(sub, EARN_POINTS))
+
+    @app.post("/business/favourite")
+    def add_favourite():
+        item = (request.form.get("item") or "").strip()[:80]
+        if not item:
+            return redirect("/#business", code=303)
+        return business_action(lambda sub: business.add_favourite(sub, item))
+
+    # --- Security Event Tokens (RFC 8935 push delivery) ----------------------------------------
+
+    @app.post("/events")
+    def events():
+        headers = {"Cache-Control": "no-store"}
+        try:
+            media_type = (request.mimetype or "").lower()
+            if media_type != SET_CONTENT_TYPE:
+                raise SetError("invalid_request", f"Content-Type must be {SET_CONTENT_TYPE}, not {media_type or 'none'!r}")
+            claims = validate_set(request.get_data(as_text=True).strip())
+        except SetError as exc:
+            business.record_event(error=exc.err, description=exc.description)
+            return jsonify(err=exc.err, description=exc.description), 400, headers
+        jti, txn = claims["jti"], claims.get("txn")
+        # one lock for "seen?" + apply + "mark seen": two concurrent deliveries of one SET
+        # cannot both act on it
+        with business.lock:
+            if not business.first_use_of_jti(jti):
+                business.record_event(jti=jti, txn=txn, duplicate=True)
+                return "", 202, headers
+            done = []
+            for uri, payload in claims["events"].items():
+                if uri != MERGED_EVENT:
+                    done.append({"event": uri, "ignored": True})  # RFC 8417: unknown events are ignored
+                    continue
+                survivor, absorbed = payload["subject"]["sub"], payload["absorbed_subject"]["sub"]
+                moved = business.merge(survivor=survivor, absorbed=absorbed)
+                dropped = store.drop_matching(sub=absorbed)
+                done.append({"event": uri, "survivor": survivor, "absorbed": absorbed, "moved": moved,
+                             "sessions_dropped": len(dropped)})
+            business.record_event(jti=jti, txn=txn, events=done)
+        return "", 202, headers
+
+    def validate_set(token: str) -> dict:
+        """RFC 8417 / RFC 8935 checks: signed by the hub, typ secevent+jwt, iss, aud, iat, jti,
+        and a well-formed account-merged event."""
+        if not token or token.count(".") != 2:
+            raise SetError("invalid_request", "the body is not a signed JWT")
+        try:
+            meta = metadata()
+        except Exception as exc:
+            raise SetError("invalid_request", f"hub metadata unavailable: {exc}") from None
+        algs = [a for a in meta.get("id_token_signing_alg_values_supported", SET_ALGS) if a in SET_ALGS]
+        try:
+            try:
+                decoded = jwt.decode(token, KeySet.import_key_set(hub.fetch_jwk_set()), algorithms=algs)
+            except InvalidKeyIdError:  # the hub rotated its keys since we last looked
+                decoded = jwt.decode(token, KeySet.import_key_set(hub.fetch_jwk_set(force=True)), algorithms=algs)
+        except InvalidKeyIdError as exc:
+            raise SetError("invalid_key", f"signed with a key the hub does not publish: {exc}") from None
+        except (JoseError, ValueError) as exc:
+            raise SetError("invalid_key" if isinstance(exc, BadSignatureError) else "invalid_request",
+                           f"bad signature or format: {exc}") from None
+        typ = (decoded.header.get("typ") or "").lower()
+        if typ not in ("secevent+jwt", SET_CONTENT_TYPE):
+            raise SetError("invalid_request", f"typ {decoded.header.get('typ')!r} is not secevent+jwt")
+        claims = decoded.claims
+        if claims.get("iss") != config.issuer:
+            raise SetError("invalid_issuer", f"iss {claims.get('iss')!r} is not this site's hub")
+        aud = claims.get("aud")
+        if not (aud == config.client_id or (isinstance(aud, list) and config.client_id in aud)):
+            raise SetError("invalid_audience", f"aud {aud!r} does not name this site")
+        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise SetError("invalid_request", "jti is missing")
+        if not isinstance(claims.get("iat"), (int, float)) or claims["iat"] > time.time() + CLOCK_LEEWAY:
+            raise SetError("invalid_request", "iat is missing or in the future")
+        if "exp" in claims and isinstance(claims["exp"], (int, float)) and claims["exp"] < time.time() - CLOCK_LEEWAY:
+            raise SetError("invalid_request", "the SET has expired")
+        events = claims.get("events")
+        if not isinstance(events, dict) or not events:
+            raise SetError("invalid_request", "events is missing")
+        if BACKCHANNEL_EVENT in events:  # a logout token is not a SET for this endpoint (RFC 8417 2.3)
+            raise SetError("invalid_request", "a logout token is not accepted here")
+        merged = events.get(MERGED_EVENT)
+        if merged is not None:
+            if not isinstance(merged, dict):
+                raise SetError("invalid_request", "the account-merged event is not an object")
+            for member in ("subject", "absorbed_subject"):
+                subject = merged.get(member)
+                if not isinstance(subject, dict) or subject.get("format") != "iss_sub" \
+                        or subject.get("iss") != config.issuer or not isinstance(subject.get("sub"), str) \
+                        or not subject["sub"]:
+                    raise SetError("invalid_request", f"{member} must be an iss_sub subject of this site's hub")
+            if merged["subject"]["sub"] == merged["absorbed_subject"]["sub"]:
+                raise SetError("invalid_request", "an account cannot be merged into itself")
+        return claims
+
+    # --- debug endpoints for tests --------------------------------------------------------------
+
+    def debug_only():
+        if not config.debug_endpoints:
+            abort(404)
+
+    @app.get("/debug/business")
+    def debug_business():
+        debug_only()
+        sub = request.args.get("sub")
+        data = business.raw(sub) if sub else business.snapshot()
+        response = jsonify(data)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.post("/debug/seed")
+    def debug_seed():
+        debug_only()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("sub"), str) or not body["sub"]:
+            return jsonify(error="invalid_request", error_description="JSON {sub, coins, points, favourites}"), 400
+        try:
+            member = business.seed(body["sub"], coins=int(body.get("coins") or 0), points=int(body.get("points") or 0),
+                                   favourites=list(body.get("favourites") or []))
+        except (TypeError, ValueError) as exc:
+            return jsonify(error="invalid_request", error_description=str(exc)), 400
+        return jsonify(member.to_dict())
+
     @app.route("/initiate-login", methods=["GET", "POST"])
     def initiate_login():
         """OIDC Core 4: the hub (or anyone — hence the checks) asks us to start a login."""
@@ -506,6 +674,29 @@ INDEX_BODY = """
 </div>
 <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ csrf }}">
   <button type="submit" id="logout">Log out</button></form>
+<section id="business">
+<h2>Your account at {{ config.name }}</h2>
+<table>
+  <tr><th>Coins</th><td id="coins">{{ data.coins }}</td></tr>
+  <tr><th>Points</th><td id="points">{{ data.points }}</td></tr>
+  <tr><th>Member level</th><td id="level">{{ data.level }}</td></tr>
+  <tr><th>Favourites</th><td id="favourites">{{ data.favourites|join(", ") or "none yet" }}</td></tr>
+</table>
+<p>
+<form method="post" action="/business/earn-coins" style="display:inline"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit" id="earn-coins">Check in: +{{ earn.coins }} coins</button></form>
+<form method="post" action="/business/earn-points" style="display:inline"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit" id="earn-points">Buy something: +{{ earn.points }} points</button></form>
+</p>
+<form method="post" action="/business/favourite"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <input name="item" id="favourite-item" placeholder="an item" maxlength="80" required>
+  <button type="submit" id="add-favourite">Add to favourites</button></form>
+<h3>Coin ledger</h3>
+<table id="ledger"><tr><th>amount</th><th>label</th></tr>
+{% for line in data.ledger %}<tr class="ledger-line"><td>{{ "%+d"|format(line.amount) }}</td><td>{{ line.label }}</td></tr>
+{% else %}<tr><td colspan="2" class="muted">no coins yet</td></tr>{% endfor %}
+</table>
+</section>
 <h2>ID token claims</h2>
 <table id="claims">{% for k, v in local.claims|dictsort %}<tr><th>{{ k }}</th><td><code>{{ v }}</code></td></tr>{% endfor %}</table>
 {% if check %}

@@ -10,7 +10,11 @@ driven by Playwright.
   chain may log in (it does no silent sign-on of its own). B's tenant lists C in its login chain.
 * The browser: ``/usr/bin/chromium``, headless. Playwright never downloads a browser; when
   Chromium is missing, every browser test is skipped with a loud reason (``make e2e-deps``);
-  the relying party's own checks (``test_rp_site.py``) need no browser and always run.
+  the relying party's own checks (``test_rp_site.py``, ``test_rp_events.py``) need no browser and
+  always run.
+* The sites run with ``--debug-endpoints``: tests read and seed their business data
+  (``Site.business``, ``Site.seed``); ``Deployment.tessera`` runs operator commands against the hub's
+  database.
 
 Every process gets its own process group and is killed at teardown.
 """
@@ -148,6 +152,15 @@ class Site:
     def logouts(self) -> list[dict]:
         return requests.get(f"{self.url}/debug/sessions", timeout=5).json()["logouts"]
 
+    # the site runs with --debug-endpoints
+    def business(self, sub: str) -> dict:
+        return requests.get(f"{self.url}/debug/business", params={"sub": sub}, timeout=5).json()
+
+    def seed(self, sub: str, **data) -> dict:
+        response = requests.post(f"{self.url}/debug/seed", json={"sub": sub, **data}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
 
 @dataclass
 class Deployment:
@@ -155,9 +168,15 @@ class Deployment:
     sites: dict[str, Site]
     processes: Processes
     has_worker: bool
+    env: dict | None = None
+    workdir: Path | None = None
 
     def logs(self) -> str:
         return self.processes.logs()
+
+    def tessera(self, *args: str) -> subprocess.CompletedProcess:
+        """``tessera …`` against this hub's database (operators' commands: users, merges, …)."""
+        return _tessera(list(args), self.env, self.workdir)
 
 
 @pytest.fixture(scope="module")
@@ -211,14 +230,15 @@ def deployment(tmp_path_factory):
             args = [sys.executable, "-m", "examples.rp_site", "--host", "127.0.0.1", "--port", port,
                     "--base-url", site.url, "--name", site.name, "--issuer", issuer,
                     "--client-id", site.client_id, "--client-secret", site.client_secret,
-                    "--secret-key", f"e2e-{key}-secret-key-0123456789"]
+                    "--secret-key", f"e2e-{key}-secret-key-0123456789", "--debug-endpoints"]
             if key == "c":
                 args.append("--no-silent-login")  # only the hub's login chain may log C in
             site.proc = processes.start(f"site-{key}", args)
         processes.wait_until_up(hub, f"{issuer}/.well-known/openid-configuration")
         for site in sites.values():
             processes.wait_until_up(site.proc, f"{site.url.replace('localhost', '127.0.0.1')}/healthz")
-        yield Deployment(issuer=issuer, sites=sites, processes=processes, has_worker=has_worker)
+        yield Deployment(issuer=issuer, sites=sites, processes=processes, has_worker=has_worker, env=env,
+                         workdir=workdir)
     finally:
         processes.stop_all()
 
