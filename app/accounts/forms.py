@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -22,3 +22,30 @@ class ConsentForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     submit = SubmitField("Log out")
+
+
+class PhoneForm(FlaskForm):
+    """Log in or sign up with a one-time code: the phone number."""
+
+    phone = StringField("Phone number", validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Send code")
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=12)])
+    submit = SubmitField("Continue")
+
+
+class SignUpForm(FlaskForm):
+    """After a verified code for a new number (also: start fresh on a recycled number)."""
+
+    name = StringField("Your name (optional)", validators=[Optional(), Length(max=200)])
+    password = PasswordField("Password (optional)", validators=[Optional(), Length(max=1024)])
+    submit = SubmitField("Create account")
+
+
+class PasswordProofForm(FlaskForm):
+    """A dormant account: its password as well as the code."""
+
+    password = PasswordField("Password of that account", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Log in")

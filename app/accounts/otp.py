@@ -4,9 +4,9 @@ salted with the challenge's uid), valid ``TESSERA_OTP_TTL`` seconds, locked afte
 handle the pages and APIs carry between "code sent" and "code entered".
 
 Sending is rate limited per phone number (and per account when one is given) with
-``TESSERA_OTP_PHONE_RATE_LIMIT``, counted in the rate-limit storage (Redis when
-``TESSERA_REDIS_URL`` is set, so every worker and host shares the count). Verification is
-limited by the challenge's own lock. Every verification failure gives the same answer.
+``TESSERA_OTP_PHONE_RATE_LIMIT``, counted from the challenges in the database (shared by every
+worker and host); the pages add a per-address limit (flask-limiter, Redis when configured).
+Verification is limited by the challenge's own lock. Every verification failure gives the same answer.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from datetime import timedelta
 
 from flask import current_app, has_request_context, request
 from limits import parse_many
-from sqlalchemy import case, update
+from sqlalchemy import case, func, update
 
 from app.accounts import audit
 from app.accounts.identifiers import normalize_phone
 from app.accounts.models import OtpChallenge
 from app.accounts.sms import send_sms_code
 from app.errors import AuthenticationFailed, InvalidInput, RateLimited
-from app.extensions import db, limiter
+from app.extensions import db
 from app.security import new_secret, utcnow
 
 PURPOSES = frozenset({"login", "register", "bind", "rebind", "link", "merge"})
@@ -42,15 +42,21 @@ def hash_code(uid: str, code: str) -> str:
 
 
 def _check_send_limits(phone: str, account_id: int | None) -> None:
-    """Count one send against the phone (and the account); RateLimited when over the limit."""
+    """RateLimited when ``TESSERA_OTP_PHONE_RATE_LIMIT`` codes already went to this phone (or,
+    when the requester is known, for this account) within the limit's window. Counted from the
+    challenges in the database: exact for every worker and host, no extra storage needed."""
     if not current_app.config["TESSERA_RATE_LIMITS_ENABLED"]:
         return
-    strategy = limiter.limiter
-    keys = [("otp-phone", phone)] + ([("otp-account", str(account_id))] if account_id is not None else [])
-    limits = parse_many(current_app.config["TESSERA_OTP_PHONE_RATE_LIMIT"])
-    allowed = all(strategy.hit(limit, *key) for key in keys for limit in limits)
-    if not allowed:
-        raise RateLimited("too many codes were sent to this number, try again later")
+    now = utcnow()
+    for limit in parse_many(current_app.config["TESSERA_OTP_PHONE_RATE_LIMIT"]):
+        since = now - timedelta(seconds=limit.get_expiry())
+        scopes = [OtpChallenge.phone == phone] + ([OtpChallenge.account_id == account_id] if account_id else [])
+        for scope in scopes:
+            sent = db.session.scalar(
+                db.select(func.count()).select_from(OtpChallenge).where(scope, OtpChallenge.created_at > since)
+            )
+            if sent >= limit.amount:
+                raise RateLimited("too many codes were sent to this number, try again later")
 
 
 def send_code(phone: str, purpose: str, account_id: int | None = None) -> OtpChallenge:
