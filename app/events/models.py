@@ -8,9 +8,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.security import utcnow
 
-#: pending → delivered, or pending → expired when the message stops being valid before a receiver
-#: acknowledged it (a logout token past its exp); pending rows are retried with capped backoff.
-STATUSES = ("pending", "delivered", "expired")
+#: pending → delivered; pending → expired when the message stops being valid before a receiver
+#: acknowledged it (a logout token past its exp); pending → rejected when the receiver refused a
+#: Security Event Token for good (RFC 8935 2.3: HTTP 400). Pending rows are retried with capped backoff.
+STATUSES = ("pending", "delivered", "expired", "rejected")
 
 
 class OutboxEvent(db.Model):
@@ -24,6 +25,8 @@ class OutboxEvent(db.Model):
     url: Mapped[str] = mapped_column(String(500))
     content_type: Mapped[str] = mapped_column(String(100))
     body: Mapped[str] = mapped_column(Text)
+    #: What caused the event, for operators (e.g. "merge-12").
+    reference: Mapped[str | None] = mapped_column(String(64), index=True)
     #: The JWT id inside the body: receivers de-duplicate on it.
     jti: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")

@@ -21,10 +21,10 @@ MAX_BACKOFF_SECONDS = 3600
 
 
 def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str,
-            expires_at=None) -> OutboxEvent:
+            expires_at=None, reference: str | None = None) -> OutboxEvent:
     """Add a message to the outbox. The caller commits, together with the change that caused it."""
     event = OutboxEvent(kind=kind, client_id=client_id, url=url, body=body, content_type=content_type, jti=jti,
-                        expires_at=expires_at)
+                        expires_at=expires_at, reference=reference)
     db.session.add(event)
     return event
 
@@ -73,7 +73,8 @@ def deliver(event: OutboxEvent) -> bool:
         return False
     status_code, error = None, None
     try:
-        response = fetch("POST", event.url, data=event.body, headers={"Content-Type": event.content_type})
+        response = fetch("POST", event.url, data=event.body,
+                         headers={"Content-Type": event.content_type, "Accept": "application/json"})
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}: {response.text[:200]}"
@@ -84,6 +85,9 @@ def deliver(event: OutboxEvent) -> bool:
     db.session.add(DeliveryAttempt(event_id=event.id, attempted_at=now, status_code=status_code, error=error))
     if error is None:
         event.status, event.delivered_at, event.last_error = "delivered", now, None
+    elif event.kind == "set" and status_code == 400:
+        # RFC 8935 2.3: the receiver refused this SET for good; sending it again cannot help.
+        event.status, event.last_error = "rejected", error
     else:
         event.last_error = error
         event.next_attempt_at = now + backoff(event.attempts)

@@ -60,22 +60,13 @@ def merges_show(merge_id: int) -> None:
     if record is None:
         raise click.ClickException(f"no merge {merge_id}")
     data = merge_to_dict(record)
-    events = db.session.scalars(db.select(OutboxEvent).filter_by(kind="set").where(
-        OutboxEvent.body.isnot(None))).all()
+    events = db.session.scalars(db.select(OutboxEvent).filter_by(reference=f"merge-{merge_id}").order_by(OutboxEvent.id))
     data["deliveries"] = [
-        {"jti": e.jti, "url": e.url, "status": e.status, "attempts": e.attempts, "last_error": e.last_error}
-        for e in events if f"merge-{merge_id}" in _txn(e.body)
+        {"jti": e.jti, "url": e.url, "status": e.status, "attempts": e.attempts, "last_error": e.last_error,
+         "delivered_at": e.delivered_at}
+        for e in events
     ]
     _echo_json(data)
-
-
-def _txn(token: str) -> str:
-    from joserfc import jws
-
-    try:
-        return json.loads(jws.extract_compact(token.encode()).payload).get("txn", "")
-    except Exception:  # noqa: BLE001 — not a SET of ours
-        return ""
 
 
 @merges_group.command("list")

@@ -310,7 +310,7 @@ def _step_clients_notified(record: MergeRecord) -> bool:
         token, jti = merged_event_token(client, subs["absorbed"], subs["survivor"], record.id)
         # RFC 8935: the SET is the body, application/secevent+jwt; retried until acknowledged.
         enqueue(kind="set", client_id=client.id, url=client.events_endpoint, body=token,
-                content_type="application/secevent+jwt", jti=jti)
+                content_type="application/secevent+jwt", jti=jti, reference=f"merge-{record.id}")
         told.append(client_id)
     record.report = {**record.report, "clients_told": told}
     return True

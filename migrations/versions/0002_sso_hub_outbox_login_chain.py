@@ -43,6 +43,7 @@ def upgrade():
     sa.Column('locked_until', sa.DateTime(), nullable=True),
     sa.Column('last_error', sa.String(length=500), nullable=True),
     sa.Column('expires_at', sa.DateTime(), nullable=True),
+    sa.Column('reference', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('delivered_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], name=op.f('fk_outbox_events_client_id_clients'), ondelete='CASCADE'),
@@ -52,6 +53,7 @@ def upgrade():
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_events_client_id'), ['client_id'], unique=False)
         batch_op.create_index('ix_outbox_events_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_events_reference'), ['reference'], unique=False)
 
     op.create_table('delivery_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -87,6 +89,7 @@ def downgrade():
 
     op.drop_table('delivery_attempts')
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_events_reference'))
         batch_op.drop_index('ix_outbox_events_due')
         batch_op.drop_index(batch_op.f('ix_outbox_events_client_id'))
 

@@ -102,3 +102,22 @@ def test_worker_killed_mid_delivery(ctx, database_url, receiver):
     assert row.status == "delivered"
     assert len(receiver.requests) >= 2          # at-least-once: it was sent again ...
     assert list(receiver.processed) == [jti]     # ... and processed exactly once (jti de-duplication)
+
+
+def test_a_refused_security_event_is_not_retried(ctx, receiver):
+    """RFC 8935 2.3: a 400 from the receiver is a final refusal of that SET."""
+    jti = new_secret(16)
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    token = jwt.encode({"alg": "HS256"}, {"jti": jti}, OctKey.import_key("k" * 32))
+    enqueue(kind="set", client_id=None, url=receiver.url + "/events", body=token,
+            content_type="application/secevent+jwt", jti=jti)
+    db.session.commit()
+    receiver.status = 400
+    run_once()
+    row = _row(jti)
+    assert row.status == "rejected" and row.attempts == 1
+    row.next_attempt_at = utcnow() - timedelta(seconds=5)
+    db.session.commit()
+    assert run_once() == 0
