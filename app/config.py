@@ -102,6 +102,10 @@ def load_config() -> dict:
         # lines to this file when TESSERA_SMS_SENDER=file, logged otherwise (no SMTP yet).
         "TESSERA_MAIL_FILE": _env("MAIL_FILE", str(INSTANCE_DIR / "mail.jsonl")),
         # --- merging ---
+        # Percent of accounts whose phone binding merges automatically when the number belongs
+        # to an account with data (0: always ask the user; a tenant's policy "auto_merge_share"
+        # overrides it where the binding happens in that tenant's context).
+        "TESSERA_AUTO_MERGE_SHARE": _int("AUTO_MERGE_SHARE", 0),
         # Seconds a process holds a running merge; if it dies, `tessera worker` resumes it after this.
         "TESSERA_MERGE_LEASE": _int("MERGE_LEASE", 60),
         # Per-claim rule for single-valued profile claims in a merge, as JSON, e.g.

@@ -231,7 +231,7 @@ def _attach_phone(account: Account, phone: str) -> BindResult:
         raise NeedsMerge(
             "this number belongs to another account that was already used (at a site of the group, or "
             "with profile details). Combining two such accounts is a merge, which keeps the data of "
-            "both; it is not available yet, so the number was not moved.",
+            "both; the number was not moved.",
             other_account_id=holder.id,
         )
     return _absorb_empty(holder, account, holder_identity)  # (b)

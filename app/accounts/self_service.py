@@ -162,6 +162,21 @@ def confirm_phone(purpose: str, uid: str):
         try:
             result = service_call(g.account.id, phone, uid, form.code.data)
         except NeedsMerge as exc:
+            # The code proved the number, the anchor of the other account: that is the proof a
+            # merge needs. Merge at once where automatic merges are on, else offer the merge.
+            session.pop("account_otp", None)
+            from app.merging import routes as merging_routes
+            from app.merging.service import auto_merge_allowed, merge_accounts
+
+            if auto_merge_allowed(g.account.id):
+                try:
+                    record = merge_accounts(g.account.id, exc.other_account_id, origin="phone_binding",
+                                            reason=f"bound {phone}, which belonged to another account", actor="self")
+                except TesseraError as merge_error:
+                    flash(merge_error.detail, "error")
+                    return redirect(url_for("account.index"))
+                return render_template("merging/done.html", record=record, kept_this=True)
+            merging_routes.remember_proof(exc.other_account_id, "otp")
             return render_template("account/needs_merge.html", detail=exc.detail), 409
         except TesseraError as exc:
             flash(exc.detail, "error")

@@ -26,6 +26,7 @@ completed          absorbed: status "merged", merged_into = survivor; the locks 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -118,6 +119,18 @@ def request_merge(survivor_id: int, absorbed_id: int, *, origin: str, reason: st
                  absorbed_id=absorbed_id, reason=reason)
     db.session.commit()
     return record
+
+
+def auto_merge_allowed(account_id: int, tenant=None) -> bool:
+    """Whether a phone binding that meets an account with data merges at once (seed 001's
+    scheduling centre): on for ``TESSERA_AUTO_MERGE_SHARE`` percent of accounts (0 = never, the
+    default: the user is asked; 100 = always), or the tenant's ``auto_merge_share`` policy when
+    the binding happens in a tenant's context. The share is a stable bucket of the account id."""
+    share = current_app.config["TESSERA_AUTO_MERGE_SHARE"]
+    if tenant is not None and "auto_merge_share" in (tenant.policy or {}):
+        share = tenant.policy["auto_merge_share"]
+    bucket = int(hashlib.sha256(f"auto-merge:{account_id}".encode()).hexdigest(), 16) % 100
+    return bucket < max(0, min(100, int(share)))
 
 
 def is_locked(account_id: int) -> bool:
