@@ -33,6 +33,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import current_app, session as browser_session
 
+from app.accounts import audit
 from app.accounts.models import Account
 from app.accounts.service import get_active_account
 from app.extensions import db
@@ -119,6 +120,7 @@ def grant_consent(account_id: int, client: Client, scope: str) -> None:
         db.session.add(Consent(account_id=account_id, client_id=client.id, scope=scope))
     else:
         consent.scope = " ".join(sorted(set(consent.scope.split()) | set(scope.split())))
+    audit.record("consent.granted", account_id=account_id, actor="self", client_id=client.id, scope=scope)
     db.session.commit()
 
 

@@ -23,6 +23,16 @@ def test_consent_is_remembered(factories, http, browser, account):
     assert page.status_code == 200 and "phone number" in page.get_data(as_text=True)  # more scopes: ask again
 
 
+def test_consent_is_audited(app, factories, http, browser, account):
+    rp = RelyingParty.for_client(http, ISSUER, factories.client())
+    authorize(browser, rp, account, scope="openid email")
+    with app.app_context():
+        from app.accounts.audit import recent_events
+
+        kinds = [e.kind for e in recent_events(account.id)]
+    assert "consent.granted" in kinds and "login.success" in kinds
+
+
 def test_consent_denied(factories, http, browser, account):
     rp = RelyingParty.for_client(http, ISSUER, factories.client())
     request, page = authorize(browser, rp, account, consent=False)
