@@ -22,7 +22,7 @@ from sqlalchemy import case, func, update
 
 from app.accounts import audit
 from app.accounts.identifiers import normalize_phone
-from app.accounts.models import OtpChallenge
+from app.accounts.models import Identity, OtpChallenge
 from app.accounts.sms import send_sms_code
 from app.errors import AuthenticationFailed, InvalidInput, RateLimited
 from app.extensions import db
@@ -122,7 +122,9 @@ def verify_code(uid: str, code: str, purpose: str) -> OtpChallenge:
         db.session.commit()
         db.session.refresh(challenge)
         if counted == 1 and challenge.locked_at is not None:
-            audit.record("otp.locked", account_id=challenge.account_id, actor="system",
+            owner = challenge.account_id or db.session.scalar(db.select(Identity.account_id).filter_by(
+                kind="phone", namespace="", value=challenge.phone, released_at=None))
+            audit.record("otp.locked", account_id=owner, actor="system",
                          purpose=challenge.purpose, attempts=challenge.attempts)
             db.session.commit()
     raise AuthenticationFailed(FAILURE)

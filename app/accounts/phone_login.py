@@ -66,10 +66,9 @@ def is_dormant(account: Account) -> bool:
 
 def request_code(phone: str) -> OtpChallenge:
     """Send a login or register code to ``phone``. Same work and same answer in both cases."""
-    identity = _phone_identity(normalize_phone(phone))
-    if identity is not None:
-        return send_code(phone, "login", account_id=identity.account_id)
-    return send_code(phone, "register")
+    # The same queries either way (no account_id: its extra per-account count would differ).
+    registered = _phone_identity(normalize_phone(phone)) is not None
+    return send_code(phone, "login" if registered else "register")
 
 
 def _classify(phone: str) -> PhoneLogin:
@@ -98,7 +97,8 @@ def verify(challenge_uid: str, code: str, client_id: int | None = None) -> Phone
     try:
         challenge = verify_code(challenge_uid, code, purpose)
     except AuthenticationFailed:
-        audit.record("login.failure", account_id=challenge.account_id if challenge else None, client_id=client_id,
+        identity = _phone_identity(challenge.phone) if challenge is not None else None
+        audit.record("login.failure", account_id=identity.account_id if identity else None, client_id=client_id,
                      method="otp", reason="bad code")
         db.session.commit()
         raise
