@@ -1,13 +1,16 @@
 """Password hashing: argon2id with the OWASP parameters (m=19 MiB, t=2, p=1), through a passlib
-CryptContext that also verifies older formats and asks for a rehash when a hash is not argon2id
-with the current parameters."""
+CryptContext that also verifies legacy formats (app.bulk_import.hashes: bcrypt, *-crypt, PBKDF2,
+Django, scrypt, phpass, Drupal 7, LDAP SSHA, salted hex digests) and asks for a rehash when a hash
+is not argon2id with the current parameters (``verify_and_update``)."""
 
 from __future__ import annotations
 
 from passlib.context import CryptContext
 
+from app.bulk_import.hashes import LEGACY_SCHEMES
+
 password_context = CryptContext(
-    schemes=["argon2", "bcrypt", "pbkdf2_sha256", "pbkdf2_sha512", "sha512_crypt", "sha256_crypt"],
+    schemes=["argon2", *LEGACY_SCHEMES],
     default="argon2",
     argon2__type="ID",
     argon2__memory_cost=19 * 1024,
