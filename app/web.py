@@ -17,7 +17,8 @@ def index():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text format: merges by status and outbox deliveries pending, for operators."""
+    """Prometheus text format, for operators: merges by status, outbox events by kind and status.
+    Unauthenticated (counts only): expose it to the monitoring network only."""
     from app.events.service import delivery_counters
     from app.merging.service import merge_counters
 

@@ -56,14 +56,16 @@ class BindResult:
 def has_business_data(account: Account) -> bool:
     """Whether closing the account would lose something besides its ways in: it was ever used at
     a client (an authorization code, a token, a consent, a subject mapping) or has a profile
-    claim set. Such an account is merged, never silently closed."""
+    claim set, or holds imported or partner-written data. Such an account is merged, never
+    silently closed."""
     if any(getattr(account, claim) for claim in PROFILE_CLAIMS) or account.address:
         return True
-    for model in (SubjectMapping, Token, Consent, AuthorizationCode):
+    from app.bulk_import.models import AccountAttributes, LegacyMapping
+
+    # Imported legacy records and tenant-scoped attributes (legacy or partner-written) are data too.
+    for model in (SubjectMapping, Token, Consent, AuthorizationCode, LegacyMapping, AccountAttributes):
         if db.session.scalar(db.select(exists().where(model.account_id == account.id))):
             return True
-    # Hook: partner-written data (partner data API) and imported legacy records (LegacyMapping)
-    # count as business data too once those packages exist.
     return False
 
 
@@ -317,11 +319,14 @@ def _lock_accounts(account_id: int, other_id: int | None) -> Account:
     """Lock the account and the other holder's row (PostgreSQL; SQLite serializes writers
     anyway), always in id order so that two binds across the same pair cannot deadlock.
     Returns the (active) account."""
+    from app.merging.service import ensure_not_locked
+
     for locked_id in sorted({account_id, other_id} - {None}):
         if locked_id != account_id:
             db.session.get(Account, locked_id, with_for_update=True, populate_existing=True)
         else:
             _active_account(account_id, lock=True)
+        ensure_not_locked(locked_id)  # a merge running on either account: retry answer
     return _active_account(account_id)
 
 

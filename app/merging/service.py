@@ -262,6 +262,16 @@ def _step_data_unioned(record: MergeRecord) -> bool:
         setattr(survivor, claim, new)
     if not survivor.password_hash and absorbed.password_hash:
         survivor.password_hash = absorbed.password_hash
+    # Tenant-scoped attributes (legacy systems, partners): per tenant, the survivor's keys win
+    # and the absorbed account's fill the rest (multi-valued data is unioned, nothing dropped).
+    from app.bulk_import.models import AccountAttributes
+
+    for theirs in db.session.scalars(db.select(AccountAttributes).filter_by(account_id=record.absorbed_id)):
+        mine = db.session.scalar(db.select(AccountAttributes).filter_by(account_id=record.survivor_id, tenant_id=theirs.tenant_id))
+        if mine is None:
+            db.session.add(AccountAttributes(account_id=record.survivor_id, tenant_id=theirs.tenant_id, data=dict(theirs.data)))
+        else:
+            mine.data = {**theirs.data, **mine.data}
     if record.regrant_consents:
         for consent in db.session.scalars(db.select(Consent).filter_by(account_id=record.absorbed_id)):
             mine = db.session.scalar(db.select(Consent).filter_by(account_id=record.survivor_id, client_id=consent.client_id))
