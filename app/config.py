@@ -69,6 +69,10 @@ def load_config() -> dict:
         "TESSERA_LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
         "TESSERA_TOKEN_RATE_LIMIT": _env("TOKEN_RATE_LIMIT", "600 per minute"),
         "TESSERA_RATE_LIMITS_ENABLED": _bool("RATE_LIMITS_ENABLED", True),
+        # Partner data API (flask-limiter syntax), per client: every call, and register-on-write
+        # (whose 409 answer tells whether a number is registered: keep it slow).
+        "TESSERA_PARTNER_RATE_LIMIT": _env("PARTNER_RATE_LIMIT", "1200 per minute"),
+        "TESSERA_PARTNER_REGISTER_RATE_LIMIT": _env("PARTNER_REGISTER_RATE_LIMIT", "30 per minute;500 per day"),
         # Default region for phone numbers typed without a country code.
         "TESSERA_DEFAULT_REGION": _env("DEFAULT_REGION", "US"),
         # Outbound HTTP (sector_identifier_uri, later logout and event pushes) may reach
@@ -78,6 +82,10 @@ def load_config() -> dict:
         # Run an outbox delivery thread inside each web process (`make run`); in production run
         # `tessera worker` as separate processes instead.
         "TESSERA_INPROCESS_WORKER": _bool("INPROCESS_WORKER", False),
+        # Housekeeping in `tessera worker`: how often (seconds), and how long delivered, expired
+        # and rejected outbox events are kept (days).
+        "TESSERA_HOUSEKEEPING_INTERVAL": _int("HOUSEKEEPING_INTERVAL", 300),
+        "TESSERA_OUTBOX_RETENTION_DAYS": _int("OUTBOX_RETENTION_DAYS", 30),
         # Seconds a worker holds a claimed outbox event; if it dies, another worker retries after this.
         "TESSERA_OUTBOX_LEASE": _int("OUTBOX_LEASE", 60),
         # --- accounts (phone anchor, OTP, binding) ---

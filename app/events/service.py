@@ -99,14 +99,18 @@ def deliver(event: OutboxEvent) -> bool:
 
 
 def run_once(limit: int = 20) -> int:
-    """Deliver what is due now; returns the number of events attempted."""
+    """One round of the worker: end timed-out sessions, release identities after deregistration,
+    resume interrupted merges, purge expired rows (now and then), deliver what is due. Returns
+    the number of deliveries attempted."""
     from app.accounts.binding import release_expired_deregistrations
+    from app.housekeeping import run_if_due
     from app.merging.service import resume_due_merges
     from app.oidc.logout import end_expired_sessions
 
     end_expired_sessions()  # sessions that timed out tell their clients too
     release_expired_deregistrations()  # identities of accounts closed longer than the cooling-off
     resume_due_merges()  # merges whose process died resume here
+    run_if_due()  # expired codes, interactions, old tokens, delivered events
     events = claim_due(limit)
     for event in events:
         deliver(event)
