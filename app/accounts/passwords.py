@@ -44,9 +44,14 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
         password_context.verify(password, _dummy())
         return False, None
     try:
-        return password_context.verify_and_update(password, stored_hash)
+        ok, new_hash = password_context.verify_and_update(password, stored_hash)
     except (ValueError, TypeError):
-        return False, None
+        ok, new_hash = False, None
+    if not ok and not stored_hash.startswith("$argon2"):
+        # A legacy hash (salted MD5 takes microseconds) must not make a wrong password for an
+        # existing account answer faster than for an unknown one. A right one pays the rehash.
+        burn_verification_time(password)
+    return ok, new_hash
 
 
 def burn_verification_time(password: str) -> None:
