@@ -291,10 +291,11 @@ def users_create(phone, password, email, name, as_json) -> None:
 
 
 def register_commands(app) -> None:
+    from app.bulk_import.cli import import_group
     from app.federation.cli import upstreams_group
     from app.merging.cli import merges_group
 
-    for command in (serve_command, worker_command, upstreams_group, merges_group, demo_group, keys_group, tenants_group, clients_group, users_group):
+    for command in (serve_command, worker_command, upstreams_group, merges_group, import_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
 
 

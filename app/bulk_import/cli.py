@@ -1,0 +1,166 @@
+"""`tessera import …`: plan (dry run + conflict report), run (resumable, shardable) and the
+legacy-id → sub mapping export. The file format and the policies: docs/flows/import.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+from flask.cli import with_appcontext
+
+from app.errors import TesseraError
+
+POLICY_HELP = ("kind=policy, repeatable; kinds: same_phone, duplicate_username, shared_email, same_upstream, "
+               "malformed_phone, malformed_email, invalid_record; policies: fail | skip | overwrite | link | merge")
+
+
+class ProgressReporter:
+    """A progress bar with rate and ETA on a terminal; a plain log line every few seconds otherwise."""
+
+    def __init__(self, stream=None, interval: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.base = self.base_offset = None
+
+    def __call__(self, job, offset: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < self.interval and offset < total:
+            return
+        self.last = now
+        counters = job.counters or {}
+        records = counters.get("read", 0) + counters.get("other_shards", 0)
+        if self.base is None:
+            self.base, self.base_offset, self.started = records, offset, now
+        elapsed = now - self.started
+        rate = (records - self.base) / elapsed if elapsed > 0 else 0.0
+        rate_bytes = (offset - self.base_offset) / elapsed if elapsed > 0 else 0.0
+        eta = (total - offset) / rate_bytes if rate_bytes > 0 else 0.0
+        share = offset / total if total else 1.0
+        if self.tty:
+            width = 30
+            bar = "#" * int(share * width) + "-" * (width - int(share * width))
+            self.stream.write(f"\r[{bar}] {share:6.1%} {records:,} records {rate:,.0f}/s ETA {eta:5.0f}s ")
+            if offset >= total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"import job {job.id}: {share:.1%} line {job.checkpoint_line} {records:,} records "
+                              f"{rate:,.0f}/s ETA {eta:.0f}s {json.dumps(counters, sort_keys=True)}\n")
+        self.stream.flush()
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("use i/n, e.g. 0/4") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise click.BadParameter("use i/n with 0 <= i < n")
+    return index, count
+
+
+def _common(func):
+    func = click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: by the file name.")(func)
+    func = click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 50_000))(func)
+    func = click.option("--shard", default="0/1", show_default=True, help="Only the records of shard i of n (by legacy id).")(func)
+    func = click.option("--policy", "policies", multiple=True, help=POLICY_HELP)(func)
+    func = click.option("--tenant", required=True, help="Tenant slug the legacy accounts belong to.")(func)
+    func = click.argument("file", type=click.Path(exists=True, dir_okay=False))(func)
+    return func
+
+
+@click.group("import")
+def import_group() -> None:
+    """Bulk import of a legacy account table (CSV or JSON Lines)."""
+
+
+@import_group.command("plan")
+@_common
+@click.option("--report-dir", default="import-report", show_default=True, help="Where conflicts.csv/.json and summary.json go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_appcontext
+def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
+    """Dry run: validate every record and report every conflict; nothing is imported."""
+    from app.bulk_import.conflicts import parse_policies
+    from app.bulk_import.importer import plan_job, start_job
+
+    try:
+        job = start_job(file, tenant, mode="plan", policies=parse_policies(policies), shard=_shard(shard))
+        summary = plan_job(job, report_dir, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
+    except TesseraError as exc:
+        raise click.ClickException(exc.detail) from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        return
+    click.echo(f"plan (job {summary['job']}): {summary['records']:,} records, {summary['conflicts']:,} conflicts")
+    for what, count in summary["would"].items():
+        click.echo(f"  would {what.replace('_', ' ')}: {count:,}")
+    for kind, count in sorted(summary["conflicts_by_kind"].items()):
+        click.echo(f"  {kind} ({summary['policies'][kind]}): {count:,}")
+    if summary["run_would_stop_at"]:
+        stop = summary["run_would_stop_at"]
+        click.echo(f"  a run would stop at line {stop['line']} ({stop['kind']}: policy fail)")
+    click.echo(f"report: {os.path.join(report_dir, 'conflicts.csv')}, conflicts.json, summary.json")
+
+
+@import_group.command("run")
+@_common
+@click.option("--report-dir", help="Also write the job's conflict report and summary there.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
+@with_appcontext
+def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
+    """Import the file. Re-running it changes nothing; after a crash it resumes at its checkpoint."""
+    from app.bulk_import.conflicts import parse_policies
+    from app.bulk_import.importer import ImportStopped, job_summary, run_job, start_job, write_report
+    from app.extensions import db
+
+    try:
+        job = start_job(file, tenant, mode="run", policies=parse_policies(policies), shard=_shard(shard))
+        if job.checkpoint_offset:
+            click.echo(f"resuming import job {job.id} at line {job.checkpoint_line + 1}", err=True)
+        job_id = job.id
+        try:
+            job = run_job(job, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
+        except ImportStopped as stop:
+            job = db.session.get(type(job), job_id)
+            if report_dir:
+                write_report(job, report_dir)
+            raise click.ClickException(f"import job {job_id} stopped: {stop}") from None
+    except TesseraError as exc:
+        raise click.ClickException(exc.detail) from None
+    if report_dir:
+        write_report(job, report_dir)
+    summary = job_summary(job)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        counters = summary["counters"]
+        click.echo(f"import job {job.id} {job.status}: " + ", ".join(
+            f"{name} {counters.get(name, 0):,}" for name in ("read", "created", "linked", "overwritten", "merged", "updated",
+                                                              "unchanged", "stale", "skipped", "invalid", "conflicts",
+                                                              "other_shards")))
+
+
+@import_group.command("mapping")
+@click.option("--tenant", required=True)
+@click.option("--client", "client_id", required=True, help="The client whose subs to export.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), help="CSV file (default: standard output).")
+@with_appcontext
+def import_mapping(tenant, client_id, output) -> None:
+    """Export legacy_id,sub,status: the sub this client sees for each legacy account (after merges)."""
+    from app.bulk_import.mapping import export_mapping
+
+    try:
+        if output:
+            with open(output, "w", newline="", encoding="utf-8") as out:
+                count = export_mapping(tenant, client_id, out)
+            click.echo(f"{count:,} legacy ids written to {output}", err=True)
+        else:
+            export_mapping(tenant, client_id, sys.stdout)
+    except TesseraError as exc:
+        raise click.ClickException(exc.detail) from None
