@@ -294,7 +294,9 @@ def register_commands(app) -> None:
     from app.bulk_import.cli import import_group
     from app.federation.cli import upstreams_group
     from app.merging.cli import merges_group
+    from app.partners.cli import set_contract_command
 
+    clients_group.add_command(set_contract_command)
     for command in (serve_command, worker_command, upstreams_group, merges_group, import_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
 

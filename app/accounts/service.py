@@ -149,7 +149,10 @@ def update_profile(account_id: int, **claims) -> Account:
             setattr(account, claim, value)
             changed[claim] = value is not None
     if changed:
+        from app.partners.changes import note_write
+
         audit.record("profile.updated", account_id=account.id, actor="self", claims=sorted(changed))
+        note_write(account.id, sorted(changed), source="self")  # provenance, change log, claims-changed SETs
     db.session.commit()
     return account
 

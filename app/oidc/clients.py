@@ -105,7 +105,8 @@ def create_client(
         raise InvalidInput("a private_key_jwt client must register its public keys (jwks)")
 
     grant_types = list(grant_types or ["authorization_code", "refresh_token"])
-    unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials"}
+    unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials",
+                                  "urn:ietf:params:oauth:grant-type:token-exchange"}  # RFC 8693, partner API
     if unknown:
         raise InvalidInput(f"unsupported grant types: {', '.join(sorted(unknown))}")
     if public and "client_credentials" in grant_types:

@@ -1,34 +1,49 @@
-"""Bearer access tokens of partner servers (OAuth 2.0 client credentials, RFC 6750)."""
+"""Bearer access tokens of partner servers (OAuth 2.0 client credentials, RFC 6750; or RFC 8693
+Token Exchange on one person's behalf), and the per-client rate limit of the partner API."""
 
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 
-from app.extensions import db
+from app.extensions import db, limiter
 from app.oidc.models import Token
 from app.partners.problems import problem
 from app.security import token_hash
 
 
-def client_token_required(scope: str):
-    """The request carries a live access token of a client with ``scope``: the client is ``g.client``."""
+def _rate_limit() -> str:
+    return current_app.config["TESSERA_PARTNER_RATE_LIMIT"]
+
+
+def _client_key() -> str:
+    return f"partner:{g.client.client_id}"
+
+
+def client_token_required(scope: str, rate_limit=_rate_limit):
+    """The request carries a live access token with ``scope``: its client is ``g.client``, and
+    ``g.token_account_id`` the person a token obtained on someone's behalf is bound to (else None).
+    Then the client's rate limit applies (flask-limiter, keyed by client id)."""
     def decorator(view):
+        limited = limiter.limit(rate_limit, key_func=_client_key)(view)
+
         @wraps(view)
         def wrapper(*args, **kwargs):
             auth = request.headers.get("Authorization", "")
             if auth[:7].lower() != "bearer ":
                 return problem(401, "Authentication required", "send a bearer access token (client credentials)",
-                               headers={"WWW-Authenticate": 'Bearer realm="tessera"'})
+                               headers={"WWW-Authenticate": 'Bearer realm="tessera"'}, reason="token_missing")
             token = db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(auth[7:].strip())))
             if token is None or token.is_revoked() or token.is_expired():
                 return problem(401, "Invalid token", "the access token is invalid, expired or revoked",
-                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, reason="token_invalid")
             if scope not in token.scope.split():
                 return problem(403, "Insufficient scope", f"the access token lacks the {scope!r} scope",
-                               headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+                               headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+                               reason="insufficient_scope")
             g.client = token.get_client()
-            return view(*args, **kwargs)
+            g.token_account_id = token.account_id
+            return limited(*args, **kwargs)
         return wrapper
     return decorator

@@ -1,0 +1,123 @@
+"""Data contracts (what a client may read and write) and the consent rule of the partner API.
+
+Seed 003: in data exchange the person only *authorizes*; the system that needs the data asks for
+it, field by field. A client reads or writes a person's data only when (1) its contract lists
+the claim and (2) the person agreed to share with this client: a consent covering the
+``partner`` scope, or the tenant's agreement for a first-party client (``is_trusted``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from app.accounts.models import PROFILE_CLAIMS
+from app.errors import InvalidInput, TesseraError
+from app.extensions import db
+from app.oidc.authorization import has_consent, is_trusted
+from app.oidc.models import Client
+from app.partners.models import DataContract
+
+#: The consent scope a person grants (on the consent page) to let a client exchange their data.
+CONSENT_SCOPE = "partner"
+#: Token scopes of the partner API.
+SCOPES = ("partner:read", "partner:write", "partner:lookup", "partner:register")
+#: Scopes a token obtained by Token Exchange (on a person's behalf) may carry.
+USER_BOUND_SCOPES = ("partner:read", "partner:write")
+
+ATTRIBUTE_PREFIX = "attributes."
+ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Claims a contract may let a client read / write. Identities (phone, email) change only through
+#: binding with a code sent to them, never through a partner's write.
+READABLE = (*PROFILE_CLAIMS, "address", "addresses", "phone_number", "phone_number_verified", "email", "email_verified")
+WRITABLE = (*PROFILE_CLAIMS, "address", "addresses")
+
+
+class PartnerError(TesseraError):
+    """A refusal of the partner API: an RFC 9457 problem with a stable ``reason``."""
+
+    def __init__(self, status: int, reason: str, title: str, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.reason, self.title, self.headers = status, reason, title, headers or {}
+
+
+def not_found() -> PartnerError:
+    """One answer for an unknown person and a person who did not agree to share (no enumeration)."""
+    return PartnerError(404, "user_not_found", "Unknown user", "no such user for this client")
+
+
+@dataclass(frozen=True)
+class Contract:
+    client_pk: int
+    read: frozenset[str]
+    write: frozenset[str]
+    subscribe: bool
+    lookup_salt: str
+
+    @staticmethod
+    def _allows(claims: frozenset[str], claim: str) -> bool:
+        if claim in claims:
+            return True
+        return claim.startswith(ATTRIBUTE_PREFIX) and f"{ATTRIBUTE_PREFIX}*" in claims
+
+    def can_read(self, claim: str) -> bool:
+        return self._allows(self.read, claim)
+
+    def can_write(self, claim: str) -> bool:
+        return self._allows(self.write, claim)
+
+    @property
+    def has_attributes(self) -> bool:
+        return any(c.startswith(ATTRIBUTE_PREFIX) for c in self.read | self.write)
+
+
+def _validate_claims(names: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    result = []
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        if name.startswith(ATTRIBUTE_PREFIX):
+            rest = name[len(ATTRIBUTE_PREFIX):]
+            if rest != "*" and not ATTRIBUTE_NAME_RE.match(rest):
+                raise InvalidInput(f"bad attribute name in the {what} contract: {name!r}")
+        elif name not in allowed:
+            raise InvalidInput(f"{name!r} cannot be in a {what} contract (allowed: {', '.join(allowed)}, attributes.<name>, attributes.*)")
+        result.append(name)
+    return sorted(set(result))
+
+
+def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe: bool,
+                 token_exchange: bool | None = None) -> tuple[Client, DataContract]:
+    """Create or replace a client's data contract; optionally allow it the Token Exchange grant."""
+    from app.oidc.clients import forget_client
+    from app.oidc.server import TOKEN_EXCHANGE_GRANT
+
+    client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    if client is None:
+        raise InvalidInput(f"no client {client_id!r}")
+    read_claims = _validate_claims(read, READABLE, "read")
+    write_claims = _validate_claims(write, WRITABLE, "write")
+    contract = db.session.scalar(db.select(DataContract).filter_by(client_id=client.id))
+    if contract is None:
+        contract = DataContract(client_id=client.id, lookup_salt=secrets.token_hex(16))
+        db.session.add(contract)
+    contract.read_claims, contract.write_claims, contract.subscribe = read_claims, write_claims, subscribe
+    if token_exchange is not None:
+        grants = [g for g in client.grant_types if g != TOKEN_EXCHANGE_GRANT]
+        client.grant_types = grants + [TOKEN_EXCHANGE_GRANT] if token_exchange else grants
+    db.session.commit()
+    forget_client(client.client_id)
+    return client, contract
+
+
+def contract_for(client: Client) -> Contract | None:
+    row = db.session.scalar(db.select(DataContract).filter_by(client_id=client.id))
+    if row is None:
+        return None
+    return Contract(client.id, frozenset(row.read_claims), frozenset(row.write_claims), row.subscribe, row.lookup_salt)
+
+
+def may_access(client: Client, account_id: int) -> bool:
+    """The person agreed to share with this client (consent), or the tenant did (first-party)."""
+    return is_trusted(client) or has_consent(account_id, client, CONSENT_SCOPE)
