@@ -40,13 +40,14 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from app.accounts.routes import bp as accounts_bp
     from app.accounts.self_service import bp as account_bp
+    from app.bulk_import.routes import bp as sync_bp
     from app.federation.routes import bp as federation_bp
     from app.merging.routes import bp as merging_bp
     from app.oidc.routes import bp as oidc_bp
     from app.partners.routes import bp as partners_bp
     from app.web import bp as web_bp
 
-    for blueprint in (oidc_bp, accounts_bp, account_bp, merging_bp, federation_bp, partners_bp, web_bp):
+    for blueprint in (oidc_bp, accounts_bp, account_bp, merging_bp, federation_bp, partners_bp, sync_bp, web_bp):
         app.register_blueprint(blueprint)
 
     from app.cli import register_commands

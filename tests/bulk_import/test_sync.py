@@ -1,0 +1,198 @@
+"""Dual-write sync API: a legacy system pushes creates, updates and deletes by legacy id, with a
+client-credentials token of its tenant (scope sync:write); stale changes never win; every
+refusal is an RFC 9457 problem with a stable reason."""
+
+import hashlib
+from types import SimpleNamespace
+
+import pytest
+
+from app.accounts.models import Account, AuditEvent, Identity
+from app.bulk_import.models import AccountAttributes, LegacyMapping
+from app.extensions import db
+from tests.conftest import ISSUER
+from tests.rp import RelyingParty, authorize, code_from
+
+PW = "legacy password 1"
+
+
+@pytest.fixture
+def sync(app, factories, http):
+    """A sync client of a tenant: .tenant, .put/.get/.delete(legacy_id, ...) through HTTP."""
+    tenant = factories.tenant()
+    client = factories.client(tenant=tenant, grant_types=["client_credentials"], redirect_uris=[], scope="sync:write")
+    rp = RelyingParty(http, ISSUER, client.client_id, client.client_secret, None)
+    token = rp.token_request({"grant_type": "client_credentials", "scope": "sync:write"}).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def url(legacy_id, slug=None):
+        return f"/api/sync/{slug or tenant}/accounts/{legacy_id}"
+
+    return SimpleNamespace(
+        tenant=tenant, client=client, headers=headers, url=url,
+        put=lambda legacy_id, body, slug=None: http.put(url(legacy_id, slug), json=body, headers=headers),
+        get=lambda legacy_id: http.get(url(legacy_id), headers=headers),
+        delete=lambda legacy_id, **q: http.delete(url(legacy_id), query_string=q, headers=headers),
+    )
+
+
+def _record(**fields):
+    record = {"username": "alice", "phone": "+14155550100", "phone_verified": True, "email": "alice@example.com",
+              "email_verified": True, "name": "Alice", "password_hash": "s$" + hashlib.md5(b"s" + PW.encode()).hexdigest(),
+              "password_format": "salted_md5:{salt}{password}", "attributes": {"level": "gold"}, "version": 1}
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _problem(response, status, reason):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["reason"] == reason and body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def _mapping(app, tenant_slug, legacy_id):
+    from app.tenants.models import Tenant
+
+    with app.app_context():
+        tenant = db.session.scalar(db.select(Tenant).filter_by(slug=tenant_slug))
+        mapping = db.session.scalar(db.select(LegacyMapping).filter_by(tenant_id=tenant.id, legacy_id=legacy_id))
+        db.session.expunge_all()
+        return mapping
+
+
+def test_put_creates_then_updates_and_get_answers_the_state(app, sync, browser, factories, http):
+    created = sync.put("L1", _record())
+    assert created.status_code == 201, created.get_data(as_text=True)
+    body = created.get_json()
+    assert body["result"] == "created" and body["legacy_id"] == "L1" and body["status"] == "active"
+    assert body["has_password"] and body["profile"]["name"] == "Alice" and body["attributes"] == {"level": "gold"}
+    assert {(i["kind"], i["value"]) for i in body["identities"]} == {
+        ("username", "alice"), ("phone", "+14155550100"), ("email", "alice@example.com")}
+    assert body["sub"] and "id" not in body
+
+    # The same change again (delivery is at least once): nothing changes.
+    again = sync.put("L1", _record())
+    assert again.status_code == 200 and again.get_json()["result"] == "unchanged"
+
+    updated = sync.put("L1", _record(version=2, name="Alice B", email="alice@new.example.com", attributes={"level": "vip"}))
+    assert updated.status_code == 200 and updated.get_json()["result"] == "updated"
+    state = sync.get("L1").get_json()
+    assert state["profile"]["name"] == "Alice B" and state["attributes"] == {"level": "vip"} and state["version"] == 2
+    assert ("email", "alice@new.example.com") in {(i["kind"], i["value"]) for i in state["identities"]}
+    assert ("email", "alice@example.com") not in {(i["kind"], i["value"]) for i in state["identities"]}
+
+    # The synced account logs in with its legacy password at a site of the tenant; it becomes argon2id.
+    mapping = _mapping(app, sync.tenant, "L1")
+    site = factories.client(tenant=sync.tenant, trusted=True)
+    request, response = authorize(browser, RelyingParty.for_client(http, ISSUER, site),
+                                  SimpleNamespace(phone="alice", password=PW))
+    code_from(response, request)
+    with app.app_context():
+        assert db.session.get(Account, mapping.account_id).password_hash.startswith("$argon2id$")
+        kinds = [e.kind for e in db.session.scalars(db.select(AuditEvent).filter_by(account_id=mapping.account_id))]
+    assert "legacy.created" in kinds and "legacy.updated" in kinds and "login.success" in kinds
+
+
+def test_a_stale_change_is_refused_and_changes_nothing(app, sync):
+    assert sync.put("L2", _record(version=5)).status_code == 201
+    _problem(sync.put("L2", _record(version=4, name="Old")), 409, "stale")
+    _problem(sync.put("L2", _record(version=5, name="Same version, other content")), 409, "stale")
+    assert sync.get("L2").get_json()["profile"]["name"] == "Alice"
+
+    # Ordered by updated_at when there are no versions.
+    body = _record(version=None, username="bob", phone="+14155550101", email="bob@example.com",
+                   updated_at="2024-05-01T10:00:00Z")
+    assert sync.put("L3", body).status_code == 201
+    _problem(sync.put("L3", {**body, "name": "Older", "updated_at": "2024-04-30T10:00:00Z"}), 409, "stale")
+    newer = sync.put("L3", {**body, "name": "Newer", "updated_at": 1714600000})
+    assert newer.status_code == 200 and newer.get_json()["profile"]["name"] == "Newer"
+    _problem(sync.put("L4", _record(version=None, username="carol", phone=None, email=None)), 400, "invalid_record")
+
+
+def test_verified_phone_on_a_hub_account_links_to_it_unverified_is_a_conflict(app, sync, factories):
+    existing = factories.account(phone="+14155550111", name="Hub Name")
+    linked = sync.put("L5", _record(username="dora", phone="+14155550111", email="dora@example.com", name="Legacy Name"))
+    assert linked.status_code == 201 and linked.get_json()["result"] == "linked"
+    mapping = _mapping(app, sync.tenant, "L5")
+    assert mapping.account_id == existing.id
+    with app.app_context():
+        account = db.session.get(Account, existing.id)
+        assert account.name == "Hub Name"  # a linked account keeps what the hub had
+        assert account.identity("email").value == "dora@example.com"  # and gains what it lacked
+
+    before = _count(app, Account)
+    _problem(sync.put("L6", _record(username="erin", phone="+14155550111", phone_verified=False, email=None)),
+             409, "phone_conflict")
+    with app.app_context():
+        db.session.execute(db.update(Identity).where(Identity.value == "+14155550111").values(verified=False))
+        db.session.commit()
+    _problem(sync.put("L7", _record(username="fay", email=None, phone="+14155550111")), 409, "phone_conflict")
+    assert _count(app, Account) == before and _mapping(app, sync.tenant, "L6") is None
+
+
+def test_identifier_conflicts_change_nothing(app, sync, factories):
+    factories.account(email="taken@example.com")
+    assert sync.put("L8", _record(username="gina", phone="+14155550120", email="gina@example.com")).status_code == 201
+    before = _count(app, Account)
+    _problem(sync.put("L9", _record(username="hank", phone="+14155550121", email="taken@example.com")), 409, "email_conflict")
+    _problem(sync.put("L9", _record(username="gina", phone="+14155550121", email=None)), 409, "username_conflict")
+    assert _count(app, Account) == before and _mapping(app, sync.tenant, "L9") is None
+
+
+def test_delete_closes_the_account_unless_something_else_holds_it(app, sync, factories, http):
+    assert sync.put("L10", _record(username="ivan", phone="+14155550130", email=None, version=3)).status_code == 201
+    _problem(sync.delete("L10", version=2), 409, "stale")
+    deleted = sync.delete("L10", version=4)
+    assert deleted.status_code == 200 and deleted.get_json()["result"] == "closed"
+    assert deleted.get_json()["status"] == "closed" and deleted.get_json()["deleted_at"]
+    assert sync.delete("L10", version=4).get_json()["result"] == "closed"  # idempotent
+    _problem(sync.put("L10", _record(username="ivan", phone="+14155550130", email=None, version=9)), 409, "deleted")
+    _problem(sync.delete("nope"), 404, "unknown_legacy_id")
+
+    # Held by another tenant's legacy account too: the mapping is marked, the account stays.
+    other = factories.tenant()
+    other_client = factories.client(tenant=other, grant_types=["client_credentials"], redirect_uris=[], scope="sync:write")
+    token = RelyingParty(http, ISSUER, other_client.client_id, other_client.client_secret, None).token_request(
+        {"grant_type": "client_credentials", "scope": "sync:write"}).get_json()["access_token"]
+    assert sync.put("L11", _record(username="judy", phone="+14155550131", email=None)).status_code == 201
+    response = http.put(f"/api/sync/{other}/accounts/X1", headers={"Authorization": f"Bearer {token}"},
+                        json=_record(username="judy", phone="+14155550131", email=None))
+    assert response.get_json()["result"] == "linked"
+    kept = sync.delete("L11", version=2)
+    assert kept.get_json()["result"] == "deleted" and kept.get_json()["status"] == "active"
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent).filter_by(kind="legacy.deleted").order_by(AuditEvent.id.desc()))
+        assert event.details["kept_by"] == "another legacy account"
+
+
+def test_authentication_scope_and_tenant(app, sync, factories, http):
+    _problem(http.put(sync.url("L12"), json=_record()), 401, "token_missing")
+    _problem(http.put(sync.url("L12"), json=_record(), headers={"Authorization": "Bearer nope"}), 401, "token_invalid")
+    other_scope = factories.client(tenant=sync.tenant, grant_types=["client_credentials"], redirect_uris=[],
+                                   scope="partner:lookup")
+    token = RelyingParty(http, ISSUER, other_scope.client_id, other_scope.client_secret, None).token_request(
+        {"grant_type": "client_credentials", "scope": "partner:lookup"}).get_json()["access_token"]
+    _problem(http.put(sync.url("L12"), json=_record(), headers={"Authorization": f"Bearer {token}"}), 403,
+             "insufficient_scope")
+    _problem(sync.put("L12", _record(), slug=factories.tenant()), 403, "wrong_tenant")
+    _problem(sync.get("L12"), 404, "unknown_legacy_id")
+    _problem(http.put(sync.url("L12"), data="not json", headers=sync.headers), 400, "invalid_json")
+    _problem(sync.put("L12", _record(legacy_id="other")), 400, "invalid_record")
+    _problem(sync.put("L12", _record(password_format="rot13")), 400, "invalid_record")
+    _problem(sync.put("L12", _record(version="v2")), 400, "invalid_record")
+    assert _mapping(app, sync.tenant, "L12") is None
+
+
+def test_attributes_are_the_tenants(app, sync):
+    assert sync.put("L13", _record(username="kim", phone="+14155550140", email=None)).status_code == 201
+    mapping = _mapping(app, sync.tenant, "L13")
+    with app.app_context():
+        row = db.session.scalar(db.select(AccountAttributes).filter_by(account_id=mapping.account_id))
+        assert row.tenant_id == mapping.tenant_id and row.data == {"level": "gold"}
+
+
+def _count(app, model):
+    with app.app_context():
+        return db.session.scalar(db.select(db.func.count()).select_from(model))
