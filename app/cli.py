@@ -292,6 +292,7 @@ def users_create(phone, password, email, name, as_json) -> None:
 
 def register_commands(app) -> None:
     from app.bulk_import.cli import import_group
+    from app.bulk_import.cli_lazy import set_legacy_verify_command
     from app.federation.cli import upstreams_group
     from app.merging.cli import merges_group
     from app.partners.cli import set_contract_command
@@ -299,6 +300,7 @@ def register_commands(app) -> None:
     clients_group.add_command(set_contract_command)
     for command in (serve_command, worker_command, upstreams_group, merges_group, import_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
+    tenants_group.add_command(set_legacy_verify_command)
 
 
 if __name__ == "__main__":

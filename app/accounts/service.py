@@ -83,11 +83,21 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
 
     One answer for every failure (unknown identifier, no password, wrong password, inactive
     account) and the same argon2 work in every case, so nothing can be learned about who exists.
-    Successes and failures are audited.
+    Successes and failures are audited. With ``tenant_id`` and a tenant verification webhook,
+    unknown identifiers are asked of the legacy system (app.bulk_import.lazy).
     """
+    from app.bulk_import import lazy
+
     identity = find_identity(login, tenant_id)
     account = db.session.get(Account, identity.account_id) if identity else None
-    if account is None:
+    # Lazy migration: an identifier the hub does not know (or a migrated account without a
+    # password) is checked by the tenant's legacy system, if it has a verification webhook.
+    migrated = lazy.migrate_on_login(login, password or "", tenant_id, account) \
+        if lazy.wants_legacy_check(account, tenant_id) else None
+    if migrated is not None:
+        account, identity = migrated
+        ok, new_hash = True, None  # the hub's argon2id hash of the password was just made
+    elif account is None:
         burn_verification_time(password or "")
         ok, new_hash = False, None
     else:
