@@ -23,6 +23,7 @@ def purge_expired() -> dict[str, int]:
     from app.events.models import OutboxEvent
     from app.federation.models import PendingUpstreamLogin
     from app.oidc.models import AuthorizationCode, Interaction, LoginChain, Token, UsedAssertion
+    from app.partners.models import ClaimChange
 
     now = utcnow()
     cutoff = now - GRACE
@@ -40,6 +41,8 @@ def purge_expired() -> dict[str, int]:
             Token.issued_at + Token.expires_in < epoch_cutoff,
             or_(Token.refresh_expires_at.is_(None), Token.refresh_expires_at < epoch_cutoff),
         ),
+        # The change log behind GET /api/changes: kept as long as delivered events.
+        "claim_changes": delete(ClaimChange).where(ClaimChange.at < retention),
         "outbox_events": delete(OutboxEvent).where(
             OutboxEvent.status.in_(("delivered", "expired", "rejected")), OutboxEvent.created_at < retention
         ),

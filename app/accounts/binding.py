@@ -61,9 +61,11 @@ def has_business_data(account: Account) -> bool:
     if any(getattr(account, claim) for claim in PROFILE_CLAIMS) or account.address:
         return True
     from app.bulk_import.models import AccountAttributes, LegacyMapping
+    from app.partners.models import AccountAddress
 
-    # Imported legacy records and tenant-scoped attributes (legacy or partner-written) are data too.
-    for model in (SubjectMapping, Token, Consent, AuthorizationCode, LegacyMapping, AccountAttributes):
+    # Imported legacy records, tenant-scoped attributes and address-book entries (legacy or
+    # partner-written) are data too.
+    for model in (SubjectMapping, Token, Consent, AuthorizationCode, LegacyMapping, AccountAttributes, AccountAddress):
         if db.session.scalar(db.select(exists().where(model.account_id == account.id))):
             return True
     return False

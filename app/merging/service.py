@@ -265,6 +265,18 @@ def _step_data_unioned(record: MergeRecord) -> bool:
     # Tenant-scoped attributes (legacy systems, partners): per tenant, the survivor's keys win
     # and the absorbed account's fill the rest (multi-valued data is unioned, nothing dropped).
     from app.bulk_import.models import AccountAttributes
+    from app.partners.models import AccountAddress
+
+    # The shared address book is multi-valued: the absorbed account's entries join the
+    # survivor's, except exact duplicates of an entry the survivor has.
+    kept = [a.value for a in db.session.scalars(db.select(AccountAddress).filter_by(account_id=record.survivor_id))]
+    moved_addresses = 0
+    for entry in db.session.scalars(db.select(AccountAddress).filter_by(account_id=record.absorbed_id)):
+        if entry.value in kept:
+            continue
+        entry.account_id = record.survivor_id
+        kept.append(entry.value)
+        moved_addresses += 1
 
     for theirs in db.session.scalars(db.select(AccountAttributes).filter_by(account_id=record.absorbed_id)):
         mine = db.session.scalar(db.select(AccountAttributes).filter_by(account_id=record.survivor_id, tenant_id=theirs.tenant_id))
@@ -279,7 +291,7 @@ def _step_data_unioned(record: MergeRecord) -> bool:
                 db.session.add(Consent(account_id=record.survivor_id, client_id=consent.client_id, scope=consent.scope))
             else:
                 mine.scope = " ".join(sorted(set(mine.scope.split()) | set(consent.scope.split())))
-    record.report = {**record.report, "claims_changed": sorted(changes)}
+    record.report = {**record.report, "claims_changed": sorted(changes), "addresses_moved": moved_addresses}
     return True
 
 

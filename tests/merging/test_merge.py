@@ -206,3 +206,28 @@ def test_metrics(app, factories, site, http):
     body = http.get("/metrics").get_data(as_text=True)
     assert 'tessera_merges{status="completed"} 1' in body
     assert 'tessera_outbox_events{kind="set",status="pending"} 1' in body
+
+
+def test_merge_unions_the_address_book_and_attributes(app, factories):
+    a, b = factories.account(), factories.account()
+    tenant = factories.tenant()
+    with app.app_context():
+        from app.bulk_import.models import AccountAttributes
+        from app.partners.models import AccountAddress
+        from app.tenants.service import get_tenant
+
+        tenant_id = get_tenant(tenant).id
+        db.session.add_all([
+            AccountAddress(uid="a1", account_id=a.id, value={"locality": "Shanghai"}, source="user"),
+            AccountAddress(uid="b1", account_id=b.id, value={"locality": "Shanghai"}, source="user"),
+            AccountAddress(uid="b2", account_id=b.id, value={"locality": "Beijing"}, source="user"),
+            AccountAttributes(account_id=a.id, tenant_id=tenant_id, data={"tier": "gold"}),
+            AccountAttributes(account_id=b.id, tenant_id=tenant_id, data={"tier": "silver", "coupon": "X1"}),
+        ])
+        db.session.commit()
+    _merge(app, a.id, b.id)
+    with app.app_context():
+        localities = sorted(v["locality"] for v in db.session.scalars(db.select(AccountAddress.value).filter_by(account_id=a.id)))
+        assert localities == ["Beijing", "Shanghai"]  # unioned, the duplicate not doubled
+        attributes = db.session.scalar(db.select(AccountAttributes.data).filter_by(account_id=a.id, tenant_id=tenant_id))
+        assert attributes == {"tier": "gold", "coupon": "X1"}
