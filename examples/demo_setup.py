@@ -16,12 +16,26 @@ with ``TESSERA_ALLOW_PRIVATE_OUTBOUND=1`` so they may push to them).
 
 ``login_chain`` (optional) goes into the site's *tenant* policy: partner clients the hub logs in
 automatically right after a login at one of that tenant's sites.
+
+The shared address book (``"address_book": false`` in a site's spec leaves it out): the site's
+client gets the ``client_credentials`` grant and the scopes ``partner:read partner:write`` (its
+server calls the hub's partner data API with a token of its own, ``client_secret_basic``), and a
+data contract that reads and writes ``addresses`` with ``--subscribe`` (claims-changed SETs pushed
+to its ``/events``) — what ``tessera clients set-contract --client-id C --read addresses --write
+addresses --subscribe`` does; claims an operator added to an existing contract are kept. The sites
+are first-party (``trusted``): the tenant's agreement stands for the person's, no ``partner``
+consent is asked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+#: What a site's client needs for the shared address book.
+PARTNER_GRANT = "client_credentials"
+PARTNER_SCOPES = ("partner:read", "partner:write")
+ADDRESS_CLAIM = "addresses"
 
 DEFAULT_SITES = [
     {"client_id": "site-a", "client_secret": "site-a-secret", "name": "Site A",
@@ -44,6 +58,38 @@ def site_uris(base_url: str) -> dict:
         # RFC 8935 push: the hub's "account merged" Security Event Tokens
         "events_endpoint": f"{base}/events",
     }
+
+
+def _with(values, extra) -> list[str]:
+    """``values`` with ``extra`` appended (order kept, no duplicates)."""
+    return list(dict.fromkeys([*(values or []), *extra]))
+
+
+def setup_address_book(client_id: str) -> str | None:
+    """Grant, scopes and contract of the shared address book (idempotent); a line when changed."""
+    from app.extensions import db
+    from app.oidc.clients import forget_client
+    from app.oidc.models import Client
+    from app.partners.contracts import contract_for, set_contract
+
+    client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    changed = []
+    grants = _with(client.grant_types, [PARTNER_GRANT])
+    if grants != list(client.grant_types or []):
+        client.grant_types, changed = grants, changed + ["grant client_credentials"]
+    scope = " ".join(_with((client.scope or "").split(), PARTNER_SCOPES))
+    if scope != client.scope:
+        client.scope, changed = scope, changed + ["scopes partner:read partner:write"]
+    db.session.commit()
+    forget_client(client_id)
+    contract = contract_for(client)
+    if contract is None or not (contract.can_read(ADDRESS_CLAIM) and contract.can_write(ADDRESS_CLAIM)
+                                and contract.subscribe):
+        read = _with(sorted(contract.read) if contract else [], [ADDRESS_CLAIM])
+        write = _with(sorted(contract.write) if contract else [], [ADDRESS_CLAIM])
+        set_contract(client_id, read=read, write=write, subscribe=True)
+        changed.append(f"contract read {','.join(read)} write {','.join(write)} subscribe")
+    return f"  {client_id}: " + "; ".join(changed) if changed else None
 
 
 def setup_sites(sites: list[dict]) -> list[str]:
@@ -84,6 +130,10 @@ def setup_sites(sites: list[dict]) -> list[str]:
             db.session.commit()
             forget_client(client.client_id)
             lines.append(f"{'updated' if changed else 'kept'} {spec['client_id']} ({spec['name']})")
+        if spec.get("address_book", True):
+            line = setup_address_book(spec["client_id"])
+            if line:
+                lines.append(line)
     return lines
 
 

@@ -19,10 +19,15 @@ What it speaks, all through Authlib's Flask OAuth client (``authlib.integrations
 * ``/initiate-login`` → third-party-initiated login (OIDC Core 4), used by the hub's login chain;
 * ``/events`` → Security Event Token push receiver (RFC 8935): the hub's "account merged"
   event moves the absorbed sub's business data into the survivor's (``business.py``);
+* ``/addresses`` → the shared address book (``addresses.py``): read and written through the hub's
+  partner data API with the site's own client-credentials token, a local copy with each entry's
+  ETag, ``If-Match`` on every change; the hub's "claims changed" SET at ``/events`` makes the site
+  re-read a person's book, so a change made at another site shows up here without polling;
 * ``/business/*`` → the site's own business data (coins with a ledger, points and member level,
   favourites), shown on the home page;
 * ``/debug/sessions`` → the local sessions and the logout notifications received, as JSON;
-  ``/debug/business`` and ``/debug/seed`` only with ``--debug-endpoints`` (the e2e tests).
+  ``/debug/business``, ``/debug/seed`` and ``/debug/addresses`` only with ``--debug-endpoints``
+  (the e2e tests).
 
 It is a demo: sessions and business data live in dicts of this process and vanish when it stops.
 """
@@ -45,6 +50,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from examples.rp_site.addresses import AddressBooks, PartnerApi, PartnerApiError, clean_entry
 from examples.rp_site.business import MERGE_CREDIT_LABEL, BusinessStore, level_for  # noqa: F401
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -58,6 +64,8 @@ LOGOUT_TOKEN_ALGS = ["RS256", "PS256", "ES256"]
 SET_ALGS = LOGOUT_TOKEN_ALGS
 #: The hub's "account merged" Security Event Token (RFC 8417) event.
 MERGED_EVENT = "urn:tessera:event:account-merged"
+#: The hub's "claims changed" SET of the partner data API (a shared claim of a person changed).
+CLAIMS_CHANGED_EVENT = "urn:tessera:event:claims-changed"
 SET_CONTENT_TYPE = "application/secevent+jwt"
 #: What the home page's buttons earn.
 EARN_COINS, EARN_POINTS = 10, 40
@@ -78,8 +86,11 @@ class SiteConfig:
     secret_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 5001
-    #: /debug/business and /debug/seed (tests only: anyone could read or write any sub's data)
+    #: /debug/business, /debug/seed and /debug/addresses (tests only: anyone could read or
+    #: write any sub's data)
     debug_endpoints: bool = False
+    #: the hub's partner data API (default: <issuer>/api)
+    partner_api: str | None = None
 
     @property
     def cookie_prefix(self) -> str:
@@ -193,6 +204,11 @@ def create_app(config: SiteConfig) -> Flask:
     app.extensions["rp_store"] = store
     business = BusinessStore()
     app.extensions["rp_business"] = business
+    books = AddressBooks(PartnerApi(base_url=config.partner_api or f"{config.issuer}/api",
+                                    token_endpoint=lambda: metadata()["token_endpoint"],
+                                    client_id=config.client_id, client_secret=config.client_secret),
+                         logger=app.logger)
+    app.extensions["rp_addresses"] = books
     session_cookie = f"{config.cookie_prefix}_session"
     silent_marker = f"{config.cookie_prefix}_silent"
     callback_url = f"{config.base_url}/callback"
@@ -498,6 +514,76 @@ def create_app(config: SiteConfig) -> Flask:
             return redirect("/#business", code=303)
         return business_action(lambda sub: business.add_favourite(sub, item))
 
+    # --- the shared address book (the hub's partner data API) ----------------------------------
+
+    def addresses_page(local: LocalSession, error: str | None = None, status: int = 200):
+        books.ensure(local.sub)
+        return page(ADDRESSES_BODY, status, local=local, csrf=csrf_for(local), book=books.view(local.sub),
+                    conflicts=books.take_conflicts(local.sub), error=error, notice=request.args.get("done"),
+                    fields=ADDRESS_FORM_FIELDS)
+
+    def address_action(action):
+        """A logged-in POST with the page's form token; ``action(sub)`` returns the redirect's
+        ``done`` notice, or raises PartnerApiError (shown on the page)."""
+        local = current()
+        if local is None:
+            return redirect("/login?next=/addresses")
+        if not hmac.compare_digest(request.form.get("csrf", ""), csrf_for(local)):
+            abort(400)
+        try:
+            done = action(local.sub)
+        except PartnerApiError as exc:
+            app.logger.warning("address book write refused: %s", exc)
+            return addresses_page(local, error=str(exc), status=502 if exc.status >= 500 else 200)
+        return redirect(url_for("address_book", done=done) if done else url_for("address_book"), code=303)
+
+    def sent_etag(sub: str, address_id: str) -> str:
+        """The ETag of the entry as the person saw it (the form's), else the local copy's."""
+        etag = (request.form.get("etag") or "").strip()
+        if not etag:
+            entry = books.entry(sub, address_id)
+            etag = (entry or {}).get("etag") or '"unknown"'
+        return etag
+
+    @app.get("/addresses")
+    def address_book():
+        local = current()
+        if local is None:
+            return redirect("/login?next=/addresses")
+        return addresses_page(local)
+
+    @app.post("/addresses")
+    def add_address():
+        entry = clean_entry(request.form)
+
+        def add(sub):
+            if not entry:
+                raise PartnerApiError(400, "empty_address", "fill in at least one field")
+            books.add(sub, entry)
+            return "added"
+        return address_action(add)
+
+    @app.post("/addresses/<address_id>/edit")
+    def edit_address(address_id: str):
+        entry = clean_entry(request.form)
+
+        def edit(sub):
+            if not entry:
+                raise PartnerApiError(400, "empty_address", "fill in at least one field (or delete the address)")
+            return "saved" if books.replace(sub, address_id, entry, sent_etag(sub, address_id)) else None
+        return address_action(edit)
+
+    @app.post("/addresses/<address_id>/delete")
+    def delete_address(address_id: str):
+        return address_action(lambda sub: "deleted" if books.delete(sub, address_id, sent_etag(sub, address_id)) else None)
+
+    @app.post("/addresses/refresh")
+    def refresh_addresses():
+        def refresh(sub):
+            books.refresh(sub, "page")
+            return "refreshed"
+        return address_action(refresh)
+
     # --- Security Event Tokens (RFC 8935 push delivery) ----------------------------------------
 
     @app.post("/events")
@@ -520,12 +606,21 @@ def create_app(config: SiteConfig) -> Flask:
                 return "", 202, headers
             done = []
             for uri, payload in claims["events"].items():
+                if uri == CLAIMS_CHANGED_EVENT:
+                    sub, changed = payload["subject"]["sub"], payload["claims"]
+                    if "addresses" in changed:
+                        # re-read in the background: the hub's delivery is acknowledged at once
+                        books.refresh_in_background(sub, "event", jti=jti, txn=txn)
+                    done.append({"event": uri, "sub": sub, "claims": changed,
+                                 "reread": "addresses" in changed})
+                    continue
                 if uri != MERGED_EVENT:
                     done.append({"event": uri, "ignored": True})  # RFC 8417: unknown events are ignored
                     continue
                 survivor, absorbed = payload["subject"]["sub"], payload["absorbed_subject"]["sub"]
                 moved = business.merge(survivor=survivor, absorbed=absorbed)
                 dropped = store.drop_matching(sub=absorbed)
+                books.merged(survivor=survivor, absorbed=absorbed)
                 done.append({"event": uri, "survivor": survivor, "absorbed": absorbed, "moved": moved,
                              "sessions_dropped": len(dropped)})
             business.record_event(jti=jti, txn=txn, events=done)
@@ -583,6 +678,19 @@ def create_app(config: SiteConfig) -> Flask:
                     raise SetError("invalid_request", f"{member} must be an iss_sub subject of this site's hub")
             if merged["subject"]["sub"] == merged["absorbed_subject"]["sub"]:
                 raise SetError("invalid_request", "an account cannot be merged into itself")
+        changed = events.get(CLAIMS_CHANGED_EVENT)
+        if changed is not None:
+            if not isinstance(changed, dict):
+                raise SetError("invalid_request", "the claims-changed event is not an object")
+            subject = changed.get("subject")
+            if not isinstance(subject, dict) or subject.get("format") != "iss_sub" \
+                    or subject.get("iss") != config.issuer or not isinstance(subject.get("sub"), str) \
+                    or not subject["sub"]:
+                raise SetError("invalid_request", "subject must be an iss_sub subject of this site's hub")
+            claim_names = changed.get("claims")
+            if not isinstance(claim_names, list) or not claim_names \
+                    or not all(isinstance(c, str) and c for c in claim_names):
+                raise SetError("invalid_request", "claims must be a non-empty list of claim names")
         return claims
 
     # --- debug endpoints for tests --------------------------------------------------------------
@@ -596,6 +704,16 @@ def create_app(config: SiteConfig) -> Flask:
         debug_only()
         sub = request.args.get("sub")
         data = business.raw(sub) if sub else business.snapshot()
+        response = jsonify(data)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/debug/addresses")
+    def debug_addresses():
+        """The local copy of a sub's address book (no hub call), or every copy."""
+        debug_only()
+        sub = request.args.get("sub")
+        data = dict(books.view(sub), sub=sub) if sub else books.snapshot()
         response = jsonify(data)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -697,6 +815,7 @@ INDEX_BODY = """
 {% else %}<tr><td colspan="2" class="muted">no coins yet</td></tr>{% endfor %}
 </table>
 </section>
+<p><a class="button" id="address-book-link" href="/addresses">Shared address book</a></p>
 <h2>ID token claims</h2>
 <table id="claims">{% for k, v in local.claims|dictsort %}<tr><th>{{ k }}</th><td><code>{{ v }}</code></td></tr>{% endfor %}</table>
 {% if check %}
@@ -727,6 +846,66 @@ INDEX_BODY = """
 {% if error %}<p class="error" id="error">{{ error }}{% if error_description %}: {{ error_description }}{% endif %}</p>{% endif %}
 <p><a class="button" id="login" href="/login">Log in</a></p>
 {% endif %}
+"""
+
+ADDRESS_FORM_FIELDS = [("label", "Label (home, office…)"), ("street_address", "Street"), ("locality", "City"),
+                       ("region", "Region"), ("postal_code", "Postal code"), ("country", "Country"),
+                       ("formatted", "Full address (optional)")]
+
+ADDRESSES_BODY = """
+<div id="status" data-state="logged-in">
+  <p>Logged in as <strong id="user-name">{{ local.claims.get("name") or local.sub }}</strong>
+     · sub <code id="sub">{{ local.sub }}</code> · <a href="/">home</a></p>
+</div>
+<section id="address-book">
+<h2>Shared address book</h2>
+<p class="muted">One delivery address book shared with the other partner sites through the hub: a change
+made there shows up here by itself (the hub tells this site, which re-reads it).</p>
+{% if notice %}<p id="address-notice" class="muted">Address {{ notice }}.</p>{% endif %}
+{% if error %}<p class="error" id="address-error">{{ error }}</p>{% endif %}
+{% if book.error %}<p class="error" id="address-book-error">The address book could not be read: {{ book.error }}</p>{% endif %}
+{% for c in conflicts %}
+<div class="error conflict" id="address-conflict" data-id="{{ c.id }}" data-reason="{{ c.reason }}">
+  {% if c.reason == "address_not_found" %}
+  <p><strong>Not saved:</strong> “{{ c.label }}” was deleted elsewhere (at another site or on the hub) since you
+     loaded this page.</p>
+  {% else %}
+  <p><strong>Not saved:</strong> “{{ c.label }}” was changed elsewhere (at another site or on the hub) since you
+     loaded this page; nothing was overwritten. The current version is shown below.</p>
+  {% endif %}
+  {% if c.attempted %}<p>Your change: <code id="conflict-attempted">{{ c.attempted|tojson }}</code> — apply it again
+     to the current version if you still want it.</p>{% endif %}
+</div>
+{% endfor %}
+<ul id="addresses">
+{% for e in book.entries %}
+<li class="address" data-id="{{ e.id }}" data-etag="{{ e.etag }}">
+  <strong class="address-label">{{ e.label or "(no label)" }}</strong>:
+  <span class="address-text">{{ [e.street_address, e.locality, e.region, e.postal_code, e.country]|select|join(", ") or e.formatted }}</span>
+  <span class="muted">(by {{ e.provenance.client_id or e.provenance.source if e.provenance else "?" }})</span>
+  <details><summary>Edit</summary>
+  <form method="post" action="/addresses/{{ e.id }}/edit" class="edit-address">
+    <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="etag" value="{{ e.etag }}">
+    {% for name, label in fields %}<label>{{ label }} <input name="{{ name }}" value="{{ e[name] or '' }}" maxlength="500"></label><br>{% endfor %}
+    <button type="submit" class="save-address">Save</button>
+  </form>
+  </details>
+  <form method="post" action="/addresses/{{ e.id }}/delete" class="delete-address" style="display:inline">
+    <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="etag" value="{{ e.etag }}">
+    <button type="submit" class="delete-address-button">Delete</button>
+  </form>
+</li>
+{% else %}<li class="muted" id="no-addresses">no addresses yet</li>{% endfor %}
+</ul>
+<h3>Add an address</h3>
+<form method="post" action="/addresses" id="add-address">
+  <input type="hidden" name="csrf" value="{{ csrf }}">
+  {% for name, label in fields %}<label>{{ label }} <input name="{{ name }}" maxlength="500"></label><br>{% endfor %}
+  <button type="submit" id="add-address-button">Add</button>
+</form>
+<form method="post" action="/addresses/refresh"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit" id="refresh-addresses">Re-read from the hub</button></form>
+</section>
 """
 
 ERROR_BODY = """
