@@ -1,7 +1,8 @@
-"""The demo relying party's Security Event Token receiver (``POST /events``, RFC 8935 push) and its
-business-data merge, without a browser or a hub: the hub's discovery document and JWKS are served
-from memory and the SETs are signed with a key of this test, shaped like the hub's
-(``app.merging.service.merged_event_token``)."""
+"""The demo relying party's Security Event Token receiver (``POST /events``, RFC 8935 push), its
+business-data merge and its shared address book, without a browser or a hub: the hub's discovery
+document and JWKS are served from memory, the SETs are signed with a key of this test, shaped like
+the hub's (``app.merging.service.merged_event_token``, ``app.partners.changes.claims_changed_token``),
+and the partner data API is a fake in memory with the hub's ETag rules."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from examples.rp_site import MERGED_EVENT, LocalSession, SiteConfig, create_app
+from examples.rp_site import CLAIMS_CHANGED_EVENT, MERGED_EVENT, LocalSession, SiteConfig, create_app
+from examples.rp_site.addresses import PartnerApiError
 from examples.rp_site.business import level_for
 
 ISSUER = "http://hub.test"
@@ -216,3 +218,173 @@ def test_home_page_buttons_need_a_session_and_the_form_token(key):
     assert data["coins"] == 10 and data["points"] == 40 and data["favourites"] == ["kite"]
     page = http.get("/").get_data(as_text=True)
     assert 'id="coins">10<' in page and "daily check-in" in page
+
+
+# --- the shared address book -----------------------------------------------------------------------
+
+class FakePartnerApi:
+    """The hub's address book resource in memory: per-entry ETags ``"<id>.<version>"``, 412
+    ``etag_mismatch`` on a stale ``If-Match``, 404 ``address_not_found``."""
+
+    def __init__(self):
+        self.books: dict[str, list[dict]] = {}
+        self.reads = 0
+        self._next = 0
+
+    def list(self, sub):
+        self.reads += 1
+        return [dict(e) for e in self.books.get(sub, [])]
+
+    def _stored(self, sub, address_id, etag):
+        entry = next((e for e in self.books.get(sub, []) if e["id"] == address_id), None)
+        if entry is None:
+            raise PartnerApiError(404, "address_not_found")
+        if etag != entry["etag"]:
+            raise PartnerApiError(412, "etag_mismatch")
+        return entry
+
+    def add(self, sub, entry):
+        self._next += 1
+        created = dict(entry, id=f"a{self._next}", version=1, etag=f'"a{self._next}.1"',
+                       provenance={"source": "partner", "client_id": CLIENT_ID})
+        self.books.setdefault(sub, []).append(created)
+        return dict(created)
+
+    def replace(self, sub, address_id, entry, etag):
+        stored = self._stored(sub, address_id, etag)
+        version = stored["version"] + 1
+        stored.clear()
+        stored.update(entry, id=address_id, version=version, etag=f'"{address_id}.{version}"',
+                      provenance={"source": "partner", "client_id": CLIENT_ID})
+        return dict(stored)
+
+    def delete(self, sub, address_id, etag):
+        self._stored(sub, address_id, etag)
+        self.books[sub] = [e for e in self.books[sub] if e["id"] != address_id]
+
+    def edit_elsewhere(self, sub, address_id, **values):
+        """Another site's write."""
+        stored = next(e for e in self.books[sub] if e["id"] == address_id)
+        return self.replace(sub, address_id, {**{k: v for k, v in stored.items() if k in ("label", "street_address")},
+                                              **values}, stored["etag"])
+
+
+def claims_set(key, sub=SURVIVOR, claims=("addresses",), **overrides) -> str:
+    return merged_set(key, txn="claims-9", events={CLAIMS_CHANGED_EVENT: {
+        "subject": {"format": "iss_sub", "iss": ISSUER, "sub": sub}, "claims": list(claims)}}, **overrides)
+
+
+@pytest.fixture
+def book_site(key):
+    app = make_site(key)
+    fake = FakePartnerApi()
+    app.extensions["rp_addresses"].api = fake
+    return app, fake
+
+
+def local_book(app, sub=SURVIVOR):
+    return app.test_client().get(f"/debug/addresses?sub={sub}").get_json()
+
+
+def wait_until(check, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_claims_changed_set_for_addresses_rereads_the_book_once(book_site, key):
+    app, fake = book_site
+    fake.add(SURVIVOR, {"label": "Home", "street_address": "1 Harbour Road"})
+    token = claims_set(key)
+    assert push(app, token).status_code == 202
+    wait_until(lambda: local_book(app)["entries"])
+    book = local_book(app)
+    assert [e["label"] for e in book["entries"]] == ["Home"]
+    assert [h["how"] for h in book["history"]] == ["event"] and book["history"][0]["txn"] == "claims-9"
+    assert push(app, token).status_code == 202  # a redelivery is acknowledged and changes nothing
+    time.sleep(0.2)
+    assert fake.reads == 1 and len(local_book(app)["history"]) == 1
+    events = app.test_client().get("/debug/business").get_json()["events"]
+    assert [e.get("duplicate", False) for e in events] == [False, True]
+    assert events[0]["events"] == [{"event": CLAIMS_CHANGED_EVENT, "sub": SURVIVOR, "claims": ["addresses"],
+                                    "reread": True}]
+
+
+def test_a_claims_changed_set_without_addresses_rereads_nothing(book_site, key):
+    app, fake = book_site
+    assert push(app, claims_set(key, claims=["nickname"])).status_code == 202
+    time.sleep(0.2)
+    assert fake.reads == 0 and local_book(app)["history"] == []
+
+
+@pytest.mark.parametrize("case", ["subject-of-another-issuer", "no-claims", "claims-not-a-list", "not-an-object"])
+def test_malformed_claims_changed_sets_are_refused(book_site, key, case):
+    app, fake = book_site
+    event = {"subject": {"format": "iss_sub", "iss": ISSUER, "sub": SURVIVOR}, "claims": ["addresses"]}
+    if case == "subject-of-another-issuer":
+        event["subject"]["iss"] = "http://evil.test"
+    elif case == "no-claims":
+        event["claims"] = []
+    elif case == "claims-not-a-list":
+        event["claims"] = "addresses"
+    else:
+        event = ["addresses"]
+    response = push(app, merged_set(key, events={CLAIMS_CHANGED_EVENT: event}))
+    assert response.status_code == 400 and response.get_json()["err"] == "invalid_request", case
+    time.sleep(0.1)
+    assert fake.reads == 0
+
+
+def logged_in(app, sub=SURVIVOR):
+    local = LocalSession(key="k" * 43, sub=sub, sid="s", id_token="x", claims={"sub": sub}, session_state=None,
+                         via="login")
+    app.extensions["rp_store"].put(local)
+    http = app.test_client()
+    http.set_cookie("rp_site_x_session", local.key, domain="localhost")
+    return http
+
+
+def form_token(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def test_the_address_book_page_writes_with_if_match_and_shows_a_conflict(book_site):
+    app, fake = book_site
+    assert app.test_client().get("/addresses").status_code == 302  # logged in only
+    http = logged_in(app)
+    page = http.get("/addresses").get_data(as_text=True)
+    assert 'id="no-addresses"' in page
+    csrf = form_token(page)
+    assert http.post("/addresses", data={"csrf": "forged", "label": "Home"}).status_code == 400
+    assert http.post("/addresses", data={"csrf": csrf, "label": "Home", "street_address": "1 Harbour Road"}).status_code == 303
+    [entry] = local_book(app)["entries"]
+    assert (entry["label"], entry["etag"]) == ("Home", '"a1.1"')
+    # the page's form carries the ETag the person saw; another site edits meanwhile
+    fake.edit_elsewhere(SURVIVOR, "a1", street_address="2 Harbour Road")
+    stale = http.post("/addresses/a1/edit", data={"csrf": csrf, "etag": '"a1.1"', "label": "Stale",
+                                                  "street_address": "99 Old Street"})
+    assert stale.status_code == 303
+    page = http.get("/addresses").get_data(as_text=True)
+    assert 'id="address-conflict"' in page and 'data-reason="etag_mismatch"' in page and "99 Old Street" in page
+    assert fake.books[SURVIVOR][0]["street_address"] == "2 Harbour Road"  # nothing overwritten
+    book = local_book(app)
+    assert book["entries"][0]["etag"] == '"a1.2"' and book["conflicts"][0]["status"] == 412
+    assert 'id="address-conflict"' not in http.get("/addresses").get_data(as_text=True)  # shown once
+    # with the current ETag the edit goes through, then the delete
+    assert http.post("/addresses/a1/edit", data={"csrf": csrf, "etag": '"a1.2"', "label": "Office"}).status_code == 303
+    assert fake.books[SURVIVOR][0]["label"] == "Office" and local_book(app)["entries"][0]["etag"] == '"a1.3"'
+    assert http.post("/addresses/a1/delete", data={"csrf": csrf, "etag": '"a1.2"'}).status_code == 303
+    assert fake.books[SURVIVOR] and "was changed elsewhere" in http.get("/addresses").get_data(as_text=True)
+    assert http.post("/addresses/a1/delete", data={"csrf": csrf, "etag": '"a1.3"'}).status_code == 303
+    assert fake.books[SURVIVOR] == [] and local_book(app)["entries"] == []
+    # an entry deleted elsewhere: a 404, shown as such
+    fake.add(SURVIVOR, {"label": "Gone"})
+    http.post("/addresses/refresh", data={"csrf": csrf})
+    fake.books[SURVIVOR] = []
+    http.post("/addresses/a2/edit", data={"csrf": csrf, "etag": '"a2.1"', "label": "Gone again"})
+    assert 'data-reason="address_not_found"' in http.get("/addresses").get_data(as_text=True)
+
+
+def test_debug_addresses_only_when_enabled(key):
+    assert make_site(key, debug_endpoints=False).test_client().get("/debug/addresses?sub=x").status_code == 404
