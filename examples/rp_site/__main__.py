@@ -34,12 +34,15 @@ def parse_args(argv=None) -> SiteConfig:
     p.add_argument("--secret-key", default=_env("SECRET_KEY"))
     p.add_argument("--debug-endpoints", action="store_true", default=_env("DEBUG_ENDPOINTS") == "1",
                    help="Serve /debug/business and /debug/seed (tests only: they read and write any sub's data).")
+    p.add_argument("--partner-api", default=_env("PARTNER_API"),
+                   help="The hub's partner data API (default ISSUER/api): the shared address book.")
     a = p.parse_args(argv)
     return SiteConfig(
         name=a.name, issuer=a.issuer.rstrip("/"), client_id=a.client_id, client_secret=a.client_secret,
         base_url=(a.base_url or f"http://{a.host}:{a.port}").rstrip("/"), color=a.color, scope=a.scope,
         silent_login=not a.no_silent_login, session_check_interval=a.session_check_interval,
         secret_key=a.secret_key, host=a.host, port=a.port, debug_endpoints=a.debug_endpoints,
+        partner_api=a.partner_api.rstrip("/") if a.partner_api else None,
     )
 
 
