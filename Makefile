@@ -64,3 +64,11 @@ BENCH_DB ?= tessera_bench
 .PHONY: bench
 bench: install
 	BENCH_DB=$(BENCH_DB) taskset -c 1 $(BIN)/python bench/run.py
+
+# Bulk import benchmark (bench/README.md "Bulk import"): 1,000,000 generated legacy records into a
+# fresh PostgreSQL database ($(BENCH_IMPORT_DB), dropped and recreated); prints records/s and peak RSS.
+BENCH_IMPORT_DB ?= tessera_import_bench
+BENCH_IMPORT_ARGS ?= --records 1000000 --shards 2
+.PHONY: bench-import
+bench-import: install
+	BENCH_IMPORT_DB=$(BENCH_IMPORT_DB) $(BIN)/python bench/import_bench.py $(BENCH_IMPORT_ARGS)
