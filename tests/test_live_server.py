@@ -9,11 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -26,9 +22,8 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-TESSERA = str(Path(sys.executable).with_name("tessera"))
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 60
+from tests.processes import REPO_ROOT, TESSERA, free_port, tessera_server
+
 
 DEMO_CLIENT_ID = "demo-web"
 DEMO_CLIENT_SECRET = "demo-web-secret"
@@ -38,12 +33,6 @@ DEMO_PASSWORD = "demo-password"
 
 #: JWK members that only a private (or symmetric) key has (RFC 7518 6.2.2, 6.3.2, 6.4).
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(workdir: Path, issuer: str, isolated: bool = False) -> dict:
@@ -71,60 +60,14 @@ def _run(args: list[str], cwd: Path, env: dict) -> None:
 def live_hub(workdir: Path, serve_cwd: Path, isolated: bool = False):
     """Migrate and seed a database in ``workdir``, start ``tessera serve`` from ``serve_cwd`` on a
     free port, wait until discovery answers; yield the issuer. Always stops the server."""
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = _env(workdir, issuer, isolated)
     _run(["db", "upgrade"], workdir, env)
     _run(["demo", "seed"], workdir, env)
 
-    log_path = workdir / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [TESSERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=serve_cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: gunicorn's workers go down with it
-        )
-    try:
-        _wait_until_up(server, issuer, log_path)
+    with tessera_server(workdir, env, port, cwd=serve_cwd):
         yield issuer
-    finally:
-        _stop(server)
-
-
-def _log_tail(log_path: Path, lines: int = 40) -> str:
-    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_until_up(server: subprocess.Popen, issuer: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    url = f"{issuer}/.well-known/openid-configuration"
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"tessera serve exited with {server.returncode} before answering:\n{_log_tail(log_path)}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{url} did not answer within {STARTUP_TIMEOUT} s:\n{_log_tail(log_path)}")
-        time.sleep(0.2)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            server.wait(timeout=grace)
-            # the arbiter is gone; make sure no orphaned worker of its group survives
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")

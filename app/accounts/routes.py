@@ -3,9 +3,10 @@ interaction id and these pages send it back to ``/authorize/resume/<uid>`` when 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask import session as browser_session
 
+from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts import phone_login, verification
 from app.accounts.forms import (
     CodeForm, ConsentForm, ContinueForm, LoginForm, LogoutForm, PasswordProofForm, PhoneForm, SignUpForm,
@@ -21,13 +22,6 @@ from app.oidc.sessions import current_session, set_session_cookie, start_session
 bp = Blueprint("accounts", __name__)
 
 
-def _login_rate_limit():
-    return current_app.config["TESSERA_LOGIN_RATE_LIMIT"]
-
-
-def _login_key():
-    # Per client address and per typed identifier: slows both spraying and targeted guessing.
-    return f"{request.remote_addr}|{(request.form.get('login') or '').strip().lower()}"
 
 
 def _interaction_or_error(uid):
@@ -55,8 +49,8 @@ def _logged_in(interaction, account, amr: list[str]):
 
 
 @bp.route("/interaction/<uid>/login", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, key_func=_login_key, methods=["POST"])
-@limiter.limit(_login_rate_limit, methods=["POST"])
+@limiter.limit(login_rate_limit, key_func=login_key, methods=["POST"])
+@limiter.limit(login_rate_limit, methods=["POST"])
 def login(uid: str):
     interaction, failure = _interaction_or_error(uid)
     if failure:
@@ -95,9 +89,6 @@ def login(uid: str):
 OTP_KEY = "otp"
 
 
-def _otp_ip_rate_limit():
-    return current_app.config["TESSERA_OTP_IP_RATE_LIMIT"]
-
 
 def _pending_challenge(uid: str) -> str | None:
     pending = browser_session.get(OTP_KEY) or {}
@@ -114,7 +105,7 @@ def _render_otp(template: str, interaction, status: int = 200, **context):
 
 
 @bp.route("/interaction/<uid>/otp", methods=["GET", "POST"])
-@limiter.limit(_otp_ip_rate_limit, methods=["POST"])
+@limiter.limit(otp_ip_rate_limit, methods=["POST"])
 def otp_phone(uid: str):
     """Step 1: the phone number. The same answer whether or not it is registered."""
     interaction, failure = _interaction_or_error(uid)
@@ -135,7 +126,7 @@ def otp_phone(uid: str):
 
 
 @bp.route("/interaction/<uid>/otp/code", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, methods=["POST"])
+@limiter.limit(login_rate_limit, methods=["POST"])
 def otp_code(uid: str):
     """Step 2: the code. Wrong codes count against the challenge, which locks."""
     interaction, failure = _interaction_or_error(uid)
@@ -189,7 +180,7 @@ def _render_dormant(interaction, status=200, error=None, proof=None, fresh=None)
 
 
 @bp.route("/interaction/<uid>/otp/dormant", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, key_func=lambda: f"{request.remote_addr}|otp-dormant", methods=["POST"])
+@limiter.limit(login_rate_limit, key_func=lambda: f"{request.remote_addr}|otp-dormant", methods=["POST"])
 def otp_dormant(uid: str):
     """Step 3 for a number of a dormant account (maybe recycled by the carrier): that account's
     password too, or a fresh account (``otp_fresh``)."""

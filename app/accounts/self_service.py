@@ -12,9 +12,9 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
+from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts import audit, binding, otp, service
 from app.accounts.forms import LoginForm
-from app.accounts.routes import _login_key, _login_rate_limit
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.extensions import limiter
 from app.oidc import logout
@@ -75,8 +75,8 @@ def account_required(view):
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, key_func=_login_key, methods=["POST"])
-@limiter.limit(_login_rate_limit, methods=["POST"])
+@limiter.limit(login_rate_limit, key_func=login_key, methods=["POST"])
+@limiter.limit(login_rate_limit, methods=["POST"])
 def login():
     """The hub's own login, for people who come to manage their account rather than from a site."""
     form = LoginForm()
@@ -126,12 +126,9 @@ def profile():
     return render_template("account/profile.html", form=form)
 
 
-def _otp_ip_rate_limit():
-    return current_app.config["TESSERA_OTP_IP_RATE_LIMIT"]
-
 
 @bp.route("/phone/<purpose>", methods=["GET", "POST"])
-@limiter.limit(_otp_ip_rate_limit, methods=["POST"])
+@limiter.limit(otp_ip_rate_limit, methods=["POST"])
 @account_required
 def send_phone_code(purpose: str):
     if purpose not in PHONE_PURPOSES:

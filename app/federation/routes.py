@@ -11,6 +11,7 @@ import time
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
 
+from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts.service import authenticate_password
 from app.accounts.sms import SmsDeliveryFailed
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
@@ -174,17 +175,11 @@ def create_account(uid: str):
     return _log_in(interaction, account, amr=["fed"])
 
 
-def _login_rate_limit():
-    return current_app.config["TESSERA_LOGIN_RATE_LIMIT"]
-
-
-def _link_key():
-    return f"{request.remote_addr}|{(request.form.get('login') or '').strip().lower()}"
 
 
 @bp.post("/upstream/pending/<uid>/link")
-@limiter.limit(_login_rate_limit, key_func=_link_key)
-@limiter.limit(_login_rate_limit)
+@limiter.limit(login_rate_limit, key_func=login_key)
+@limiter.limit(login_rate_limit)
 def link_with_password(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:
@@ -206,7 +201,7 @@ def link_with_password(uid: str):
 
 
 @bp.post("/upstream/pending/<uid>/link/phone")
-@limiter.limit(lambda: current_app.config["TESSERA_OTP_IP_RATE_LIMIT"])
+@limiter.limit(otp_ip_rate_limit)
 def send_link_code(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:
@@ -226,7 +221,7 @@ def send_link_code(uid: str):
 
 
 @bp.route("/upstream/pending/<uid>/link/code", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, methods=["POST"])
+@limiter.limit(login_rate_limit, methods=["POST"])
 def link_with_code(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:

@@ -21,26 +21,21 @@ Every process gets its own process group and is killed at teardown.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.processes import REPO_ROOT, TESSERA, Proc, Processes, free_port  # noqa: F401
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TESSERA = str(Path(sys.executable).with_name("tessera"))
-STARTUP_TIMEOUT = 60
 
 USER_LOGIN = "+14155550123"  # the demo user of `tessera demo seed`
 USER_PASSWORD = "demo-password"
@@ -59,75 +54,7 @@ def _chromium_missing_reason() -> str | None:
     return None
 
 
-# --- processes -----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return f"--- {self.name} ({self.log}) ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-class Processes:
-    def __init__(self, workdir: Path, env: dict):
-        self.workdir, self.env = workdir, env
-        self.procs: list[Proc] = []
-
-    def start(self, name: str, args: list[str]) -> Proc:
-        log = self.workdir / f"{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(args, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def logs(self, lines: int = 40) -> str:
-        return "\n".join(p.tail(lines) for p in self.procs)
-
-    def wait_until_up(self, proc: Proc, url: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.popen.poll() is not None:
-                pytest.fail(f"{proc.name} exited with {proc.popen.returncode} before answering:\n{proc.tail()}")
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{url} did not answer within {STARTUP_TIMEOUT} s:\n{proc.tail()}")
-            time.sleep(0.2)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            _kill_group(proc.popen, signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            _kill_group(proc.popen, signal.SIGKILL)  # stragglers of the group (gunicorn workers)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5)
-
-
-def _kill_group(popen: subprocess.Popen, sig) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, sig)
+# --- processes: tests/processes.py ---------------------------------------------------------------
 
 
 def _tessera(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

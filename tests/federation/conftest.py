@@ -22,7 +22,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.test_live_server import _env, _free_port, _run, _stop, _wait_until_up
+from tests.processes import REPO_ROOT, TESSERA, free_port, tessera_server
+from tests.test_live_server import _env, _run
 
 HUB = "http://localhost"
 #: Slugs the upstream Tessera accepts callbacks for (its client's redirect URIs).
@@ -50,10 +51,8 @@ class UpstreamOP:
 def upstream_op(tmp_path_factory):
     import subprocess
 
-    from tests.test_live_server import REPO_ROOT, TESSERA
-
     workdir = tmp_path_factory.mktemp("upstream-op")
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = _env(workdir, issuer)
     env["TESSERA_LOGIN_RATE_LIMIT"] = "1000 per minute"  # every test logs in from 127.0.0.1
@@ -75,18 +74,8 @@ def upstream_op(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     client = json.loads(result.stdout)
 
-    log_path = workdir / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [TESSERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_up(server, issuer, log_path)
+    with tessera_server(workdir, env, port, cwd=REPO_ROOT):
         yield UpstreamOP(issuer, client["client_id"], client["client_secret"], alice, bob)
-    finally:
-        _stop(server)
 
 
 @dataclass
