@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import check_production_safety, load_config
 from app.errors import TesseraError
-from app.extensions import csrf, db, limiter, migrate
+from app.extensions import csrf, db, limiter
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -24,7 +24,6 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_root() / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     app.config["RATELIMIT_ENABLED"] = app.config["TESSERA_RATE_LIMITS_ENABLED"]
     app.config["RATELIMIT_STORAGE_URI"] = app.config["TESSERA_REDIS_URL"] or "memory://"
@@ -78,6 +77,14 @@ def create_app(overrides: dict | None = None) -> Flask:
         db.session.remove()
 
     return app
+
+
+def init_migrations(app: Flask) -> None:
+    """Flask-Migrate (Alembic) for the ``tessera db`` commands. Only the command line loads it:
+    web workers never migrate, and Alembic with its templates costs each of them ~15 MB."""
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=str(_root() / "migrations"), render_as_batch=True)
 
 
 def _root() -> Path:

@@ -36,10 +36,16 @@ def _fail(exc: TesseraError):
     raise click.ClickException(exc.detail)
 
 
-def main() -> None:
-    from app import create_app
+def create_cli_app():
+    from app import create_app, init_migrations
 
-    cli = FlaskGroup(create_app=create_app, add_version_option=False, load_dotenv=False,
+    app = create_app()
+    init_migrations(app)
+    return app
+
+
+def main() -> None:
+    cli = FlaskGroup(create_app=create_cli_app, add_version_option=False, load_dotenv=False,
                      help="Tessera operator commands.")
     cli.main(prog_name="tessera")
 

@@ -13,3 +13,10 @@ def insert_ignoring_conflicts(model, **values) -> None:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     db.session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
+
+
+def commit_if_begun() -> None:
+    """Commit the request's session if anything used it: read paths that may record something
+    on a cache miss (a first subject mapping) otherwise cost no transaction at all."""
+    if db.session().in_transaction():
+        db.session.commit()

@@ -2,7 +2,6 @@
 
 from flask import request
 from flask_limiter import Limiter
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
@@ -29,6 +28,5 @@ def _client_address() -> str:
 # expire_on_commit=False: a request that commits (a login, a token) keeps using what it loaded
 # instead of reloading every row on a fresh connection after each commit.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=_client_address, default_limits=[])

@@ -8,12 +8,16 @@ set, follows no redirects, and caps time and size.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-import requests
 from flask import current_app
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_RESPONSE_BYTES = 512 * 1024
 
@@ -36,6 +40,8 @@ def _check_address(host: str, port: int) -> None:
 
 
 def fetch(method: str, url: str, **kwargs) -> requests.Response:
+    import requests  # only processes that call out pay for it (not every web worker's memory)
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutboundError(f"not an http(s) URL: {url}")

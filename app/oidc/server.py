@@ -23,10 +23,12 @@ from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
 from joserfc.jwk import KeySet
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from app.accounts.service import get_active_account
+from app.dbutil import commit_if_begun
 from app.extensions import db
+from app.oidc.bearer import find_access_token, find_token
 from app.oidc.clients import get_client, get_client_by_pk
 from app.oidc.id_tokens import issue_id_token
 from app.oidc.models import AuthorizationCode, Token, UsedAssertion
@@ -57,7 +59,9 @@ def _save_token(token: dict, request) -> None:
     previous = getattr(request, "refresh_token", None)
     source = code or previous
     refresh = token.get("refresh_token")
-    row = Token(
+    # A Core INSERT: nothing in the request reads the new row back, so the ORM unit of work
+    # (identity map, flush bookkeeping) is pure overhead on the token endpoint's hottest line.
+    db.session.execute(insert(Token).values(
         client_id=client.id,
         account_id=user.id if user is not None else None,
         access_token_hash=token_hash(token["access_token"]),
@@ -73,8 +77,11 @@ def _save_token(token: dict, request) -> None:
         issued_at=now,
         expires_in=int(token["expires_in"]),
         refresh_expires_at=now + current_app.config["TESSERA_REFRESH_TOKEN_TTL"] if refresh else None,
-    )
-    db.session.add(row)
+    ))
+
+
+def _opaque_token(*args, **kwargs) -> str:  # noqa: ARG001  (Authlib passes client, grant_type, user, scope)
+    return new_secret(32)
 
 
 def revoke_family(family_id: str) -> None:
@@ -147,6 +154,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if mode and mode != "query":
             raise InvalidRequestError("response_mode must be 'query'", redirect_uri=redirect_uri)
         return redirect_uri
+
+    def generate_authorization_code(self):
+        return new_secret(32)
 
     def save_authorization_code(self, code, request):
         auth = request.tessera_auth  # set by app.oidc.authorization before issuing
@@ -249,10 +259,10 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidRequestError(f"subject_token with subject_token_type {ACCESS_TOKEN_TYPE} is required")
         if data.get("requested_token_type", ACCESS_TOKEN_TYPE) != ACCESS_TOKEN_TYPE or data.get("actor_token"):
             raise InvalidRequestError("only access tokens are issued, and no actor tokens are taken")
-        subject = db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(data["subject_token"])))
+        subject = find_access_token(data["subject_token"])
         origin = get_client_by_pk(subject.client_id) if subject is not None else None
         user = get_active_account(subject.account_id) if subject is not None and subject.account_id else None
-        if (user is None or subject.is_revoked() or subject.is_expired() or origin is None
+        if (user is None or not subject.is_active() or origin is None
                 or (origin.id != client.id and (origin.tenant_id, origin.sector_identifier) != (client.tenant_id, client.sector_identifier))):
             raise InvalidGrantError("subject_token is not a live access token of a person for this client's sector")
         if contract_for(client) is None or not may_access(client, user.id):
@@ -293,31 +303,20 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return True
 
 
-def _find_token(token_string: str, hint: str | None) -> Token | None:
-    digest = token_hash(token_string)
-    column_order = [Token.refresh_token_hash, Token.access_token_hash]
-    if hint != "refresh_token":
-        column_order.reverse()
-    for column in column_order:
-        row = db.session.scalar(db.select(Token).where(column == digest))
-        if row is not None:
-            row.presented_as = "refresh_token" if column is Token.refresh_token_hash else "access_token"
-            return row
-    return None
-
-
 class RevocationEndpoint(_RevocationEndpoint):
     CLIENT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
-        return _find_token(token_string, token_type_hint)
+        return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token, request):
         if token.presented_as == "refresh_token":
             # RFC 7009 2.1: revoking a refresh token also revokes the tokens of the same grant.
             revoke_family(token.family_id)
-        elif token.revoked_at is None:
-            token.revoked_at = utcnow()
+        else:
+            db.session.execute(
+                update(Token).where(Token.id == token.id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
+            )
         db.session.commit()
 
 
@@ -325,7 +324,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
-        return _find_token(token_string, token_type_hint)
+        return find_token(token_string, token_type_hint)
 
     def check_permission(self, token, client, request):
         # A client may introspect its own tokens; a resource server registered with the
@@ -333,33 +332,33 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return token.client_id == client.id or "introspection" in client.scope.split()
 
     def create_introspection_payload(self, token):
-        # RFC 7662 2.2: unknown, foreign, expired or revoked tokens are all just inactive.
-        active = token is not None and token.revoked_at is None and (
-            token.is_refresh_token_active() if token.presented_as == "refresh_token" else not token.is_expired()
-        )
-        account = token.get_user() if active and token.account_id else None
-        if not active or (token.account_id and account is None):  # closed or merged-away account
+        # RFC 7662 2.2: unknown, foreign, expired or revoked tokens, and tokens of closed or
+        # merged-away accounts, are all just inactive.
+        if token is None or not token.is_active():
             return {"active": False}
-        client = token.get_client()
+        client = get_client_by_pk(token.client_id)
+        access = token.presented_as == "access_token"
         payload = {
             "active": True,
             "scope": token.scope,
             "client_id": client.client_id,
-            "token_type": "Bearer" if token.presented_as == "access_token" else "refresh_token",
-            "exp": token.get_expires_at() if token.presented_as == "access_token" else token.refresh_expires_at,
+            "token_type": "Bearer" if access else "refresh_token",
+            "exp": token.get_expires_at() if access else token.refresh_expires_at,
             "iat": token.issued_at,
             "iss": current_app.config["TESSERA_ISSUER"],
             "aud": client.client_id,
         }
-        if account is not None:
-            payload["sub"] = subject_for(client, account.id)
-            db.session.commit()
+        if token.account_id is not None:
+            payload["sub"] = subject_for(client, token.account_id)
+        commit_if_begun()  # the first subject mapping of this (sector, account) may have been recorded
         return payload
 
 
 def init_authorization_server(app, server: AuthorizationServer) -> None:
     ttl = app.config["TESSERA_ACCESS_TOKEN_TTL"]
-    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    # Opaque 256-bit values from `secrets` (Authlib's default draws each character separately).
+    app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = _opaque_token
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = _opaque_token
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {g: ttl for g in ("authorization_code", "refresh_token", "client_credentials")}
     server.init_app(app, query_client=_query_client, save_token=_save_token)
     server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())

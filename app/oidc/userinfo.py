@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.extensions import db
+from app.dbutil import commit_if_begun
+from app.oidc.bearer import find_access_token
 from app.oidc.claims import account_claims
-from app.oidc.models import Token
-from app.security import token_hash
+from app.oidc.clients import get_client_by_pk
 
 
 class BearerError(Exception):
@@ -19,14 +19,14 @@ class BearerError(Exception):
 def userinfo_for(access_token: str | None) -> dict:
     if not access_token:
         raise BearerError("invalid_request", "an access token is required", 401)
-    token = db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(access_token)))
+    token = find_access_token(access_token, with_claims=True)
     if token is None or token.is_revoked() or token.is_expired():
         raise BearerError("invalid_token", "the access token is invalid, expired or revoked", 401)
-    if "openid" not in token.scope.split():
+    if not token.has_scope("openid"):
         raise BearerError("insufficient_scope", "the access token lacks the openid scope", 403)
-    account = token.get_user()
-    if account is None:
+    if token.account is None or not token.account_active:
         raise BearerError("invalid_token", "the account of this token is no longer active", 401)
-    claims = account_claims(account, token.get_client(), token.scope, (token.claims or {}).get("userinfo"))
-    db.session.commit()  # the subject mapping may have been recorded
+    claims = account_claims(token.account, get_client_by_pk(token.client_id), token.scope,
+                            (token.claims or {}).get("userinfo"))
+    commit_if_begun()  # the first subject mapping of this (sector, account) may have been recorded
     return claims

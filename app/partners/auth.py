@@ -7,10 +7,10 @@ from functools import wraps
 
 from flask import current_app, g, request
 
-from app.extensions import db, limiter
-from app.oidc.models import Token
+from app.extensions import limiter
+from app.oidc.bearer import find_access_token
+from app.oidc.clients import get_client_by_pk
 from app.partners.problems import problem
-from app.security import token_hash
 
 
 def _rate_limit() -> str:
@@ -34,15 +34,15 @@ def client_token_required(scope: str, rate_limit=_rate_limit):
             if auth[:7].lower() != "bearer ":
                 return problem(401, "Authentication required", "send a bearer access token (client credentials)",
                                headers={"WWW-Authenticate": 'Bearer realm="tessera"'}, reason="token_missing")
-            token = db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(auth[7:].strip())))
-            if token is None or token.is_revoked() or token.is_expired():
+            token = find_access_token(auth[7:].strip())
+            if token is None or not token.is_active():
                 return problem(401, "Invalid token", "the access token is invalid, expired or revoked",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, reason="token_invalid")
-            if scope not in token.scope.split():
+            if not token.has_scope(scope):
                 return problem(403, "Insufficient scope", f"the access token lacks the {scope!r} scope",
                                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
                                reason="insufficient_scope")
-            g.client = token.get_client()
+            g.client = get_client_by_pk(token.client_id)
             g.token_account_id = token.account_id
             return limited(*args, **kwargs)
         return wrapper
