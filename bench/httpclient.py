@@ -3,7 +3,8 @@
 gunicorn's sync worker closes the connection after every response (no keep-alive), so every
 request is one short TCP connection: connect, send, read to EOF. Doing that on a raw socket costs
 the driver a fraction of what ``requests`` costs, which keeps the single driver core from becoming
-the bottleneck. Only what the benchmark needs: Content-Length bodies, cookies, Location.
+the bottleneck. Only what the benchmark needs: form and JSON bodies, Content-Length or chunked answers, cookies,
+Location.
 """
 
 from __future__ import annotations
@@ -46,12 +47,18 @@ class Client:
         self.host_header = f"{host}:{port}".encode()
 
     def request(self, method: str, path: str, *, headers: dict | None = None, form: dict | None = None,
-                cookies: dict | None = None) -> Response:
+                cookies: dict | None = None, json_body=None) -> Response:
         body = urlencode(form).encode() if form is not None else b""
+        if json_body is not None:
+            import json
+
+            body = json.dumps(json_body).encode()
         lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self.host_header, b"Connection: close",
                  b"User-Agent: tessera-bench"]
         if form is not None:
             lines.append(b"Content-Type: application/x-www-form-urlencoded")
+        elif json_body is not None:
+            lines.append(b"Content-Type: application/json")
         if body or method == "POST":
             lines.append(b"Content-Length: " + str(len(body)).encode())
         if cookies:

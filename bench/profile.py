@@ -17,6 +17,7 @@ bench/results/profile-<scenario>.txt: the top functions by own time and by cumul
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import scenarios  # noqa: E402
-import seed as seed_module  # noqa: E402
 from httpclient import Client  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8741"))
@@ -47,9 +47,8 @@ def worker_pid(port: int) -> int:
 
 
 def seed_view() -> dict:
-    n = int(os.environ.get("BENCH_USERS", "200"))
-    return {"password": seed_module.PASSWORD, "web": seed_module.WEB, "app": seed_module.APP,
-            "partner": seed_module.PARTNER, "logins": [seed_module.phone_of(i) for i in range(n)]}
+    """What bench/run.py's seeding printed (it keeps it in bench/results/seed.json)."""
+    return json.loads((HERE / "results" / "seed.json").read_text())
 
 
 def summarize(raw: Path, out: Path) -> None:

@@ -55,7 +55,7 @@ SCENARIOS = {
     "client_credentials": ("(d) client credentials", scenarios.client_credentials, 1500, 1),
     "userinfo": ("(e) userinfo", scenarios.userinfo, 2000, 1),
     "introspection": ("(f) introspection", scenarios.introspection, 2000, 1),
-    "partner_batch": ("(g) partner batch read (100 users)", None, None, 1),
+    "partner_batch": ("(g) partner batch read (100 users)", scenarios.partner_batch, None, 1),
     "hello": ("(h) bare Flask hello (ceiling)", None, None, 1),
 }
 ORDER = ["hello", "userinfo", "introspection", "client_credentials", "refresh", "sso", "login", "partner_batch"]
@@ -97,7 +97,10 @@ def tessera(*args: str) -> None:
 def seed() -> dict:
     out = subprocess.run([sys.executable, str(HERE / "seed.py"), str(USERS)], cwd=ROOT, env=hub_env(), check=True,
                          capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "seed.json").write_text(json.dumps(data))  # bench/profile.py drives the same seed
+    return data
 
 
 # --- servers --------------------------------------------------------------------------------------
@@ -207,9 +210,6 @@ def table(results: dict) -> str:
         if r is None:
             continue
         label, _, target, _ = SCENARIOS[key]
-        if r.get("status") == "n/a":
-            lines.append(f"| {label} | n/a (partner API not built yet) | | | | | | | | |")
-            continue
         ok = ""
         if target and r.get("ops_per_cpu_s") is not None:
             ok = " ✅" if r["ops_per_cpu_s"] >= target else " ❌"
@@ -276,10 +276,6 @@ def main() -> int:
             if key not in wanted or key == "hello":
                 continue
             label, factory, _, _ = SCENARIOS[key]
-            if factory is None:
-                print(f"{label}: n/a (partner API not built yet)", flush=True)
-                results[key] = {"status": "n/a", "reason": "partner API not built yet"}
-                continue
             log(f"{key}: setting up {CONCURRENCY} driver threads")
             ops = factory(hub_view, CONCURRENCY)
             log(f"{key}: running")

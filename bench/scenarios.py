@@ -205,6 +205,31 @@ def introspection(hub: Hub, n: int) -> list:
     return ops
 
 
+BATCH = 100
+
+
+def partner_batch(hub: Hub, n: int) -> list:
+    """(g) POST /api/users:batch-read of 100 people by a first-party partner server with a read
+    contract (client-credentials token with scope partner:read, fetched once per thread)."""
+    reader, subs = hub.seed["reader"], hub.seed["reader_subs"]
+    auth = basic_auth(reader["client_id"], reader["client_secret"])
+    ops = []
+    for i in range(n):
+        r = _expect(hub.http.post("/token", headers={"Authorization": auth},
+                                  form={"grant_type": "client_credentials", "scope": "partner:read"}), 200, "token")
+        bearer = {"Authorization": "Bearer " + r.json()["access_token"]}
+        windows = itertools.cycle([subs[k:k + BATCH] for k in range(0, len(subs) - BATCH + 1, 25)][i:] or [subs[:BATCH]])
+
+        def op(bearer=bearer, windows=windows):
+            batch = next(windows)
+            body = _expect(hub.http.post("/api/users:batch-read", headers=bearer, json_body={"subs": batch}),
+                           200, "batch read").json()
+            if len(body["users"]) != len(batch) or body["not_found"]:
+                raise AssertionError(f"batch read returned {len(body['users'])} of {len(batch)} people")
+        ops.append(op)
+    return ops
+
+
 def hello(client: Client, n: int) -> list:
     """(h) the framework's ceiling: GET /hello of a bare Flask app."""
     def op():

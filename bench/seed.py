@@ -21,6 +21,10 @@ WEB = {"client_id": "bench-web", "client_secret": "bench-web-secret-0123456789ab
        "redirect_uri": "http://127.0.0.1:5001/callback"}
 APP = {"client_id": "bench-app", "redirect_uri": "http://127.0.0.1/callback"}
 PARTNER = {"client_id": "bench-partner", "client_secret": "bench-partner-secret-0123456789abcdef"}
+#: A first-party partner server of the tenant with a read contract (scenario g: batch read).
+READER = {"client_id": "bench-reader", "client_secret": "bench-reader-secret-0123456789abcdef"}
+READER_CLAIMS = ["name", "nickname", "locale", "phone_number", "phone_number_verified", "email", "email_verified",
+                 "addresses"]
 
 
 def phone_of(i: int) -> str:
@@ -33,7 +37,9 @@ def main(n_users: int) -> dict:
         from app.accounts.passwords import hash_password
         from app.accounts.service import create_account
         from app.extensions import db
-        from app.oidc.clients import create_client
+        from app.oidc.clients import create_client, get_client
+        from app.oidc.subjects import subject_for
+        from app.partners.contracts import set_contract
         from app.oidc.keys import ensure_keys
         from app.tenants.service import create_tenant
 
@@ -46,16 +52,25 @@ def main(n_users: int) -> dict:
         create_client(tenant=TENANT, name="Bench partner (client credentials)", client_id=PARTNER["client_id"],
                       client_secret=PARTNER["client_secret"], redirect_uris=[],
                       grant_types=["client_credentials"], scope="introspection")
+        create_client(tenant=TENANT, name="Bench reader (partner API, first-party)", client_id=READER["client_id"],
+                      client_secret=READER["client_secret"], redirect_uris=[], trusted=True,
+                      grant_types=["client_credentials"], scope="partner:read")
+        set_contract(READER["client_id"], read=READER_CLAIMS, write=[], subscribe=False)
         shared_hash = hash_password(PASSWORD)
-        logins = []
+        logins, accounts = [], []
         for i in range(n_users):
             phone = phone_of(i)
             account = create_account(phone=phone, email=f"user{i}@bench.example", name=f"Bench User {i}",
                                      nickname=f"u{i}", locale="en-US")
             account.password_hash = shared_hash
             logins.append(phone)
+            accounts.append(account)
         db.session.commit()
-    return {"tenant": TENANT, "password": PASSWORD, "web": WEB, "app": APP, "partner": PARTNER, "logins": logins}
+        reader = get_client(READER["client_id"])
+        reader_subs = [subject_for(reader, account.id) for account in accounts]
+        db.session.commit()
+    return {"tenant": TENANT, "password": PASSWORD, "web": WEB, "app": APP, "partner": PARTNER,
+            "reader": READER, "reader_subs": reader_subs, "logins": logins}
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from flask import has_request_context, request
+from sqlalchemy import insert
 
 from app.accounts.models import AuditEvent
 from app.extensions import db
+from app.security import utcnow
 
 
 def record(kind: str, *, account_id: int | None = None, actor: str | None = None, client_id: int | None = None,
@@ -17,6 +19,20 @@ def record(kind: str, *, account_id: int | None = None, actor: str | None = None
         event.user_agent = (request.headers.get("User-Agent") or "")[:300]
     db.session.add(event)
     return event
+
+
+def record_many(kind: str, events: list[dict], *, actor: str | None = None, client_id: int | None = None) -> None:
+    """``record`` for many accounts at once (partner batch reads): one executemany INSERT in the
+    current transaction. Each item holds ``account_id`` and its details."""
+    if not events:
+        return
+    common = {"kind": kind, "actor": actor, "client_id": client_id, "at": utcnow()}
+    if has_request_context():
+        common["ip_address"] = request.remote_addr
+        common["user_agent"] = (request.headers.get("User-Agent") or "")[:300]
+    db.session.execute(insert(AuditEvent), [
+        {**common, "account_id": event.pop("account_id"), "details": event} for event in (dict(e) for e in events)
+    ])
 
 
 def recent_events(account_id: int, limit: int = 20) -> list[AuditEvent]:

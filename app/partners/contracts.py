@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from app.accounts.models import PROFILE_CLAIMS
 from app.errors import InvalidInput, TesseraError
 from app.extensions import db
-from app.oidc.authorization import has_consent, is_trusted
+from app.oidc.authorization import consenting_accounts, has_consent, is_trusted
 from app.oidc.models import Client
 from app.partners.models import DataContract
 
@@ -121,3 +121,8 @@ def contract_for(client: Client) -> Contract | None:
 def may_access(client: Client, account_id: int) -> bool:
     """The person agreed to share with this client (consent), or the tenant did (first-party)."""
     return is_trusted(client) or has_consent(account_id, client, CONSENT_SCOPE)
+
+
+def accessible_accounts(client: Client, account_ids: set[int]) -> set[int]:
+    """``may_access`` for many accounts at once."""
+    return set(account_ids) if is_trusted(client) else consenting_accounts(account_ids, client, CONSENT_SCOPE)

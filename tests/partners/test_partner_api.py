@@ -82,6 +82,49 @@ def test_batch_read(http, factories, partners):
     assert _reason(http.post("/api/users:batch-read", data="not json", headers=headers), 400) == "invalid_request"
 
 
+def test_batch_read_answers_what_single_reads_answer_person_by_person(http, factories, partners):
+    """The batch reads addresses, attributes, provenance and consents for everyone at once: each
+    person must still get exactly their own values (and their own ETag)."""
+    partner = partners.make(read="nickname,addresses,phone_number,attributes.*", write="nickname,addresses,attributes.*")
+    headers = partner.headers()
+    people = [factories.account(nickname=f"p{i}", phone=f"+86138001390{i:02d}") for i in range(5)]
+    subs = [partners.share(partner, person.id) for person in people]
+    for i, sub in enumerate(subs[:3]):
+        etag = http.get(f"/api/users/{sub}", headers=headers).headers["ETag"]
+        done = http.patch(f"/api/users/{sub}", json={"nickname": f"renamed{i}", "attributes": {"tier": f"t{i}"}},
+                          headers={**headers, "If-Match": etag})
+        assert done.status_code == 200, done.get_json()
+        for n in range(i + 1):  # 1, 2 and 3 address entries
+            assert http.post(f"/api/users/{sub}/addresses", json={"label": f"a{n}", "locality": f"city{i}.{n}"},
+                             headers=headers).status_code == 201
+    closed = factories.account(nickname="closed")
+    sub_closed = partners.share(partner, closed.id)
+    with partners.app.app_context():
+        from app.accounts.models import Account
+        from app.extensions import db
+
+        db.session.get(Account, closed.id).status = "closed"
+        db.session.commit()
+
+    body = http.post("/api/users:batch-read", json={"subs": [subs[4], sub_closed, *subs, subs[0]]}, headers=headers).get_json()
+    assert body["not_found"] == [sub_closed]
+    assert [u["requested_sub"] for u in body["users"]] == [subs[4], subs[0], subs[1], subs[2], subs[3]]
+    for user in body["users"]:
+        single = http.get(f"/api/users/{user['requested_sub']}", headers=headers)
+        assert {k: v for k, v in user.items() if k != "requested_sub"} == single.get_json()
+        assert user["etag"] == single.headers["ETag"]
+    by_sub = {u["sub"]: u["claims"] for u in body["users"]}
+    assert [len(by_sub[s]["addresses"]) for s in subs] == [1, 2, 3, 0, 0]
+    assert by_sub[subs[2]]["attributes"] == {"tier": "t2"} and by_sub[subs[3]]["attributes"] == {}
+    with partners.app.app_context():  # one audit event per person read, none for the closed account
+        from app.accounts.models import AuditEvent
+
+        events = db.session.scalars(db.select(AuditEvent).filter_by(kind="partner.read")).all()
+        batch = sorted((e.account_id, e.details["claims"]) for e in events if e.details.get("batch"))
+        assert batch == sorted((p.id, ["addresses", "attributes", "nickname", "phone_number"]) for p in people)
+        assert all(e.actor == f"client:{partner.client_id}" and e.ip_address for e in events)
+
+
 def test_lookup_by_phone_or_salted_hash_only_for_people_who_agreed(app, http, factories, partners):
     partner = partners.make()
     shared, hidden = factories.account(phone="+8613800138000"), factories.account(phone="+8613800138001")
@@ -340,6 +383,8 @@ def test_token_exchange_gives_a_partner_token_bound_to_the_person(app, http, fac
     headers = {"Authorization": f"Bearer {result['access_token']}"}
     assert http.get(f"/api/users/{sub}", headers=headers).get_json()["claims"] == {"nickname": "me"}
     assert _reason(http.get(f"/api/users/{other_sub}", headers=headers), 404) == "user_not_found"  # bound to one person
+    batch = http.post("/api/users:batch-read", json={"subs": [sub, other_sub]}, headers=headers).get_json()
+    assert [u["claims"] for u in batch["users"]] == [{"nickname": "me"}] and batch["not_found"] == [other_sub]
     assert _reason(http.post("/api/users:lookup", json={"phone": other.phone}, headers=headers), 403) == "insufficient_scope"
 
     def refused(**data):
