@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 import phonenumbers
+from phonenumbers import PhoneMetadata
 
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account
@@ -32,6 +34,7 @@ FIELDS = (
     *IDENTIFIER_FIELDS, "password_hash", "password_format", "upstreams", "attributes",
     "created_at", "updated_at", *PROFILE_CLAIMS, "address",
 )
+_KNOWN_FIELDS = frozenset(FIELDS)
 #: Fields holding JSON (a JSON value in JSON Lines, JSON text in a CSV cell).
 JSON_FIELDS = ("upstreams", "attributes", "address")
 TRUE, FALSE = {"1", "true", "t", "yes", "y"}, {"0", "false", "f", "no", "n", ""}
@@ -85,6 +88,8 @@ class RawRecord:
     end_offset: int
     data: dict | None = None
     error: str | None = None
+    #: ``data`` holds no float (checked by the reader): the record hash need not look again.
+    floatless: bool = False
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -118,14 +123,14 @@ def _read_jsonl(f, offset: int, line: int) -> Iterator[RawRecord]:
         if not text:
             continue
         try:
-            data = json.loads(text)
+            data, floatless = _decode(text)
         except (ValueError, UnicodeDecodeError) as exc:
             yield RawRecord(line, offset, error=f"not JSON: {exc}")
             continue
         if not isinstance(data, dict):
             yield RawRecord(line, offset, error="a record is a JSON object")
             continue
-        yield RawRecord(line, offset, data=data)
+        yield RawRecord(line, offset, data=data, floatless=floatless)
 
 
 def _read_csv(f, offset: int, line: int) -> Iterator[RawRecord]:
@@ -160,7 +165,7 @@ def _read_csv(f, offset: int, line: int) -> Iterator[RawRecord]:
         if len(cells) != len(header):
             yield RawRecord(start_line, offset, error=f"{len(cells)} cells for {len(header)} columns")
             continue
-        yield RawRecord(start_line, offset, data={k: v for k, v in zip(header, cells) if v != ""})
+        yield RawRecord(start_line, offset, data={k: v for k, v in zip(header, cells) if v != ""}, floatless=True)
     if pending:
         yield RawRecord(start_line, offset, error="unterminated quoted cell at the end of the file")
 
@@ -170,9 +175,52 @@ def shard_of(legacy_id: str, count: int) -> int:
     return zlib.crc32(legacy_id.encode("utf-8")) % count
 
 
+def decode_json(text: bytes):
+    """``json.loads(text)``, the same value, ≈ 3× faster: orjson when it gives what json gives."""
+    return _decode(text)[0]
+
+
+def _decode(text: bytes) -> tuple:
+    """(``json.loads(text)``, whether it holds no float). orjson refuses what json accepts (NaN,
+    Infinity, a lone surrogate, a BOM, non-UTF-8 bytes) and reads integers beyond 64 bits as
+    floats: on a refusal, or a float anywhere in the value, json decodes the text (and words the
+    error the reader reports)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text), False
+    if _has_float(value):
+        return json.loads(text), False
+    return value, True
+
+
+def _has_float(value) -> bool:
+    kind = type(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return kind is float
+    for item in value:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and _has_float(item)):
+            return True
+    return False
+
+
 # --- validation ------------------------------------------------------------------------------------
-def record_hash(data: dict) -> str:
-    """SHA-256 of a record's content: the same record gives the same hash, whatever the key order."""
+def record_hash(data: dict, *, floatless: bool = False) -> str:
+    """SHA-256 of a record's content: the same record gives the same hash, whatever the key order.
+
+    The canonical text is ``json.dumps(data, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, default=str)`` in UTF-8 (hashes stored by earlier runs and by the sync API
+    stay valid). orjson writes exactly that for str keys, strings, ints up to 64 bits, bools, None,
+    lists and dicts; anything else (floats, whose text differs, big ints, lone surrogates, other
+    types) goes through json. ``floatless``: the caller knows ``data`` holds no float."""
+    if type(data) is dict and (floatless or not _has_float(data)):
+        try:
+            return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a surrogate, a non-JSON type
+            pass
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -200,8 +248,8 @@ def parse_record(raw: RawRecord, *, region: str, normalize_hash) -> LegacyRecord
 
 
 def _parse_fields(raw: RawRecord, data: dict, legacy_id: str, region: str, normalize_hash) -> LegacyRecord:
-    record = LegacyRecord(line=raw.line, legacy_id=legacy_id, record_hash=record_hash(data))
-    record.unknown_fields = tuple(sorted(k for k in data if k not in FIELDS))
+    record = LegacyRecord(line=raw.line, legacy_id=legacy_id, record_hash=record_hash(data, floatless=raw.floatless))
+    record.unknown_fields = tuple(sorted(k for k in data if k not in _KNOWN_FIELDS))
     phone = _text(data, "phone")
     if phone:
         try:
@@ -235,6 +283,8 @@ def _parse_fields(raw: RawRecord, data: dict, legacy_id: str, region: str, norma
         if len(record.password_hash) > 255:
             raise InvalidRecord("password_hash is longer than 255 characters")
     for claim in PROFILE_CLAIMS:
+        if data.get(claim) is None:
+            continue
         value = _text(data, claim)
         if value:
             if len(value) > _CLAIM_LENGTHS[claim]:
@@ -256,7 +306,9 @@ def _parse_fields(raw: RawRecord, data: dict, legacy_id: str, region: str, norma
 
 def fast_normalize_phone(raw: str, region: str) -> str:
     """:func:`normalize_phone`, with a fast path for numbers already in E.164 (the common case
-    in exports): the same validity check without the text parser (≈ 3× faster)."""
+    in exports): phonenumbers' own validity rules (``is_valid_number``) on its own metadata, with
+    the patterns compiled once per region, without the text parser (≈ 10× faster). The result is
+    the same for every input (tests/bulk_import/test_records_fast.py compares them)."""
     text = raw.strip()
     if E164_RE.match(text):
         digits = text[1:]
@@ -266,12 +318,81 @@ def fast_normalize_phone(raw: str, region: str) -> str:
                 national = digits[size:]
                 if national.startswith("0"):  # Italian leading zeros and friends: the full parser
                     break
-                number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-                if not phonenumbers.is_valid_number(number):
+                if not _valid_number(code, national):
                     raise InvalidInput("not a valid phone number")
                 return text
         # unknown country code or a leading zero: let the full parser decide
     return normalize_phone(text, region)
+
+
+# (region code) → (country code, general desc check, type desc checks, leading digits pattern), where a
+# check is (possible lengths or None, compiled national number pattern).
+_REGION_RULES: dict[str, tuple | None] = {}
+_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+          "fixed_line")
+
+
+def _desc_check(desc):
+    if desc is None or not desc.national_number_pattern:
+        return None  # never matches
+    return (frozenset(desc.possible_length) or None, re.compile(desc.national_number_pattern))
+
+
+def _region_rules(region: str, metadata) -> tuple | None:
+    rules = _REGION_RULES.get(region, False)
+    if rules is False:
+        if metadata is None:
+            rules = None
+        else:
+            types = [_desc_check(getattr(metadata, name)) for name in _TYPES]
+            if not metadata.same_mobile_and_fixed_line_pattern:  # else mobile is never tried
+                types.append(_desc_check(metadata.mobile))
+            rules = (metadata.country_code, _desc_check(metadata.general_desc), tuple(t for t in types if t),
+                     re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None)
+        _REGION_RULES[region] = rules
+    return rules
+
+
+def _matches(check, national: str) -> bool:
+    return check is not None and (check[0] is None or len(national) in check[0]) and check[1].fullmatch(national) is not None
+
+
+def _valid_type(rules, national: str) -> bool:
+    """phonenumbers' ``_number_type_helper(...) != UNKNOWN``."""
+    if not _matches(rules[1], national):
+        return False
+    for check in rules[2]:
+        if _matches(check, national):
+            return True
+    return False
+
+
+def _valid_number(code: int, national: str) -> bool:
+    """phonenumbers.is_valid_number for +<code><national> (national: digits, no leading zero)."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
+    region = None
+    if len(regions) == 1:
+        region = regions[0]
+    else:  # phonenumbers' _region_code_for_number_from_list
+        for candidate in regions:
+            rules = _region_rules(candidate, PhoneMetadata.metadata_for_region(candidate.upper(), None))
+            if rules is None:
+                continue
+            if rules[3] is not None:
+                if rules[3].match(national):
+                    region = candidate
+                    break
+            elif _valid_type(rules, national):
+                return rules[0] == code  # what is_valid_number_for_region then finds for this region
+    if region is None:
+        return False
+    if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+        rules = _region_rules(f"+{code}", PhoneMetadata.metadata_for_nongeo_region(code, None))
+    else:
+        rules = _region_rules(region, PhoneMetadata.metadata_for_region(region.upper(), None))
+    if rules is None or (region != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY and rules[0] != code):
+        return False
+    return _valid_type(rules, national)
 
 
 def _text(data: dict, key: str) -> str | None:
