@@ -1,11 +1,14 @@
-"""Token lookups on the resource-server hot paths: userinfo, introspection, the partner API's
-bearer check and Token Exchange's subject token.
+"""Token and account reads on the hot paths: userinfo, introspection, revocation, the partner
+API's bearer check, Token Exchange's subject token, and the account behind a code or refresh
+token at the token endpoint.
 
-These run on every call a relying party or partner makes, so each is one narrow statement on an
-autocommit connection from the pool: the token's columns, its account's status and (for userinfo)
-the claim-bearing columns with the primary phone and email, instead of ORM entities, lazy loads and
-a session transaction (BEGIN … ROLLBACK). bench/README.md has the measurements. Writes never go
-through here: revocation, rotation and code redemption load the ORM row in the request's session.
+These run on every call a relying party or partner makes, so each is one narrow statement instead
+of ORM entities and lazy loads: the token's columns, its account's status and (for userinfo) the
+claim-bearing columns with the primary phone and email as scalar subqueries. Token lookups run on an
+autocommit connection from the pool (no BEGIN … ROLLBACK round trips); the token endpoint's account
+read runs in the request's transaction. bench/README.md has the measurements. Nothing here writes:
+revocation updates by the id found here, rotation and code redemption claim their row with an
+``UPDATE … RETURNING`` in ``server.py``.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ class IdentityValue:
 
 
 class ClaimFields:
-    """The claim-bearing fields of an account as read by ``find_token(..., with_claims=True)``.
-    Offers what ``app.oidc.claims.account_claims`` reads from an ``Account``: the profile
-    columns, ``updated_at``, ``address`` and ``identity(kind)`` for the primary phone and email."""
+    """The claim-bearing fields of an account as read by ``find_access_token(..., with_claims=True)``
+    and ``active_account_claims``. Offers what ``app.oidc.claims.account_claims`` reads from an
+    ``Account``: ``id``, the profile columns, ``updated_at``, ``address`` and ``identity(kind)``
+    for the primary phone and email."""
 
     __slots__ = ("id", "updated_at", "address", "_identities", *PROFILE_CLAIMS)
 
@@ -108,14 +112,20 @@ def _primary_identity(kind: str, column):
     )
 
 
+#: The claim-bearing columns of an account, in the order ``_claim_fields`` reads them.
+_CLAIM_COLUMNS = (
+    Account.updated_at, Account.address, *(getattr(Account, c) for c in PROFILE_CLAIMS),
+    *(_primary_identity(kind, getattr(Identity, column)) for kind in _IDENTITY_KINDS for column in ("value", "verified")),
+)
+
+
 def _statement(column, with_claims: bool) -> Select:
-    columns = [*_TOKEN_COLUMNS, Account.status]
-    if with_claims:
-        columns += [Account.updated_at, Account.address, *(getattr(Account, c) for c in PROFILE_CLAIMS)]
-        for kind in _IDENTITY_KINDS:
-            columns += [_primary_identity(kind, Identity.value), _primary_identity(kind, Identity.verified)]
+    columns = [*_TOKEN_COLUMNS, Account.status, *(_CLAIM_COLUMNS if with_claims else ())]
     # Outer join: client-credentials tokens have no account.
     return select(*columns).outerjoin(Account, Account.id == Token.account_id).where(column == bindparam("digest"))
+
+
+_ACCOUNT_CLAIMS = select(Account.id, *_CLAIM_COLUMNS).where(Account.id == bindparam("account_id"), Account.status == "active")
 
 
 _STATEMENTS = {
@@ -158,6 +168,24 @@ def _find(token_string: str, kinds: tuple[str, ...], with_claims: bool) -> Token
     return None
 
 
+def active_account_claims(account_id: int) -> ClaimFields | None:
+    """The claim-bearing fields of an active account, in one statement: the token endpoint's
+    ``request.user`` (it needs the id for the new token and the claims for the ID token)."""
+    row = db.session.execute(_ACCOUNT_CLAIMS, {"account_id": account_id}).first()
+    return _claim_fields(row[0], row[1:]) if row is not None else None
+
+
+def _claim_fields(account_id: int, values) -> ClaimFields:
+    n = 2 + len(PROFILE_CLAIMS)
+    fields = dict(zip(("updated_at", "address", *PROFILE_CLAIMS), values[:n]))
+    rest = values[n:]
+    identities = {
+        kind: IdentityValue(rest[2 * i], bool(rest[2 * i + 1])) if rest[2 * i] is not None else None
+        for i, kind in enumerate(_IDENTITY_KINDS)
+    }
+    return ClaimFields(account_id, fields, identities)
+
+
 def _record(row, presented_as: str, with_claims: bool) -> TokenRecord:
     n = len(_TOKEN_COLUMNS)
     token = dict(zip(("id", "client_id", "family_id", "account_id", "scope", "claims", "issued_at", "expires_in",
@@ -165,11 +193,5 @@ def _record(row, presented_as: str, with_claims: bool) -> TokenRecord:
     status = row[n]
     account = None
     if with_claims and token["account_id"] is not None:
-        values = dict(zip(("updated_at", "address", *PROFILE_CLAIMS), row[n + 1:n + 3 + len(PROFILE_CLAIMS)]))
-        rest = row[n + 3 + len(PROFILE_CLAIMS):]
-        identities = {
-            kind: IdentityValue(rest[2 * i], bool(rest[2 * i + 1])) if rest[2 * i] is not None else None
-            for i, kind in enumerate(_IDENTITY_KINDS)
-        }
-        account = ClaimFields(token["account_id"], values, identities)
+        account = _claim_fields(token["account_id"], row[n + 1:])
     return TokenRecord(**token, account_active=status == "active", presented_as=presented_as, account=account)

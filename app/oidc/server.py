@@ -28,7 +28,7 @@ from sqlalchemy import insert, update
 from app.accounts.service import get_active_account
 from app.dbutil import commit_if_begun
 from app.extensions import db
-from app.oidc.bearer import find_access_token, find_token
+from app.oidc.bearer import active_account_claims, find_access_token, find_token
 from app.oidc.clients import get_client, get_client_by_pk
 from app.oidc.id_tokens import issue_id_token
 from app.oidc.models import AuthorizationCode, Token, UsedAssertion
@@ -51,6 +51,9 @@ def _query_client(client_id: str):
     return get_client(client_id)
 
 
+_INSERT_TOKEN = insert(Token.__table__)
+
+
 def _save_token(token: dict, request) -> None:
     """Store a freshly generated token (its hashes only). The caller's route commits."""
     now = int(time.time())
@@ -59,9 +62,9 @@ def _save_token(token: dict, request) -> None:
     previous = getattr(request, "refresh_token", None)
     source = code or previous
     refresh = token.get("refresh_token")
-    # A Core INSERT: nothing in the request reads the new row back, so the ORM unit of work
-    # (identity map, flush bookkeeping) is pure overhead on the token endpoint's hottest line.
-    db.session.execute(insert(Token).values(
+    # A Core INSERT with bound parameters (one cached statement): nothing in the request reads the
+    # new row back, so the ORM unit of work is pure overhead on the token endpoint's hottest line.
+    db.session.execute(_INSERT_TOKEN, dict(
         client_id=client.id,
         account_id=user.id if user is not None else None,
         access_token_hash=token_hash(token["access_token"]),
@@ -196,7 +199,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         pass  # already marked used when it was claimed; the row stays for reuse detection
 
     def authenticate_user(self, authorization_code):
-        return get_active_account(authorization_code.account_id)
+        return active_account_claims(authorization_code.account_id)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -204,31 +207,32 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        row = db.session.scalar(db.select(Token).filter_by(refresh_token_hash=token_hash(refresh_token)))
-        if row is None:
-            return None
-        if row.refresh_used_at is not None and row.revoked_at is None:
+        """Claim the refresh token in the lookup itself: one ``UPDATE … RETURNING`` marks it used
+        (rotation) if it is live and this client's, so exactly one of two racing requests wins. The
+        token route rolls the claim back if the request fails later (scope, account)."""
+        digest, client = token_hash(refresh_token), self.request.client
+        row = db.session.scalar(
+            update(Token)
+            .where(Token.refresh_token_hash == digest, Token.client_id == client.id, Token.refresh_used_at.is_(None),
+                   Token.revoked_at.is_(None), Token.refresh_expires_at > int(time.time()))
+            .values(refresh_used_at=utcnow())
+            .returning(Token)
+            .execution_options(synchronize_session=False)  # nothing loaded yet to keep in sync
+        )
+        if row is not None:
+            return row
+        used = db.session.scalar(db.select(Token).filter_by(refresh_token_hash=digest))
+        if used is not None and used.refresh_used_at is not None and used.revoked_at is None:
             # Reuse of a rotated refresh token: someone holds a copy. Revoke the whole family.
-            revoke_family(row.family_id)
+            revoke_family(used.family_id)
             db.session.commit()
-            return None
-        return row if row.is_refresh_token_active() else None
+        return None
 
     def authenticate_user(self, refresh_token):
-        return get_active_account(refresh_token.account_id)
+        return active_account_claims(refresh_token.account_id)
 
     def revoke_old_credential(self, refresh_token):
-        rotated = db.session.execute(
-            update(Token)
-            .where(Token.id == refresh_token.id, Token.refresh_used_at.is_(None), Token.revoked_at.is_(None))
-            .values(refresh_used_at=utcnow())
-        ).rowcount
-        if not rotated:
-            # A concurrent request rotated the same token first: that is reuse too.
-            db.session.rollback()
-            revoke_family(refresh_token.family_id)
-            db.session.commit()
-            raise InvalidGrantError("refresh token was already used")
+        pass  # claimed (marked used) by authenticate_refresh_token
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):

@@ -1,6 +1,8 @@
 """Token endpoint grants and token management: refresh rotation with reuse detection, client
 credentials, private_key_jwt, revocation (RFC 7009), introspection (RFC 7662), storage as hashes."""
 
+import os
+import threading
 import time
 import uuid
 
@@ -56,6 +58,34 @@ def test_refresh_scope_narrowing(browser, rp, account):
     tokens = _tokens(rp, browser, account, scope="openid")
     widened = rp.refresh(tokens["refresh_token"], scope="openid phone")
     assert widened.get_json()["error"] == "invalid_scope"
+    # A refused refresh does not spend the token (its claim is rolled back with the request).
+    assert rp.refresh(tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.skipif(not (os.environ.get("TESSERA_TEST_DATABASE_URL") or "").startswith("postgresql"),
+                    reason="concurrent transactions are tested on PostgreSQL (the PostgreSQL run of make test)")
+def test_two_refreshes_racing_with_one_token_rotate_it_once(app, client, browser, rp, account):
+    """The refresh token is claimed by an UPDATE … RETURNING: of requests racing with the same
+    token, exactly one gets new tokens, and the losers count as reuse (the family is revoked)."""
+    tokens = _tokens(rp, browser, account)
+    start, answers = threading.Barrier(4), []
+
+    def refresh():
+        racer = RelyingParty.for_client(app.test_client(), ISSUER, client)
+        start.wait()
+        answers.append(racer.refresh(tokens["refresh_token"]))
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ok = [a.get_json() for a in answers if a.status_code == 200]
+    assert len(ok) == 1, [a.get_json() for a in answers]
+    assert all(a.get_json()["error"] == "invalid_grant" for a in answers if a.status_code != 200)
+    with app.app_context():
+        used = db.session.execute(text("SELECT count(*) FROM tokens WHERE refresh_used_at IS NOT NULL")).scalar()
+    assert used == 1
 
 
 def test_refresh_by_another_client_fails(factories, http, browser, rp, account):
