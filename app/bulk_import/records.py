@@ -90,6 +90,9 @@ class RawRecord:
     error: str | None = None
     #: ``data`` holds no float (checked by the reader): the record hash need not look again.
     floatless: bool = False
+    #: The reader found the record's shard from its raw line (see ``_leading_legacy_id``): True
+    #: another shard's (``data`` left unread), False this shard's, None not known yet.
+    other_shard: bool | None = None
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -104,33 +107,66 @@ def detect_format(path: str, declared: str | None = None) -> str:
     raise InvalidInput(f"cannot tell the format of {path}: name it .csv or .jsonl, or pass --format")
 
 
-def read_records(path: str, fmt: str, *, offset: int = 0, line: int = 0) -> Iterator[RawRecord]:
+def read_records(path: str, fmt: str, *, offset: int = 0, line: int = 0,
+                 shard: tuple[int, int] = (0, 1)) -> Iterator[RawRecord]:
     """Stream the records of a file from byte ``offset`` (a checkpoint; 0: the start), ``line``
-    being the number of lines before it. Each record carries the offset just after it."""
+    being the number of lines before it. Each record carries the offset just after it. With
+    ``shard`` (i, n), a JSON Lines record whose legacy id can be read off its raw line is not
+    decoded when it is another shard's (``other_shard``)."""
     with open(path, "rb") as f:
         if fmt == "csv":
             yield from _read_csv(f, offset, line)
         else:
-            yield from _read_jsonl(f, offset, line)
+            yield from _read_jsonl(f, offset, line, shard)
 
 
-def _read_jsonl(f, offset: int, line: int) -> Iterator[RawRecord]:
+_LEGACY_ID_PREFIX = b'{"legacy_id":"'
+
+
+def _leading_legacy_id(raw: bytes) -> str | None:
+    """The legacy id of a JSON Lines record read off the raw line, without decoding it, when that
+    is certain: the line starts with ``{"legacy_id":"``, the value has no escape, and no other key
+    can be ``legacy_id`` (the name appears once, and there is no ``\\u`` escape that could spell
+    it). Then, if the line is valid JSON, its ``legacy_id`` is exactly this; if it is not, the record
+    still belongs to this id's shard, for every shard alike."""
+    if not raw.startswith(_LEGACY_ID_PREFIX):
+        return None
+    end = raw.find(b'"', 14)
+    if end < 0 or raw.find(b"\\", 14, end) >= 0 or b"\\u" in raw or raw.count(b'"legacy_id"') != 1:
+        return None
+    try:
+        legacy_id = raw[14:end].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    return legacy_id or None
+
+
+def _read_jsonl(f, offset: int, line: int, shard: tuple[int, int] = (0, 1)) -> Iterator[RawRecord]:
+    index, count = shard
     f.seek(offset)
     for raw in f:
         line += 1
         offset += len(raw)
+        own = None
+        if count > 1:
+            legacy_id = _leading_legacy_id(raw)
+            if legacy_id is not None:
+                if shard_of(legacy_id, count) != index:
+                    yield RawRecord(line, offset, other_shard=True)
+                    continue
+                own = False
         text = raw.strip()
         if not text:
             continue
         try:
             data, floatless = _decode(text)
         except (ValueError, UnicodeDecodeError) as exc:
-            yield RawRecord(line, offset, error=f"not JSON: {exc}")
+            yield RawRecord(line, offset, error=f"not JSON: {exc}", other_shard=own)
             continue
         if not isinstance(data, dict):
-            yield RawRecord(line, offset, error="a record is a JSON object")
+            yield RawRecord(line, offset, error="a record is a JSON object", other_shard=own)
             continue
-        yield RawRecord(line, offset, data=data, floatless=floatless)
+        yield RawRecord(line, offset, data=data, floatless=floatless, other_shard=own)
 
 
 def _read_csv(f, offset: int, line: int) -> Iterator[RawRecord]:

@@ -361,3 +361,28 @@ def test_mapping_export_follows_merges(importer, app, factories, tmp_path):
         expected = subject_for(get_client(client.client_id), three)
     rows = list(csv.DictReader(open(out, newline="")))
     assert [(r["legacy_id"], r["sub"], r["status"]) for r in rows] == [(x, expected, "active") for x in ("u1", "u2", "u3")]
+
+
+def test_shards_split_every_line_once_also_unreadable_ones_and_tricky_legacy_ids(importer, app):
+    """The reader reads a legacy id off the raw line to skip other shards' records undecoded; a
+    line it cannot be sure of is decoded first. Either way each line is one shard's."""
+    lines = [json.dumps(rec(f"u{i}", email=f"u{i}@example.com"), separators=(",", ":")) for i in range(60)]
+    lines += [
+        '{"legacy_id":"bad1", "email": broken',  # unreadable, legacy id readable: by the id
+        '{"legacy_id":"a\\u0062c","email":"abc@example.com"}',  # escaped: decoded, legacy id "abc"
+        '{"legacy_id":"x1","email":"x1@example.com","legacy_id":"x2"}',  # repeated key: the last one
+        '{"legacy_id":"y1","email":"y1@example.com","legacy\\u005fid":"y2"}',  # the same, escaped
+        '{"legacy_id":"  ","email":"blank@example.com"}',  # blank: by line, invalid
+        ' {"legacy_id":"sp1","email":"sp1@example.com"}',  # leading space: decoded
+        '{"email":"noid@example.com","legacy_id":"late"}',
+        'not json at all',
+    ]
+    path = importer.file(lines)
+    first = importer.run(path, shard=(0, 2))
+    second = importer.run(path, shard=(1, 2))
+    assert first["read"] + second["read"] == len(lines)
+    assert first["other_shards"] == second["read"] and second["other_shards"] == first["read"]
+    assert first["invalid"] + second["invalid"] == 3
+    with app.app_context():
+        mapped = set(db.session.scalars(select(LegacyMapping.legacy_id)))
+    assert mapped == {f"u{i}" for i in range(60)} | {"abc", "x2", "y2", "sp1", "late"}
