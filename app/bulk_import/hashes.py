@@ -188,7 +188,8 @@ def _normalize_salted(value: str, algorithm: str, template: str) -> str:
     else:
         salt, digest = "", value
     digest = digest.lower()
-    if len(digest) != 2 * hashlib.new(algorithm).digest_size or any(c not in "0123456789abcdef" for c in digest):
+    size = _DIGEST_SIZES.get(algorithm) or _DIGEST_SIZES.setdefault(algorithm, hashlib.new(algorithm).digest_size)
+    if len(digest) != 2 * size or not _HEX.fullmatch(digest):
         raise InvalidInput(f"not a hex {algorithm} digest")
     return f"$tessera-salted${algorithm}${layout}${_b64encode(salt.encode('utf-8'))}${digest}"
 
@@ -245,6 +246,20 @@ def _parses(handler, value: str) -> bool:
         return False
 
 
+#: Hashes that passlib always accepts for these handlers, recognized without building the handler's
+#: object (≈ 20 µs a hash, the bulk import's largest validation cost): a full match is the same
+#: verdict as ``_parses``; anything else (other cost or rounds forms, configs without a checksum…)
+#: still asks passlib. tests/bulk_import/test_records_fast.py checks every match passes ``_parses``.
+_WELL_FORMED = {
+    "bcrypt": re.compile(r"\$2[aby]\$(?:0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}"),
+    "md5_crypt": re.compile(r"\$1\$[./0-9A-Za-z]{1,8}\$[./0-9A-Za-z]{22}"),
+    "sha256_crypt": re.compile(r"\$5\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43}"),
+    "sha512_crypt": re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"),
+}
+_HEX = re.compile(r"[0-9a-f]*")
+_DIGEST_SIZES: dict[str, int] = {}
+
+
 def normalize_legacy_hash(hash: str, fmt: str | None) -> str:  # noqa: A002 — the import field's name
     """The string to store in ``accounts.password_hash`` for a legacy ``hash`` in format ``fmt``.
 
@@ -276,7 +291,8 @@ def normalize_legacy_hash(hash: str, fmt: str | None) -> str:  # noqa: A002 — 
         if name == "bcrypt" and value.startswith("$2x$"):
             raise InvalidInput("$2x$ bcrypt hashes (the crypt_blowfish bug) cannot be verified safely")
         normalized = value
-        if not _parses(_handler(name), normalized):
+        well_formed = _WELL_FORMED.get(name)
+        if not (well_formed and well_formed.fullmatch(normalized)) and not _parses(_handler(name), normalized):
             raise InvalidInput(f"not a valid {fmt} hash")
     elif not key:
         from app.accounts.passwords import password_context

@@ -117,3 +117,26 @@ def test_bad_json_fails_with_json_s_own_error(text):
     with pytest.raises(ValueError) as slow:
         json.loads(text)
     assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.filterwarnings("ignore:encountered a bcrypt")  # passlib repairs padding bits, with a warning
+@pytest.mark.parametrize("name", ["bcrypt", "md5_crypt", "sha256_crypt", "sha512_crypt"])
+def test_a_hash_the_shortcut_accepts_is_one_passlib_accepts(name):
+    from passlib import hash as ph
+
+    from app.bulk_import.hashes import _WELL_FORMED, _handler, _parses
+
+    pattern = _WELL_FORMED[name]
+    handler = _handler(name)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(pattern, fullmatch=True))
+    def accepted_by_passlib(value):
+        assert _parses(handler, value), value
+
+    accepted_by_passlib()
+    # and real hashes take the shortcut (glibc's *-crypt with the default 5000 rounds: no rounds= part)
+    made = {"bcrypt": ph.bcrypt.using(rounds=4), "md5_crypt": ph.md5_crypt,
+            "sha256_crypt": ph.sha256_crypt.using(rounds=5000), "sha512_crypt": ph.sha512_crypt.using(rounds=5000)}[name]
+    for n in range(3):
+        assert pattern.fullmatch(made.hash(f"password-{n}"))
