@@ -2,16 +2,14 @@
 
 from flask import Blueprint, Response, render_template
 
-from app.accounts.service import get_active_account
-from app.oidc.sessions import current_session
+from app.oidc.sessions import current_account, current_session
 
 bp = Blueprint("web", __name__)
 
 
 @bp.get("/")
 def index():
-    session = current_session()
-    account = get_active_account(session.account_id) if session else None
+    session, account = current_session(), current_account()
     return render_template("index.html", account=account, session=session)
 
 

@@ -12,12 +12,12 @@ from app.accounts.forms import (
     CodeForm, ConsentForm, ContinueForm, LoginForm, LogoutForm, PasswordProofForm, PhoneForm, SignUpForm,
 )
 from app.accounts.identifiers import looks_like_phone
-from app.accounts.service import authenticate_password, get_active_account
+from app.accounts.service import authenticate_password
 from app.errors import AuthenticationFailed, InvalidInput, TesseraError
 from app.extensions import limiter
 from app.oidc import authorization, logout
 from app.oidc.routes import render_logged_out
-from app.oidc.sessions import current_session, set_session_cookie, start_session
+from app.oidc.sessions import current_account, current_session, set_session_cookie, start_session
 
 bp = Blueprint("accounts", __name__)
 
@@ -58,8 +58,7 @@ def login(uid: str):
     client = interaction.client
     form = LoginForm()
     continue_form = ContinueForm(prefix="continue")
-    session = current_session()
-    current = get_active_account(session.account_id) if session else None
+    session, current = current_session(), current_account()
     error = None
     if request.method == "GET" and not form.login.data:
         form.login.data = interaction.params.get("login_hint") or ""

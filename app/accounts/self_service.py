@@ -19,7 +19,7 @@ from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.extensions import limiter
 from app.oidc import logout
 from app.oidc.routes import render_logged_out
-from app.oidc.sessions import current_session, set_session_cookie, start_session
+from app.oidc.sessions import current_account, current_session, set_session_cookie, start_session
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -65,8 +65,7 @@ def account_required(view):
     """The account of the hub session, as ``g.account``; otherwise off to the hub's login."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        session = current_session()
-        account = service.get_active_account(session.account_id) if session else None
+        session, account = current_session(), current_account()
         if account is None:
             return redirect(url_for("account.login"))
         g.account, g.hub_session = account, session

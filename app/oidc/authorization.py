@@ -35,12 +35,11 @@ from flask import current_app, session as browser_session
 
 from app.accounts import audit
 from app.accounts.models import Account
-from app.accounts.service import get_active_account
 from app.extensions import db
 from app.oidc.claims import parse_claims_request, scopes_for_claims
 from app.oidc.id_tokens import decode_id_token_hint
 from app.oidc.models import Client, Consent, Interaction, SSOSession
-from app.oidc.sessions import current_session
+from app.oidc.sessions import current_account, current_session
 from app.oidc.subjects import subject_for
 from app.security import new_secret, token_hash, utcnow
 
@@ -147,8 +146,7 @@ def decide(grant, interaction: Interaction | None = None) -> Decision:
     max_age = parse_max_age(data)
     claims_request = parse_claims(data)
 
-    session = current_session()
-    account = get_active_account(session.account_id) if session is not None else None
+    session, account = current_session(), current_account()
     if account is None:
         session = None
     fresh_login = _login_satisfied_by(interaction, session)

@@ -51,7 +51,10 @@ def _query_client(client_id: str):
     return get_client(client_id)
 
 
+# New codes and tokens: Core INSERTs with bound parameters (one cached statement each); nothing in
+# the request reads the new row back, so the ORM unit of work would be pure overhead.
 _INSERT_TOKEN = insert(Token.__table__)
+_INSERT_CODE = insert(AuthorizationCode.__table__)
 
 
 def _save_token(token: dict, request) -> None:
@@ -62,8 +65,6 @@ def _save_token(token: dict, request) -> None:
     previous = getattr(request, "refresh_token", None)
     source = code or previous
     refresh = token.get("refresh_token")
-    # A Core INSERT with bound parameters (one cached statement): nothing in the request reads the
-    # new row back, so the ORM unit of work is pure overhead on the token endpoint's hottest line.
     db.session.execute(_INSERT_TOKEN, dict(
         client_id=client.id,
         account_id=user.id if user is not None else None,
@@ -164,7 +165,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code, request):
         auth = request.tessera_auth  # set by app.oidc.authorization before issuing
         data = request.payload.data
-        db.session.add(AuthorizationCode(
+        db.session.execute(_INSERT_CODE, dict(
             code_hash=token_hash(code), client_id=request.client.id, account_id=request.user.id,
             redirect_uri=data["redirect_uri"], scope=request.scope or "", nonce=data.get("nonce"),
             code_challenge=data.get("code_challenge"), code_challenge_method=data.get("code_challenge_method"),
@@ -173,23 +174,26 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ))
 
     def query_authorization_code(self, code, client):
-        row = db.session.scalar(db.select(AuthorizationCode).filter_by(code_hash=token_hash(code)))
-        if row is None or row.client_id != client.id:
-            return None
-        # Claim the code atomically: exactly one redemption can win, even when two race.
-        claimed = db.session.execute(
+        digest = token_hash(code)
+        # Claim the code in the lookup: exactly one redemption can win, even when two race.
+        row = db.session.scalar(
             update(AuthorizationCode)
-            .where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
+            .where(AuthorizationCode.code_hash == digest, AuthorizationCode.client_id == client.id,
+                   AuthorizationCode.used_at.is_(None))
             .values(used_at=utcnow())
-        ).rowcount
+            .returning(AuthorizationCode)
+            .execution_options(synchronize_session=False)
+        )
         # The claim stands even if the rest of this request fails: a code is tried once only.
         db.session.commit()
-        if not claimed:
-            # RFC 6749 4.1.2: a code used twice revokes the tokens issued from it.
-            families = db.session.scalars(db.select(Token.family_id).filter_by(code_id=row.id)).all()
-            for family in set(families):
-                revoke_family(family)
-            db.session.commit()
+        if row is None:
+            used = db.session.scalar(db.select(AuthorizationCode).filter_by(code_hash=digest, client_id=client.id))
+            if used is not None:
+                # RFC 6749 4.1.2: a code used twice revokes the tokens issued from it.
+                families = db.session.scalars(db.select(Token.family_id).filter_by(code_id=used.id)).all()
+                for family in set(families):
+                    revoke_family(family)
+                db.session.commit()
             return None
         if row.expires_at <= utcnow():
             return None

@@ -50,7 +50,7 @@ def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> 
     )
     db.session.add(session)
     db.session.commit()
-    g.hub_session = session
+    g.hub_session, g.hub_account = session, account
     return session, cookie_value
 
 
@@ -61,7 +61,12 @@ def current_session() -> SSOSession | None:
     session = None
     cookie_value = request.cookies.get(COOKIE_NAME)
     if cookie_value:
-        session = db.session.scalar(db.select(SSOSession).filter_by(cookie_hash=token_hash(cookie_value)))
+        # The account comes along in the same statement: every caller wants it (current_account).
+        row = db.session.execute(
+            db.select(SSOSession, Account).join(Account, Account.id == SSOSession.account_id)
+            .where(SSOSession.cookie_hash == token_hash(cookie_value))
+        ).first()
+        session, g.hub_account = row if row is not None else (None, None)
         now = utcnow()
         idle = timedelta(seconds=current_app.config["TESSERA_SESSION_IDLE_TTL"])
         if session is not None and (
@@ -75,11 +80,31 @@ def current_session() -> SSOSession | None:
     return session
 
 
+def current_account() -> Account | None:
+    """The account of this browser's live session if it is active (loaded with the session), or None."""
+    session = current_session()
+    account = g.get("hub_account") if session is not None else None
+    return account if account is not None and account.is_active else None
+
+
+#: Per-process memory of (session sid, client id) pairs already recorded: the row outlives every
+#: use of the pair (it goes only with its session, whose random sid is never reused), so an SSO
+#: authorization at a site the session already knows costs no statement.
+_REMEMBERED_LIMIT = 100_000
+
+
 def remember_client(session: SSOSession, client: Client) -> None:
     """Record that the session was used with the client (for logout fan-out)."""
+    remembered = current_app.extensions.setdefault("tessera_session_clients", set())
+    if (session.sid, client.id) in remembered:
+        return
     known = db.session.scalar(db.select(SessionClient.id).filter_by(session_id=session.id, client_id=client.id))
     if known is None:
         insert_ignoring_conflicts(SessionClient, session_id=session.id, client_id=client.id)
+    else:  # only rows seen committed are remembered (this request may still roll back)
+        if len(remembered) >= _REMEMBERED_LIMIT:
+            remembered.clear()
+        remembered.add((session.sid, client.id))
 
 
 def browser_state(session: SSOSession | None) -> str:

@@ -1,7 +1,6 @@
 """Account merging: data union, subject aliases, revocation, notifications, idempotency, chains,
 the merge lock, and resumption after a real kill -9 after each step."""
 
-import json
 import os
 import signal
 import subprocess

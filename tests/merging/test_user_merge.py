@@ -5,7 +5,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from tests.conftest import ISSUER
-from tests.rp import Browser, csrf_token
+from tests.rp import Browser
 
 
 def _account_login(app, account):

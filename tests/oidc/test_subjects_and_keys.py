@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import InvalidInput
 from tests.conftest import ISSUER
-from tests.rp import RelyingParty, authorize, code_from, query_of
+from tests.rp import RelyingParty, authorize, code_from
 
 
 def _sub(http, browser, client, account, **kwargs):
