@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts import audit
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
@@ -122,7 +124,14 @@ def mark_login(account: Account, identity: Identity) -> None:
 
     ensure_not_locked(account.id)
     now = utcnow()
-    account.last_login_at = now
+    # A login is not a change of the person's information: keep updated_at (the OIDC claim), which
+    # the ORM's onupdate would otherwise bump on every login.
+    db.session.execute(
+        update(Account).where(Account.id == account.id)
+        .values(last_login_at=now, updated_at=Account.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(account, "last_login_at", now)
     identity.last_used_at = now
 
 

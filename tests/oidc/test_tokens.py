@@ -13,7 +13,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.security import token_hash
 from tests.conftest import ISSUER
-from tests.rp import RelyingParty, authorize, code_from
+from tests.rp import Browser, RelyingParty, authorize, code_from
 
 
 @pytest.fixture
@@ -249,3 +249,24 @@ def test_private_key_jwt_rejects_bad_assertions(factories, http, browser, accoun
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": assertion})
         assert result.status_code in (400, 401) and result.get_json()["error"] == "invalid_client"
+
+
+def test_logging_in_does_not_change_the_updated_at_claim(app, http, client, account):
+    """OIDC Core 5.1 updated_at is when the person's information changed; a login records
+    last_login_at without touching it."""
+    def updated_at_after_a_fresh_login():
+        browser = Browser(app.test_client(), ISSUER)
+        rp = RelyingParty.for_client(http, ISSUER, client)
+        tokens = _tokens(rp, browser, account, scope="openid profile")
+        return rp.userinfo(tokens["access_token"]).get_json()["updated_at"]
+
+    first = updated_at_after_a_fresh_login()
+    with app.app_context():
+        db.session.execute(text("UPDATE accounts SET updated_at = updated_at - interval '1 day'")
+                           if db.engine.dialect.name == "postgresql"
+                           else text("UPDATE accounts SET updated_at = datetime(updated_at, '-1 day')"))
+        db.session.commit()
+    second = updated_at_after_a_fresh_login()
+    assert second == first - 86400
+    with app.app_context():
+        assert db.session.execute(text("SELECT last_login_at FROM accounts WHERE id = :id"), {"id": account.id}).scalar()
