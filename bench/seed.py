@@ -69,6 +69,11 @@ def main(n_users: int) -> dict:
         reader = get_client(READER["client_id"])
         reader_subs = [subject_for(reader, account.id) for account in accounts]
         db.session.commit()
+        # Planner statistics, as a running hub has them (autovacuum would get there later): without
+        # them PostgreSQL plans the freshly filled tables as empty (nested loops over seq scans).
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("ANALYZE")
     return {"tenant": TENANT, "password": PASSWORD, "web": WEB, "app": APP, "partner": PARTNER,
             "reader": READER, "reader_subs": reader_subs, "logins": logins}
 

@@ -109,16 +109,22 @@ def is_trusted(client: Client) -> bool:
 
 
 def has_consent(account_id: int, client: Client, scope: str) -> bool:
-    consent = db.session.scalar(db.select(Consent).filter_by(account_id=account_id, client_id=client.id))
-    return consent is not None and consent.covers(scope)
+    granted = db.session.scalar(db.select(Consent.scope).filter_by(account_id=account_id, client_id=client.id))
+    return granted is not None and _covers(granted, scope)
 
 
 def consenting_accounts(account_ids: set[int], client: Client, scope: str) -> set[int]:
     """``has_consent`` for many accounts in one query: those whose consent covers ``scope``."""
     if not account_ids:
         return set()
-    rows = db.session.scalars(db.select(Consent).where(Consent.client_id == client.id, Consent.account_id.in_(account_ids)))
-    return {consent.account_id for consent in rows if consent.covers(scope)}
+    rows = db.session.execute(db.select(Consent.account_id, Consent.scope)
+                              .where(Consent.client_id == client.id, Consent.account_id.in_(account_ids)))
+    return {account_id for account_id, granted in rows if _covers(granted, scope)}
+
+
+def _covers(granted: str, scope: str) -> bool:
+    """A consent to the scopes ``granted`` covers a request for ``scope``."""
+    return set(scope.split()) <= set(granted.split())
 
 
 def grant_consent(account_id: int, client: Client, scope: str) -> None:

@@ -211,9 +211,6 @@ class Consent(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    def covers(self, scope: str) -> bool:
-        return set(scope.split()) <= set(self.scope.split())
-
 
 class SigningKey(db.Model):
     """A signing key. States: ``next`` (published, not yet used) → ``current`` (signs) →
