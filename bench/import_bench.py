@@ -1,7 +1,8 @@
 """Bulk import benchmark: N synthetic legacy records (bench/import_gen.py) into a fresh PostgreSQL
-database with ``tessera import run``; prints records/s and the importer's peak RSS.
+database with ``tessera import run``; prints records/s, the importers' peak RSS, the CPU per record of the
+importers and of their PostgreSQL backends, the load average during the run and the lost-race replays.
 
-    python bench/import_bench.py [--records 1000000] [--shards 1] [--batch-size 5000]
+    python bench/import_bench.py [--records 1000000] [--shards 2] [--batch-size 1000]
 
 The database ``$BENCH_IMPORT_DB`` (default tessera_import_bench) on $BENCH_PG (default
 postgresql://postgres@127.0.0.1:5432) is dropped and recreated, its schema built by
@@ -17,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,11 +35,54 @@ def _env(database_url: str) -> dict:
     return env
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+class CpuWatcher:
+    """CPU seconds of the importers and of their PostgreSQL backends (last value seen in /proc,
+    sampled every 0.5 s: PostgreSQL must run on this machine), and the 1-minute load average."""
+
+    def __init__(self, server: str, database: str, pids: list[int]):
+        self.importers: dict[int, float] = {}
+        self.backends: dict[int, float] = {}
+        self.loads: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(server, database, pids), daemon=True)
+        self.thread.start()
+
+    def _run(self, server: str, database: str, pids: list[int]) -> None:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            while not self.done.wait(0.5):
+                self.loads.append(os.getloadavg()[0])
+                rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+                for seen, ids in ((self.backends, [r[0] for r in rows]), (self.importers, pids)):
+                    for pid in ids:
+                        if (value := _cpu_seconds(pid)) is not None:
+                            seen[pid] = value
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.thread.join()
+        loads = sorted(self.loads) or [0.0]
+        return {"cpu_seconds": {"importers": round(sum(self.importers.values()), 1),
+                                "postgres_backends": round(sum(self.backends.values()), 1)},
+                "load": {"min": round(loads[0], 2), "median": round(loads[len(loads) // 2], 2), "max": round(loads[-1], 2)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--shards", type=int, default=1, help="Importer processes run side by side (--shard i/n).")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--shards", type=int, default=2, help="Importer processes run side by side (--shard i/n).")
+    parser.add_argument("--batch-size", type=int, default=1000,
+                        help="1000: shards racing on shared identifiers replay fewer, smaller batches (bench/README.md)")
     parser.add_argument("--duplicates", type=float, default=0.02)
     parser.add_argument("--conflicts", type=float, default=0.01)
     args = parser.parse_args()
@@ -70,6 +115,7 @@ def main() -> None:
                          text=True)
         for i in range(args.shards)
     ]
+    watcher = CpuWatcher(server, name, [p.pid for p in processes])
     summaries = []
     for process in processes:
         out, _ = process.communicate()
@@ -77,6 +123,8 @@ def main() -> None:
             raise SystemExit(f"import failed: exit {process.returncode} (see bench/results/import-shard-*.log)")
         summaries.append(json.loads(out))
     elapsed = time.monotonic() - started
+    cpu = watcher.stop()
+    replays = sum((results / f"import-shard-{i}.log").read_text().count("lost a race") for i in range(args.shards))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child (Linux: KiB)
 
     totals: dict[str, int] = {}
@@ -91,11 +139,14 @@ def main() -> None:
         "records": args.records, "shards": args.shards, "batch_size": args.batch_size, "seconds": round(elapsed, 1),
         "records_per_second": round(args.records / elapsed), "peak_rss_mb": round(peak_rss_mb), "counters": totals,
         "rows": rows, "cpus": os.cpu_count(), "target": {"seconds": 120, "rss_mb": 500},
+        "cpu_seconds": cpu["cpu_seconds"], "cpu_us_per_record": {k: round(v / args.records * 1e6) for k, v in cpu["cpu_seconds"].items()},
+        "load_average_1min": cpu["load"], "batches_replayed_after_a_lost_race": replays,
     }
     (results / "import-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"{args.records:,} records in {elapsed:.1f} s: {args.records / elapsed:,.0f} records/s, "
-          f"peak importer RSS {peak_rss_mb:.0f} MB")
+          f"peak importer RSS {peak_rss_mb:.0f} MB, CPU µs/record {report['cpu_us_per_record']}, "
+          f"load {report['load_average_1min']}, replays {replays}")
 
 
 if __name__ == "__main__":

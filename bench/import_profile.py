@@ -82,10 +82,12 @@ def main() -> None:
         command += ["import", "run", args.file, "--tenant", "legacy", "--batch-size", str(args.batch_size),
                     "--shard", f"{i}/{args.shards}", "--json"]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    replays = 0
     for process in processes:
         _, err = process.communicate()
         if process.returncode:
             raise SystemExit(f"import failed ({process.returncode}): {err[-2000:]}")
+        replays += err.count("lost a race")
     elapsed = time.monotonic() - started
     done.set()
     watcher.join()
@@ -95,6 +97,7 @@ def main() -> None:
     pg_cpu = sum(backends.values())
     print(f"records {records:,}  wall {elapsed:.1f} s  ({records / elapsed:,.0f}/s)  load {load_before[0]:.2f}")
     print(f"importer CPU {python_cpu:.1f} s = {python_cpu / records * 1e6:.0f} µs/record")
+    print(f"batches replayed after a lost race: {replays}")
     print(f"PostgreSQL backends CPU {pg_cpu:.1f} s = {pg_cpu / records * 1e6:.0f} µs/record")
 
 

@@ -213,7 +213,7 @@ def run_job(job: ImportJob, *, batch_size: int = 2000, fmt: str | None = None, p
                 # which now sees it as held.
                 db.session.rollback()
                 log.warning("import job %s: the batch ending at line %s lost a race (%s); replay %d", job_id,
-                            batch.end_line, str(exc).splitlines()[0][:200], attempt + 1)
+                            batch.end_line, " ".join(str(exc).split())[:300], attempt + 1)
                 if attempt == MAX_REPLAYS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -282,7 +282,7 @@ class _BatchPlan:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.conflicts: list[Conflict] = []
         self.new_accounts: dict[int, dict] = {}  # batch index → account row
-        self.identities: dict[tuple, dict] = {}  # (kind, namespace, value) → {ref, verified, unionid}
+        self.identities: dict[tuple, tuple] = {}  # (kind, namespace, value) → (ref, verified, unionid)
         self.releases: list[tuple] = []  # identities of hub accounts moved away (overwrite)
         self.profile_updates: dict[int, dict] = {}  # hub account id → claims to set
         self.profile_fills: dict[int, dict] = {}  # hub account id → claims to set where empty
@@ -400,7 +400,7 @@ class _BatchPlan:
                     continue
                 if owner.ref[0] == "acct":
                     self.releases.append(key)
-            self.identities[key] = {"ref": ref, "verified": verified, "unionid": upstream.unionid if upstream else None}
+            self.identities[key] = (ref, verified, upstream.unionid if upstream else None)
             self.owners[key] = _Owner(ref, verified)
             if upstream is not None and upstream.unionid:
                 self.owners[("unionid", upstream.provider, upstream.unionid)] = _Owner(ref, True)
@@ -583,10 +583,10 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
                                                Identity.value == value, Identity.released_at.is_(None)).values(released_at=now))
     if plan.identities:
         _bulk_insert(identities, ("account_id", "kind", "namespace", "value", "verified", "unionid", "created_at"), [
-            (resolve(spec["ref"]), key[0], key[1], key[2], spec["verified"], spec["unionid"], now)
+            (resolve(ref), kind, namespace, value, verified, unionid, now)
             # in key order: two shards inserting the same identifiers wait on each other in the same
             # order, so one waits for the other's commit instead of both deadlocking
-            for key, spec in sorted(plan.identities.items())
+            for (kind, namespace, value), (ref, verified, unionid) in sorted(plan.identities.items())
         ])
     _update_profiles(plan, now)
     if plan.attributes:
@@ -605,7 +605,7 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
             [{"mapping_id": r.mapping_id, "hash": r.record_hash, "legacy_updated": r.updated_at} for r in plan.mapping_updates],
         )
     if set_based:
-        hub_ids = {spec["ref"][1] for spec in plan.identities.values() if spec["ref"][0] == "acct"}
+        hub_ids = {ref[1] for ref, _, _ in plan.identities.values() if ref[0] == "acct"}
         hub_ids |= {ref[1] for _, ref in plan.mappings if ref[0] == "acct"}
         hub_ids |= {ref[1] for ref in plan.attributes if ref[0] == "acct"}
         _check_references(plan.tenant_id, set(account_ids.values()), hub_ids)
@@ -710,7 +710,8 @@ def _insert_accounts(rows: dict[int, dict]) -> dict[int, int]:
                                  {"n": len(rows)}).all()
         columns = ("id", "status", "password_hash", "created_at", "updated_at", *PROFILE_FIELDS)
         account_ids = dict(zip(rows, ids))
-        _bulk_insert(table, columns, [(account_ids[i], *(row.get(c) for c in columns[1:])) for i, row in rows.items()])
+        values = columns[1:]
+        _bulk_insert(table, columns, [(account_ids[i], *map(row.get, values)) for i, row in rows.items()])
         return account_ids
     account_ids = {}
     by_shape: dict[tuple, list[tuple[int, dict]]] = {}

@@ -140,3 +140,26 @@ def test_a_hash_the_shortcut_accepts_is_one_passlib_accepts(name):
             "sha256_crypt": ph.sha256_crypt.using(rounds=5000), "sha512_crypt": ph.sha512_crypt.using(rounds=5000)}[name]
     for n in range(3):
         assert pattern.fullmatch(made.hash(f"password-{n}"))
+
+
+@pytest.mark.parametrize("value", ["2024-05-01T10:00:00Z", "2024-05-01 10:00:00Z", "2024-05-01T10:00+01Z", "20240501T10:00:00Z",
+                                   "2024-05-01T10:00:00", "2024-05-01T10:00:00+02:00", "2024-13-01T10:00:00Z",
+                                   "2024-05-01T1Z:00:00Z", "1714557600", "yesterday", "2024-05-01Z", "2024-05-01T10:00Z"])
+def test_the_utc_timestamp_fast_path_is_the_general_parse(value):
+    from datetime import UTC, datetime
+
+    from app.bulk_import.records import InvalidRecord, _timestamp
+
+    def general(value):
+        if value.strip().isdigit():
+            return datetime.fromtimestamp(float(value), UTC).replace(tzinfo=None)
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+    try:
+        expected = general(value)
+    except ValueError:
+        with pytest.raises(InvalidRecord):
+            _timestamp({"t": value}, "t")
+        return
+    assert _timestamp({"t": value}, "t") == expected
