@@ -23,7 +23,7 @@ from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import current_app
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 
 from app.accounts.service import get_active_account
 from app.dbutil import commit_if_begun
@@ -55,6 +55,27 @@ def _query_client(client_id: str):
 # the request reads the new row back, so the ORM unit of work would be pure overhead.
 _INSERT_TOKEN = insert(Token.__table__)
 _INSERT_CODE = insert(AuthorizationCode.__table__)
+
+
+# Codes and refresh tokens are claimed (marked used) by the statement that finds them: only an
+# unused one of the authenticated client (and for refresh tokens, a live one) matches, and of two
+# requests racing with the same value exactly one gets the row. Built once, executed with parameters.
+_CLAIM_CODE = (
+    update(AuthorizationCode)
+    .where(AuthorizationCode.code_hash == bindparam("digest"), AuthorizationCode.client_id == bindparam("client"),
+           AuthorizationCode.used_at.is_(None))
+    .values(used_at=bindparam("claimed_at"))
+    .returning(AuthorizationCode)
+    .execution_options(synchronize_session=False)  # nothing loaded yet to keep in sync
+)
+_CLAIM_REFRESH_TOKEN = (
+    update(Token)
+    .where(Token.refresh_token_hash == bindparam("digest"), Token.client_id == bindparam("client"),
+           Token.refresh_used_at.is_(None), Token.revoked_at.is_(None), Token.refresh_expires_at > bindparam("now"))
+    .values(refresh_used_at=bindparam("claimed_at"))
+    .returning(Token)
+    .execution_options(synchronize_session=False)
+)
 
 
 def _save_token(token: dict, request) -> None:
@@ -176,14 +197,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         digest = token_hash(code)
         # Claim the code in the lookup: exactly one redemption can win, even when two race.
-        row = db.session.scalar(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == digest, AuthorizationCode.client_id == client.id,
-                   AuthorizationCode.used_at.is_(None))
-            .values(used_at=utcnow())
-            .returning(AuthorizationCode)
-            .execution_options(synchronize_session=False)
-        )
+        row = db.session.scalar(_CLAIM_CODE, {"digest": digest, "client": client.id, "claimed_at": utcnow()})
         # The claim stands even if the rest of this request fails: a code is tried once only.
         db.session.commit()
         if row is None:
@@ -214,15 +228,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Claim the refresh token in the lookup itself: one ``UPDATE … RETURNING`` marks it used
         (rotation) if it is live and this client's, so exactly one of two racing requests wins. The
         token route rolls the claim back if the request fails later (scope, account)."""
-        digest, client = token_hash(refresh_token), self.request.client
-        row = db.session.scalar(
-            update(Token)
-            .where(Token.refresh_token_hash == digest, Token.client_id == client.id, Token.refresh_used_at.is_(None),
-                   Token.revoked_at.is_(None), Token.refresh_expires_at > int(time.time()))
-            .values(refresh_used_at=utcnow())
-            .returning(Token)
-            .execution_options(synchronize_session=False)  # nothing loaded yet to keep in sync
-        )
+        digest = token_hash(refresh_token)
+        row = db.session.scalar(_CLAIM_REFRESH_TOKEN, {
+            "digest": digest, "client": self.request.client.id, "now": int(time.time()), "claimed_at": utcnow()})
         if row is not None:
             return row
         used = db.session.scalar(db.select(Token).filter_by(refresh_token_hash=digest))
