@@ -1,7 +1,7 @@
 """`make bench`: throughput, latency and cost per server CPU-second of the hub's hot paths.
 
 1. drops and recreates the PostgreSQL database ``tessera_bench``, runs ``tessera db upgrade`` and
-   seeds a tenant, users and three clients (bench/seed.py, through the app's services);
+   seeds a tenant, users and four clients (bench/seed.py, through the app's services);
 2. serves a bare Flask app (bench/hello_app.py) and then the hub (wsgi:app), each with gunicorn,
    ONE sync worker, pinned to core 0 (``taskset -c 0``); the driver runs on core 1;
 3. per scenario: warm-up, then a fixed measured window (closed loop: peak throughput), and for
@@ -10,7 +10,7 @@
 
 Environment: BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CONCURRENCY (4), BENCH_USERS (200),
 BENCH_SCENARIOS (comma list, default all), BENCH_OPEN_LOOP (scenarios measured at 70 %, default
-"userinfo,sso,client_credentials"), BENCH_PG (postgresql://postgres@127.0.0.1:5432),
+every hub scenario), BENCH_PG (postgresql://postgres@127.0.0.1:5432),
 BENCH_DB (tessera_bench), BENCH_PORT (8741), BENCH_HELLO_PORT (8742).
 """
 
@@ -60,6 +60,7 @@ SCENARIOS = {
 }
 ORDER = ["hello", "userinfo", "introspection", "client_credentials", "refresh", "sso", "login", "partner_batch"]
 P99_TARGET_MS = 50
+OPEN_LOOP_DEFAULT = [k for k in ORDER if k != "hello"]
 RSS_TARGET_MB = 120
 
 
@@ -234,7 +235,7 @@ def p99_table(open_loop: dict) -> str:
 # --- main -----------------------------------------------------------------------------------------
 def main() -> int:
     wanted = [s for s in os.environ.get("BENCH_SCENARIOS", ",".join(ORDER)).split(",") if s]
-    open_loop_keys = [s for s in os.environ.get("BENCH_OPEN_LOOP", "userinfo,sso,client_credentials").split(",")
+    open_loop_keys = [s for s in os.environ.get("BENCH_OPEN_LOOP", ",".join(OPEN_LOOP_DEFAULT)).split(",")
                       if s and s in wanted]
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
