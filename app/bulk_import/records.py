@@ -284,7 +284,11 @@ def parse_record(raw: RawRecord, *, region: str, normalize_hash) -> LegacyRecord
 
 
 def _parse_fields(raw: RawRecord, data: dict, legacy_id: str, region: str, normalize_hash) -> LegacyRecord:
-    record = LegacyRecord(line=raw.line, legacy_id=legacy_id, record_hash=record_hash(data, floatless=raw.floatless))
+    try:
+        digest = record_hash(data, floatless=raw.floatless)
+    except UnicodeEncodeError:  # a \ud800-\udfff escape that pairs with nothing: no text can hold it
+        raise InvalidRecord("a field holds a lone UTF-16 surrogate escape: not Unicode text") from None
+    record = LegacyRecord(line=raw.line, legacy_id=legacy_id, record_hash=digest)
     record.unknown_fields = tuple(sorted(k for k in data if k not in _KNOWN_FIELDS))
     phone = _text(data, "phone")
     if phone:

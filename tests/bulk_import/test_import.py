@@ -386,3 +386,12 @@ def test_shards_split_every_line_once_also_unreadable_ones_and_tricky_legacy_ids
     with app.app_context():
         mapped = set(db.session.scalars(select(LegacyMapping.legacy_id)))
     assert mapped == {f"u{i}" for i in range(60)} | {"abc", "x2", "y2", "sp1", "late"}
+
+
+def test_a_lone_surrogate_escape_is_an_invalid_record_not_a_crash(importer):
+    path = importer.file(['{"legacy_id": "s1", "email": "s1@example.com", "name": "bad \\ud800 name"}',
+                          rec("s2", email="s2@example.com")])
+    counters = importer.run(path)
+    assert counters["invalid"] == 1 and counters["created"] == 1
+    [conflict] = importer.conflicts("invalid_record")
+    assert conflict.line == 1 and conflict.legacy_id == "s1" and "surrogate" in conflict.detail
