@@ -567,11 +567,6 @@ class _Stub:
 def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
     session = db.session
     now = utcnow()
-    set_based = _set_based_references()
-    if set_based:
-        # The foreign keys of the rows written below are checked once per batch by
-        # _check_references (with the locks the per-row triggers would take), not row by row.
-        session.execute(text("SET LOCAL session_replication_role = replica"))
     account_ids = _insert_accounts(plan.new_accounts)
 
     def resolve(ref: tuple) -> int:
@@ -604,12 +599,6 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
             .values(record_hash=bindparam("hash"), legacy_updated_at=bindparam("legacy_updated"), updated_at=now),
             [{"mapping_id": r.mapping_id, "hash": r.record_hash, "legacy_updated": r.updated_at} for r in plan.mapping_updates],
         )
-    if set_based:
-        hub_ids = {ref[1] for ref, _, _ in plan.identities.values() if ref[0] == "acct"}
-        hub_ids |= {ref[1] for _, ref in plan.mappings if ref[0] == "acct"}
-        hub_ids |= {ref[1] for ref in plan.attributes if ref[0] == "acct"}
-        _check_references(plan.tenant_id, set(account_ids.values()), hub_ids)
-        session.execute(text("SET LOCAL session_replication_role = origin"))
     merge_ids = []
     for survivor_ref, absorbed_ref, record in plan.merges:
         merge = MergeRecord(survivor_id=resolve(survivor_ref), absorbed_id=resolve(absorbed_ref), origin="import",
@@ -631,47 +620,6 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
         checkpoint_offset=batch.end_offset, checkpoint_line=batch.end_line, counters=counters, updated_at=now))
     session.expire(job)
     return merge_ids
-
-
-_SET_BASED: dict[str, bool] = {}
-
-
-def _set_based_references() -> bool:
-    """Whether this batch checks its foreign keys set-based (PostgreSQL, as a role allowed to set
-    ``session_replication_role``: a superuser) rather than with PostgreSQL's per-row triggers.
-
-    A batch's identities, legacy mappings and attributes reference accounts and the tenant: ≈ 6
-    foreign-key trigger calls per record, each an index probe and a row lock (≈ 40 µs of
-    PostgreSQL CPU per record, measured). With ``session_replication_role = replica`` (this
-    transaction only: SET LOCAL) those triggers do not fire for the bulk writes, and
-    ``_check_references`` verifies every reference once per batch, in the same transaction,
-    taking the same ``FOR KEY SHARE`` locks on hub accounts and the tenant. Unique indexes are not
-    triggers and stay in force. Other roles keep the triggers."""
-    bind = db.session.get_bind()
-    if bind.dialect.name != "postgresql":
-        return False
-    key = str(bind.url)
-    if key not in _SET_BASED:
-        _SET_BASED[key] = db.session.scalar(text("SELECT current_setting('is_superuser')")) == "on"
-    return _SET_BASED[key]
-
-
-def _check_references(tenant_id: int, new_ids: set[int], hub_ids: set[int]) -> None:
-    """The foreign keys of a batch written without triggers: the accounts it created (this
-    transaction's own rows: nobody else can delete them), the hub accounts it references and the
-    tenant, locked ``FOR KEY SHARE`` like the triggers would until the commit. A missing one (a hub
-    account deleted meanwhile) fails the batch, which is replayed against the hub as it is then."""
-    if new_ids:
-        found = db.session.scalar(text("SELECT count(*) FROM accounts WHERE id = ANY(:ids)"), {"ids": sorted(new_ids)})
-        if found != len(new_ids):
-            raise LostRace(f"{len(new_ids) - found} of the batch's new accounts are missing")
-    if hub_ids:
-        found = db.session.scalars(text("SELECT id FROM accounts WHERE id = ANY(:ids) ORDER BY id FOR KEY SHARE"),
-                                   {"ids": sorted(hub_ids)}).all()
-        if len(found) != len(hub_ids):
-            raise LostRace(f"hub accounts {sorted(hub_ids - set(found))[:10]} are gone")
-    if db.session.scalar(text("SELECT id FROM tenants WHERE id = :id FOR KEY SHARE"), {"id": tenant_id}) is None:
-        raise LostRace(f"tenant {tenant_id} is gone")
 
 
 def _update_profiles(plan: _BatchPlan, now) -> None:

@@ -97,26 +97,3 @@ def test_two_shards_racing_on_shared_verified_phones_end_with_one_account_per_ph
         # the link is reported once per pair, by whichever shard came second
         assert db.session.scalar(select(func.count()).select_from(ImportConflict)
                                  .where(ImportConflict.kind == "same_phone")) == PAIRS
-
-
-def test_the_set_based_reference_check_refuses_a_missing_account_or_tenant(app, factories, database_url):
-    """What replaces the per-row foreign-key triggers on PostgreSQL: a batch referencing an account
-    or a tenant that does not exist fails (and is replayed), as the triggers would refuse it."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the set-based check replaces PostgreSQL's foreign-key triggers")
-    from app.bulk_import.importer import LostRace, _check_references, _set_based_references
-
-    from app.tenants.models import Tenant
-
-    slug = factories.tenant("acme")
-    account_id = factories.account().id
-    with app.app_context():
-        tenant_id = db.session.scalar(select(Tenant.id).filter_by(slug=slug))
-        assert _set_based_references()  # the suite's role is a superuser
-        _check_references(tenant_id, {account_id}, {account_id})
-        for new_ids, hub_ids, tenant_ref in (({account_id + 10_000}, set(), tenant_id),
-                                             (set(), {account_id, account_id + 10_000}, tenant_id),
-                                             (set(), {account_id}, tenant_id + 10_000)):
-            with pytest.raises(LostRace):
-                _check_references(tenant_ref, new_ids, hub_ids)
-            db.session.rollback()
