@@ -14,7 +14,6 @@ def insert_ignoring_conflicts(model, **values) -> None:
     db.session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
-
 def commit_if_begun() -> None:
     """Commit the request's session if anything used it: read paths that may record something
     on a cache miss (a first subject mapping) otherwise cost no transaction at all."""
