@@ -25,6 +25,9 @@ from pathlib import Path
 import psycopg
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from loadgen import cpu_seconds  # noqa: E402  (the /proc reader of make bench)
+
 TESSERA = str(Path(sys.executable).with_name("tessera"))
 
 
@@ -35,15 +38,12 @@ def _env(database_url: str) -> dict:
     return env
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, or None once it has gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 class CpuWatcher:

@@ -66,7 +66,6 @@ def records(count: int, *, duplicates: float = 0.0, conflicts: float = 0.0, hash
     """The records, one dict at a time (legacy ids u0000001…; phones +1 415 2xx xxxx)."""
     rng = random.Random(seed)
     pool = hash_pool(list(hash_formats)) if hash_formats else []
-    kinds = iter(())
     for i in range(1, count + 1):
         phone = f"+1{212 + (i // 8_000_000)}{2000000 + i % 8_000_000:07d}"
         record = {

@@ -14,7 +14,7 @@ from wtforms.validators import URL, DataRequired, Length, Optional
 
 from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts import audit, binding, otp, service
-from app.accounts.forms import LoginForm
+from app.accounts.forms import LoginForm, PhoneForm
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.extensions import limiter
 from app.oidc import logout
@@ -38,11 +38,6 @@ class ProfileForm(FlaskForm):
     postal_code = StringField("Postal code", validators=[Optional(), Length(max=20)])
     country = StringField("Country", validators=[Optional(), Length(max=100)])
     submit = SubmitField("Save")
-
-
-class PhoneForm(FlaskForm):
-    phone = StringField("Phone number", validators=[DataRequired(), Length(max=32)])
-    submit = SubmitField("Send code")
 
 
 class CodeForm(FlaskForm):

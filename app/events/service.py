@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from datetime import timedelta
 
 from flask import current_app
@@ -13,12 +14,23 @@ from sqlalchemy import or_, update
 from app.extensions import db
 from app.events.models import DeliveryAttempt, OutboxEvent
 from app.net import OutboundError, fetch
-from app.security import utcnow
+from app.security import new_secret, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 3600
 
+
+
+def security_event_token(client, txn: str, events: dict) -> tuple[str, str]:
+    """An RFC 8417 Security Event Token for ``client`` (issuer, audience, a fresh ``jti``, ``txn``
+    and the ``events`` object), signed for it; returns (jwt, jti)."""
+    from app.oidc.keys import sign_for_client
+
+    jti = new_secret(24)
+    claims = {"iss": current_app.config["TESSERA_ISSUER"], "iat": int(time.time()), "jti": jti,
+              "aud": client.client_id, "txn": txn, "events": events}
+    return sign_for_client(client, claims, typ="secevent+jwt"), jti
 
 def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str,
             expires_at=None, reference: str | None = None) -> OutboxEvent:

@@ -175,8 +175,6 @@ def create_account(uid: str):
     return _log_in(interaction, account, amr=["fed"])
 
 
-
-
 @bp.post("/upstream/pending/<uid>/link")
 @limiter.limit(login_rate_limit, key_func=login_key)
 @limiter.limit(login_rate_limit)

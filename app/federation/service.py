@@ -469,6 +469,15 @@ def _upstream_identity(pending: PendingUpstreamLogin, provider: UpstreamProvider
                     unionid=pending.unionid, verified=True, display=display_name(pending.claims or {}))
 
 
+def _flush_or_taken() -> None:
+    """Write the new upstream identity; a concurrent login that linked it first wins."""
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("this upstream account was linked to an account meanwhile; log in with it again") from None
+
+
 def link_pending(pending: PendingUpstreamLogin, account: Account, proof: str, client_id: int | None) -> Identity:
     """Link the pending upstream identity to ``account``, whose ownership the user has just proved
     (``proof``: "pwd" or "otp"). One transaction; the pending login is used up."""
@@ -478,11 +487,7 @@ def link_pending(pending: PendingUpstreamLogin, account: Account, proof: str, cl
     db.session.delete(pending)
     audit.record("identity.linked", account_id=account.id, actor="self", client_id=client_id, identity="upstream",
                  provider=provider.slug, proof=proof)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("this upstream account was linked to an account meanwhile; log in with it again") from None
+    _flush_or_taken()
     record_federated_login(account, identity, provider, client_id, linked_now=True)
     return identity
 
@@ -517,11 +522,7 @@ def create_account_from_pending(pending: PendingUpstreamLogin, client_id: int | 
     db.session.delete(pending)
     audit.record("account.created", account_id=account.id, actor="self", client_id=client_id, method="fed",
                  provider=provider.slug, identities=added)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("this upstream account was linked to an account meanwhile; log in with it again") from None
+    _flush_or_taken()
     record_federated_login(account, identity, provider, client_id)
     return account, identity
 

@@ -30,25 +30,22 @@ import hashlib
 import json
 import os
 import signal
-import time
 from datetime import timedelta
 
 from flask import current_app
-from joserfc import jwt
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts import audit
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
-from app.events.service import enqueue
+from app.events.service import enqueue, security_event_token
 from app.extensions import db
 from app.merging.models import STEPS, MergeLock, MergeRecord
 from app.oidc.clients import get_client_by_pk
-from app.oidc.keys import signing_key
 from app.oidc.models import AuthorizationCode, Consent, SessionClient, SSOSession, SubjectMapping, Token
 from app.oidc.subjects import subject_for
-from app.security import new_secret, utcnow
+from app.security import utcnow
 
 MERGED_EVENT = "urn:tessera:event:account-merged"
 CLAIM_RULES = ("survivor", "newest", "absorbed")
@@ -321,17 +318,10 @@ def _step_access_revoked(record: MergeRecord) -> bool:
 def merged_event_token(client, absorbed_sub: str, survivor_sub: str, merge_id: int) -> tuple[str, str]:
     """An RFC 8417 Security Event Token telling ``client`` that one of its subjects was merged."""
     issuer = current_app.config["TESSERA_ISSUER"]
-    jti = new_secret(24)
-    claims = {
-        "iss": issuer, "iat": int(time.time()), "jti": jti, "aud": client.client_id, "txn": f"merge-{merge_id}",
-        "events": {MERGED_EVENT: {
-            "subject": {"format": "iss_sub", "iss": issuer, "sub": survivor_sub},
-            "absorbed_subject": {"format": "iss_sub", "iss": issuer, "sub": absorbed_sub},
-        }},
-    }
-    alg = client.id_token_signed_response_alg
-    kid, key = signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": kid, "typ": "secevent+jwt"}, claims, key, algorithms=[alg]), jti
+    return security_event_token(client, f"merge-{merge_id}", {MERGED_EVENT: {
+        "subject": {"format": "iss_sub", "iss": issuer, "sub": survivor_sub},
+        "absorbed_subject": {"format": "iss_sub", "iss": issuer, "sub": absorbed_sub},
+    }})
 
 
 def _step_clients_notified(record: MergeRecord) -> bool:

@@ -13,7 +13,6 @@ revocation updates by the id found here, rotation and code redemption claim thei
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +20,7 @@ from sqlalchemy import Select, bindparam, select
 
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.extensions import db
-from app.oidc.models import Token
+from app.oidc.models import Token, TokenLifetime
 from app.security import token_hash
 
 
@@ -50,7 +49,7 @@ class ClaimFields:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRecord:
+class TokenRecord(TokenLifetime):
     """A token as the read paths see it. ``presented_as`` says which of its two values matched."""
 
     id: int
@@ -68,26 +67,14 @@ class TokenRecord:
     presented_as: str
     account: ClaimFields | None = None
 
-    def get_expires_at(self) -> int:
-        return self.issued_at + self.expires_in
-
-    def is_expired(self) -> bool:
-        return self.get_expires_at() < time.time()
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
     def is_active(self) -> bool:
         """Live, and (when it belongs to a person) the person's account is active: merged-away,
         closed and locked accounts make their tokens inactive."""
-        if self.revoked_at is not None or (self.account_id is not None and not self.account_active):
+        if self.account_id is not None and not self.account_active:
             return False
         if self.presented_as == "refresh_token":
-            return self.refresh_used_at is None and (self.refresh_expires_at or 0) > time.time()
-        return not self.is_expired()
-
-    def check_client(self, client) -> bool:  # Authlib's TokenMixin (revocation)
-        return self.client_id == client.id
+            return self.is_refresh_token_active()
+        return not self.is_revoked() and not self.is_expired()
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scope.split()

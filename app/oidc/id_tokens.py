@@ -13,7 +13,7 @@ from joserfc.jwk import KeySet
 
 from app.accounts.models import Account
 from app.oidc.claims import account_claims
-from app.oidc.keys import public_jwks, signing_key
+from app.oidc.keys import public_jwks, sign_for_client
 from app.oidc.models import Client
 
 
@@ -49,9 +49,7 @@ def issue_id_token(
         claims["sid"] = sid
     if access_token:
         claims["at_hash"] = half_hash(access_token)
-    alg = client.id_token_signed_response_alg
-    kid, key = signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key, algorithms=[alg])
+    return sign_for_client(client, claims)
 
 
 def decode_id_token_hint(token: str) -> dict | None:

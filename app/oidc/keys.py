@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from joserfc import jwk
+from joserfc import jwk, jwt
 
 from app.crypto import decrypt_json, encrypt_json
 from app.extensions import db
@@ -116,6 +116,14 @@ def signing_key(alg: str = DEFAULT_ALG):
     if alg not in SUPPORTED_ALGS:
         alg = DEFAULT_ALG
     return _cache().signing[alg]
+
+
+def sign_for_client(client, claims: dict, typ: str = "JWT") -> str:
+    """A JWT for ``client`` (ID token, logout token, Security Event Token), signed with the current
+    key of the client's ``id_token_signed_response_alg``."""
+    alg = client.id_token_signed_response_alg
+    kid, key = signing_key(alg)
+    return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, algorithms=[alg])
 
 
 def public_jwks() -> dict:

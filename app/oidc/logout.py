@@ -14,7 +14,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import current_app
-from joserfc import jwt
 
 from app.dbutil import insert_ignoring_conflicts
 from app.errors import InvalidInput
@@ -22,7 +21,7 @@ from app.events.service import enqueue
 from app.extensions import db
 from app.oidc.clients import get_client
 from app.oidc.id_tokens import decode_id_token_hint
-from app.oidc.keys import signing_key
+from app.oidc.keys import sign_for_client
 from app.oidc.models import Client, SessionClient, SSOSession
 from app.oidc.sessions import current_session
 from app.oidc.subjects import subject_for
@@ -51,9 +50,7 @@ def issue_logout_token(client: Client, account_id: int, sid: str) -> tuple[str, 
         "exp": now + LOGOUT_TOKEN_TTL, "jti": jti, "sub": subject_for(client, account_id), "sid": sid,
         "events": {BACKCHANNEL_EVENT: {}},
     }
-    alg = client.id_token_signed_response_alg
-    kid, key = signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": kid, "typ": "logout+jwt"}, claims, key, algorithms=[alg]), jti
+    return sign_for_client(client, claims, typ="logout+jwt"), jti
 
 
 def parse_end_session_request(params) -> EndSessionRequest:

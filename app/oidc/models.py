@@ -134,7 +134,30 @@ class AuthorizationCode(db.Model):
         return self.amr
 
 
-class Token(db.Model):
+class TokenLifetime:
+    """Expiry, revocation and rotation state of a token, from its columns: shared by the ORM row
+    and the read paths' ``bearer.TokenRecord``."""
+
+    __slots__ = ()
+
+    def check_client(self, client) -> bool:  # Authlib: the token was issued to this client
+        return self.client_id == client.id
+
+    def get_expires_at(self) -> int:
+        return self.issued_at + self.expires_in
+
+    def is_expired(self) -> bool:
+        return self.get_expires_at() < time.time()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_refresh_token_active(self) -> bool:
+        # refresh_expires_at is set only on rows that carry a refresh token
+        return self.revoked_at is None and self.refresh_used_at is None and (self.refresh_expires_at or 0) > time.time()
+
+
+class Token(TokenLifetime, db.Model):
     """An access token and, optionally, its refresh token. Refresh tokens rotate: each refresh
     issues a new row in the same ``family_id`` and marks the presented one ``refresh_used_at``;
     presenting a used refresh token again revokes the whole family (reuse detection)."""
@@ -161,41 +184,11 @@ class Token(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column()
 
     # --- authlib TokenMixin ------------------------------------------------------------------
-    def check_client(self, client) -> bool:
-        return self.client_id == client.id
-
     def get_scope(self) -> str:
         return self.scope
 
     def get_expires_in(self) -> int:
         return self.expires_in
-
-    def get_expires_at(self) -> int:
-        return self.issued_at + self.expires_in
-
-    def is_expired(self) -> bool:
-        return self.get_expires_at() < time.time()
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def get_client(self) -> Client:
-        from app.oidc.clients import get_client_by_pk
-
-        return get_client_by_pk(self.client_id)
-
-    def get_user(self):
-        from app.accounts.service import get_active_account
-
-        return get_active_account(self.account_id) if self.account_id else None
-
-    def is_refresh_token_active(self) -> bool:
-        return (
-            self.refresh_token_hash is not None
-            and self.revoked_at is None
-            and self.refresh_used_at is None
-            and (self.refresh_expires_at or 0) > time.time()
-        )
 
 
 class Consent(db.Model):

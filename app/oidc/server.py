@@ -25,7 +25,6 @@ from flask import current_app
 from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, insert, update
 
-from app.accounts.service import get_active_account
 from app.dbutil import commit_if_begun
 from app.extensions import db
 from app.oidc.bearer import active_account_claims, find_access_token, find_token
@@ -277,7 +276,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidRequestError("only access tokens are issued, and no actor tokens are taken")
         subject = find_access_token(data["subject_token"])
         origin = get_client_by_pk(subject.client_id) if subject is not None else None
-        user = get_active_account(subject.account_id) if subject is not None and subject.account_id else None
+        user = active_account_claims(subject.account_id) if subject is not None and subject.account_id else None
         if (user is None or not subject.is_active() or origin is None
                 or (origin.id != client.id and (origin.tenant_id, origin.sector_identifier) != (client.tenant_id, client.sector_identifier))):
             raise InvalidGrantError("subject_token is not a live access token of a person for this client's sector")

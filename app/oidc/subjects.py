@@ -66,13 +66,8 @@ def subject_for(client: Client, account_id: int) -> str:
     return sub
 
 
-def account_for_subject(client: Client, sub: str) -> int | None:
-    """The account a subject this client holds names, if any."""
-    return db.session.scalar(db.select(SubjectMapping.account_id).filter_by(sector=sector_of(client), sub=sub))
-
-
 def accounts_for_subjects(client: Client, subs: list[str]) -> dict[str, int]:
-    """``account_for_subject`` for many subjects in one query: the subjects that name an account."""
+    """The accounts these subjects (held by ``client``) name, in one query: the subjects that name one."""
     rows = db.session.execute(
         db.select(SubjectMapping.sub, SubjectMapping.account_id).where(
             SubjectMapping.sector == sector_of(client), SubjectMapping.sub.in_(set(subs)))

@@ -3,20 +3,17 @@ claims-changed Security Event Tokens (RFC 8417) pushed through the outbox (RFC 8
 
 from __future__ import annotations
 
-import time
 
 from flask import current_app
-from joserfc import jwt
 
-from app.events.service import enqueue
+from app.events.service import enqueue, security_event_token
 from app.extensions import db
 from app.oidc.clients import get_client_by_pk
-from app.oidc.keys import signing_key
 from app.oidc.models import Client, SubjectMapping
 from app.oidc.subjects import sector_of, subject_for
 from app.partners.contracts import ATTRIBUTE_PREFIX, Contract, contract_for, may_access
 from app.partners.models import ClaimChange, ClaimProvenance, DataContract
-from app.security import new_secret, utcnow
+from app.security import utcnow
 
 CLAIMS_CHANGED_EVENT = "urn:tessera:event:claims-changed"
 
@@ -63,17 +60,10 @@ def _knows(client: Client, account_id: int) -> bool:
 def claims_changed_token(client: Client, sub: str, claims: list[str], change_id: int) -> tuple[str, str]:
     """An RFC 8417 SET telling ``client`` which claims of one of its subjects changed."""
     issuer = current_app.config["TESSERA_ISSUER"]
-    jti = new_secret(24)
-    payload = {
-        "iss": issuer, "iat": int(time.time()), "jti": jti, "aud": client.client_id, "txn": f"claims-{change_id}",
-        "events": {CLAIMS_CHANGED_EVENT: {
-            "subject": {"format": "iss_sub", "iss": issuer, "sub": sub},
-            "claims": claims,
-        }},
-    }
-    alg = client.id_token_signed_response_alg
-    kid, key = signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": kid, "typ": "secevent+jwt"}, payload, key, algorithms=[alg]), jti
+    return security_event_token(client, f"claims-{change_id}", {CLAIMS_CHANGED_EVENT: {
+        "subject": {"format": "iss_sub", "iss": issuer, "sub": sub},
+        "claims": claims,
+    }})
 
 
 def _queue_events(change: ClaimChange, writer: Client | None) -> None:

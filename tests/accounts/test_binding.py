@@ -244,7 +244,7 @@ def test_an_unverified_email_or_an_email_without_password_is_no_way_in(app, ctx)
 
 def test_deregistration_ends_everything_and_releases_identities_after_the_cooling_off(app, http, factories, receiver):
     from app.events.service import run_once
-    from app.oidc.subjects import account_for_subject
+    from app.oidc.subjects import accounts_for_subjects
 
     me = make_account(app, phone=PHONE, email="me@example.com")
     client = factories.client(backchannel_logout_uri=f"{receiver.url}/bc")
@@ -286,5 +286,5 @@ def test_deregistration_ends_everything_and_releases_identities_after_the_coolin
     with app.app_context():
         from app.oidc.clients import get_client
 
-        assert account_for_subject(get_client(client.client_id), sub) == me  # the old sub names the closed account
+        assert accounts_for_subjects(get_client(client.client_id), [sub]) == {sub: me}  # the old sub names the closed account
     assert "identity.released" in audit_kinds(app, me)

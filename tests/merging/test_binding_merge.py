@@ -34,6 +34,7 @@ def test_automatic_merge_on_binding(app, sms, auto_merge):  # noqa: F811
     page = bind(browser, sms, PHONE)
     assert page.status_code == 200 and "now one" in page.get_data(as_text=True)
     assert account_row(app, other).status == "merged"
+    assert live_identities(app, me) == {("email", "me@example.com"), ("phone", PHONE)}  # merged into the binder
 
 
 def test_auto_merge_share_is_a_stable_bucket(app):
