@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,6 +40,23 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 USER_LOGIN = "+14155550123"  # the demo user of `tessera demo seed`
 USER_PASSWORD = "demo-password"
+
+
+def status(page):
+    """The demo site's login-state element."""
+    return page.locator("#status")
+
+
+def hub_login(page, issuer: str, login: str = USER_LOGIN, password: str = USER_PASSWORD) -> None:
+    """On the hub's login page: fill the form and submit it (and approve consent if asked)."""
+    page.wait_for_url(re.compile("^" + re.escape(issuer) + "/"))
+    form = page.locator("form:has(input[name=password])")
+    form.locator("input[name=login]").fill(login)
+    form.locator("input[name=password]").fill(password)
+    form.locator("[type=submit]").click()
+    page.wait_for_load_state()
+    if page.url.startswith(issuer + "/") and page.locator("[name=approve]").count():
+        page.locator("[name=approve]").click()
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 

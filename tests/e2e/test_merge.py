@@ -15,19 +15,16 @@ sites knew for the survivor before.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import hub_login, status
+
 SURVIVOR = {"phone": "+14155550161", "password": "survivor-password-1", "name": "Mei Survivor"}
 ABSORBED = {"phone": "+14155550162", "password": "absorbed-password-2", "name": "Mei Absorbed"}
 CONVERGE_TIMEOUT = 15.0
-
-
-def status(page: Page):
-    return page.locator("#status")
 
 
 def log_in(page: Page, site, issuer: str, login: str, password: str) -> str:
@@ -35,14 +32,7 @@ def log_in(page: Page, site, issuer: str, login: str, password: str) -> str:
     page.goto(site.url + "/")
     expect(status(page)).to_have_attribute("data-state", "logged-out")
     page.locator("#login").click()
-    page.wait_for_url(re.compile("^" + re.escape(issuer) + "/"))
-    form = page.locator("form:has(input[name=password])")
-    form.locator("input[name=login]").fill(login)
-    form.locator("input[name=password]").fill(password)
-    form.locator("[type=submit]").click()
-    page.wait_for_load_state()
-    if page.url.startswith(issuer + "/") and page.locator("[name=approve]").count():
-        page.locator("[name=approve]").click()
+    hub_login(page, issuer, login, password)
     page.wait_for_url(site.url + "/**")
     expect(status(page)).to_have_attribute("data-state", "logged-in")
     return page.locator("#sub").inner_text()

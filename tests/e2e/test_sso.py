@@ -12,7 +12,6 @@ checked"; design flows 2 and 8).
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import USER_LOGIN, USER_PASSWORD
+from tests.e2e.conftest import hub_login, status
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
@@ -34,22 +33,6 @@ def _hub_has_login_chain() -> bool:
         if "login_chain" in path.read_text(errors="replace"):
             return True
     return False
-
-
-def status(page: Page):
-    return page.locator("#status")
-
-
-def hub_login(page: Page, issuer: str) -> None:
-    """On the hub's login page: fill the form and submit it (and approve consent if asked)."""
-    page.wait_for_url(re.compile("^" + re.escape(issuer) + "/"))
-    form = page.locator("form:has(input[name=password])")
-    form.locator("input[name=login]").fill(USER_LOGIN)
-    form.locator("input[name=password]").fill(USER_PASSWORD)
-    form.locator("[type=submit]").click()
-    page.wait_for_load_state()
-    if page.url.startswith(issuer + "/") and page.locator("[name=approve]").count():
-        page.locator("[name=approve]").click()
 
 
 def log_in_at(page: Page, site, issuer: str) -> None:
