@@ -3,10 +3,12 @@ legacy-id → sub mapping export. The file format and the policies: docs/flows/i
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 import click
 from flask.cli import with_appcontext
@@ -54,6 +56,25 @@ class ProgressReporter:
         self.stream.flush()
 
 
+@contextmanager
+def bulk_gc():
+    """The garbage collector tuned for a long batch job: what the process holds after start-up
+    (the app, SQLAlchemy's metadata, phonenumbers' tables: several hundred thousand objects) is
+    frozen out of the collector's view, and the young generation is collected every 50,000 new
+    objects instead of 700. With the defaults, collections re-walked those objects over and over:
+    ≈ 15 % of the importer's CPU (bench/README.md). Objects in reference cycles are still freed,
+    a little later; memory stays flat."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def _shard(value: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in value.split("/"))
@@ -91,7 +112,8 @@ def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_j
 
     try:
         job = start_job(file, tenant, mode="plan", policies=parse_policies(policies), shard=_shard(shard))
-        summary = plan_job(job, report_dir, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
+        with bulk_gc():
+            summary = plan_job(job, report_dir, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
     except TesseraError as exc:
         raise click.ClickException(exc.detail) from None
     if as_json:
@@ -125,7 +147,8 @@ def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_js
             click.echo(f"resuming import job {job.id} at line {job.checkpoint_line + 1}", err=True)
         job_id = job.id
         try:
-            job = run_job(job, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
+            with bulk_gc():
+                job = run_job(job, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
         except ImportStopped as stop:
             job = db.session.get(type(job), job_id)
             if report_dir:

@@ -89,7 +89,7 @@ class AccountAttributes(db.Model):
     __table_args__ = (UniqueConstraint("account_id", "tenant_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))  # uq_account_attributes_account_id leads with it
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
