@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 
+import orjson
 import psycopg
 from flask import current_app
 from sqlalchemy import JSON, bindparam, select, text, update
@@ -484,11 +485,21 @@ def _held_identifiers(tenant_id: int, records: list[LegacyRecord]) -> dict:
     return owners
 
 
+#: ``= ANY`` of a text array passed as one JSON text: orjson writes it in C, where psycopg builds
+#: an array parameter element by element in Python (0.5 vs 1.1 ms of client CPU per 1000 values;
+#: the same index scan, the array being an InitPlan).
+_ANY_TEXT = "ANY(ARRAY(SELECT json_array_elements_text(CAST(:values AS json))))"
+
+
+def _json_array(values: list[str]) -> str:
+    return orjson.dumps(values).decode()
+
+
 def _live_identities(lookups: list[tuple]):
     """Live identity rows (kind, namespace, value, account_id, verified, unionid) for each
     (kind, namespace, column, values). PostgreSQL: one ``= ANY(array)`` query per lookup (one
-    parameter: no 1000-placeholder statement to build, convert and plan per batch); elsewhere
-    ``IN`` lists of 1000."""
+    parameter: no 1000-placeholder statement to build, convert and plan per batch, see
+    ``_ANY_TEXT``); elsewhere ``IN`` lists of 1000."""
     postgres = db.session.get_bind().dialect.name == "postgresql"
     columns = (Identity.kind, Identity.namespace, Identity.value, Identity.account_id, Identity.verified, Identity.unionid)
     for kind, namespace, column, values in lookups:
@@ -497,8 +508,8 @@ def _live_identities(lookups: list[tuple]):
         if postgres:
             yield from db.session.execute(text(
                 "SELECT kind, namespace, value, account_id, verified, unionid FROM identities"
-                f" WHERE released_at IS NULL AND kind = :kind AND namespace = :ns AND {column} = ANY(:values)"
-            ), {"kind": kind, "ns": namespace, "values": sorted(values)})
+                f" WHERE released_at IS NULL AND kind = :kind AND namespace = :ns AND {column} = {_ANY_TEXT}"
+            ), {"kind": kind, "ns": namespace, "values": _json_array(sorted(values))})
             continue
         for chunk in _chunks(sorted(values)):
             yield from db.session.execute(select(*columns).where(
@@ -514,7 +525,7 @@ def _mapped(tenant_id: int, records: list[LegacyRecord]) -> dict:
     if db.session.get_bind().dialect.name == "postgresql":
         rows = db.session.execute(text(
             "SELECT id, legacy_id, account_id, record_hash, legacy_updated_at FROM legacy_mappings"
-            " WHERE tenant_id = :tenant AND legacy_id = ANY(:ids)"), {"tenant": tenant_id, "ids": legacy_ids})
+            f" WHERE tenant_id = :tenant AND legacy_id = {_ANY_TEXT}"), {"tenant": tenant_id, "values": _json_array(legacy_ids)})
         return {row.legacy_id: row for row in rows}
     return {row.legacy_id: row for row in db.session.execute(
         select(LegacyMapping.id, LegacyMapping.legacy_id, LegacyMapping.account_id, LegacyMapping.record_hash,
@@ -718,46 +729,52 @@ def _bulk_insert(table, columns: tuple[str, ...], rows: list[tuple]) -> None:
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_NULL = "\\N"
+_BOOL_TEXT = {True: "t", False: "f", None: _NULL}
 
 
 def _copy_text(rows: list[tuple], json_columns: set[int]) -> str:
-    """The rows in COPY's text format, built in one string (≈ 3× psycopg's per-row ``write_row``,
-    which looks up a dumper for every value): str (escaped), int, bool, None, naive datetime, and
-    JSON values (``json.dumps``, as SQLAlchemy's JSON type writes them) in ``json_columns``."""
-    search, escapes = _NEEDS_ESCAPE.search, _COPY_ESCAPES
-    times: dict = {}
-    lines = []
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            kind = type(value)
-            if value is None:
-                cells.append("\\N")
-                continue
-            if i in json_columns:
-                value = json.dumps(value)
-            elif kind is str:
-                pass
-            elif kind is bool:
-                cells.append("t" if value else "f")
-                continue
-            elif kind is int:
-                cells.append(str(value))
-                continue
-            elif kind is datetime:
-                text_value = times.get(value)
-                if text_value is None:
-                    if value.tzinfo is not None:
-                        raise TypeError("COPY of an aware datetime into a UTC column")
-                    text_value = times[value] = value.isoformat(" ")
-                cells.append(text_value)
-                continue
-            else:
-                raise TypeError(f"COPY of a {kind.__name__} value")
-            cells.append(value.translate(escapes) if search(value) else value)
-        lines.append("\t".join(cells))
+    """The rows in COPY's text format, built column by column (≈ 1.8× the row-by-row loop, ≈ 5× psycopg's
+    per-row ``write_row``, which looks up a dumper for every value): str (escaped), int, bool,
+    None, naive datetime, and JSON values (``json.dumps``, as SQLAlchemy's JSON type writes them)
+    in ``json_columns``. A column holds one type (and None)."""
+    columns = [_column_text(list(values), i in json_columns) for i, values in enumerate(zip(*rows))]
+    lines = list(map("\t".join, zip(*columns)))
     lines.append("")
     return "\n".join(lines)
+
+
+def _column_text(values: list, is_json: bool) -> list[str]:
+    """One column's cells as COPY text. Strings are searched for characters to escape all at once
+    (joined), and one by one only when the column has some."""
+    if is_json:
+        values = [None if v is None else json.dumps(v) for v in values]
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds:
+        return [_NULL] * len(values)
+    if len(kinds) > 1:
+        raise TypeError("COPY of a column of " + " and ".join(sorted(k.__name__ for k in kinds)))
+    kind = kinds.pop()
+    if kind is str:
+        present = [v for v in values if v is not None]
+        if _NEEDS_ESCAPE.search("".join(present)):
+            values = [v.translate(_COPY_ESCAPES) if v is not None and _NEEDS_ESCAPE.search(v) else v for v in values]
+        return values if len(present) == len(values) else [_NULL if v is None else v for v in values]
+    if kind is bool:
+        return list(map(_BOOL_TEXT.__getitem__, values))
+    if kind is int:
+        return [_NULL if v is None else str(v) for v in values] if None in values else list(map(str, values))
+    if kind is datetime:
+        text_of = {v: _NULL if v is None else _datetime_text(v) for v in set(values)}
+        return list(map(text_of.__getitem__, values))
+    raise TypeError(f"COPY of a {kind.__name__} value")
+
+
+def _datetime_text(value: datetime) -> str:
+    if value.tzinfo is not None:
+        raise TypeError("COPY of an aware datetime into a UTC column")
+    return value.isoformat(" ")
 
 
 def _write_attributes(plan: _BatchPlan, account_of: dict, now) -> None:

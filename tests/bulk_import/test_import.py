@@ -101,6 +101,23 @@ def test_records_become_accounts_with_identities_password_profile_and_attributes
         assert (upstream.namespace, upstream.unionid) == ("wechat", "un-1")
 
 
+def test_text_with_tabs_newlines_backslashes_and_nulls_arrives_intact(importer, app):
+    """What COPY's text format must escape (PostgreSQL), next to plain values in the same columns."""
+    odd = "tab\there\nnew line\r\\N back\\slash 漢字"
+    path = importer.file([
+        rec("e1", email="e1@example.com", name=odd, nickname="plain", attributes={"note": odd, "n": None},
+            address={"street_address": "1 Main St\nFlat 2"}),
+        rec("e2", email="e2@example.com", name="plain", nickname="\\N"),
+    ])
+    assert importer.run(path)["created"] == 2
+    first, second = importer.account_of("e1"), importer.account_of("e2")
+    assert (first.name, first.nickname, first.address) == (odd, "plain", {"street_address": "1 Main St\nFlat 2"})
+    assert (second.name, second.nickname, second.given_name) == ("plain", "\\N", None)
+    with app.app_context():
+        attributes = db.session.scalar(select(AccountAttributes).filter_by(account_id=first.id))
+        assert attributes.data == {"note": odd, "n": None}
+
+
 def test_bad_records_get_a_per_line_error_and_the_rest_imports(importer, tmp_path):
     path = importer.file([
         rec("u1", phone="+14155550101"),
