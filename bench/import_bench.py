@@ -1,6 +1,9 @@
 """Bulk import benchmark: N synthetic legacy records (bench/import_gen.py) into a fresh PostgreSQL
 database with ``tessera import run``; prints records/s, the importers' peak RSS, the CPU per record of the
-importers and of their PostgreSQL backends, the load average during the run and the lost-race replays.
+importers and of their PostgreSQL backends, the load average during the run, the lost-race replays
+and a reference loop's CPU time (how fast the cores were), then checks the imported data (no row
+without its account, every legacy id mapped once, no live identifier on two accounts, every record
+accounted for) and exits non-zero if it is inconsistent.
 
     python bench/import_bench.py [--records 1000000] [--shards 2] [--batch-size 1000]
 
@@ -29,6 +32,35 @@ sys.path.insert(0, str(HERE))
 from loadgen import cpu_seconds  # noqa: E402  (the /proc reader of make bench)
 
 TESSERA = str(Path(sys.executable).with_name("tessera"))
+
+
+#: Each query counts rows that must not exist after an import of the generated file.
+INTEGRITY_CHECKS = {
+    "identities_without_account": "SELECT count(*) FROM identities i LEFT JOIN accounts a ON a.id = i.account_id"
+                                  " WHERE a.id IS NULL",
+    "mappings_without_account": "SELECT count(*) FROM legacy_mappings m LEFT JOIN accounts a ON a.id = m.account_id"
+                                " WHERE a.id IS NULL",
+    "attributes_without_account": "SELECT count(*) FROM account_attributes t LEFT JOIN accounts a ON a.id = t.account_id"
+                                  " WHERE a.id IS NULL",
+    "accounts_without_mapping": "SELECT count(*) FROM accounts a WHERE NOT EXISTS"
+                                " (SELECT 1 FROM legacy_mappings m WHERE m.account_id = a.id)",
+    "legacy_ids_mapped_twice": "SELECT count(*) FROM (SELECT tenant_id, legacy_id FROM legacy_mappings"
+                               " GROUP BY tenant_id, legacy_id HAVING count(*) > 1) d",
+    "live_identifiers_on_two_accounts": "SELECT count(*) FROM (SELECT kind, namespace, value FROM identities"
+                                        " WHERE released_at IS NULL GROUP BY kind, namespace, value"
+                                        " HAVING count(DISTINCT account_id) > 1) d",
+}
+
+
+def reference_loop_seconds() -> float:
+    """CPU seconds of a fixed pure-Python loop (10M additions), taken just before the run: how fast
+    this machine's cores were. Instances of one machine type, and one instance from hour to hour,
+    differ by up to ≈ 1.8× (bench/README.md)."""
+    started = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.process_time() - started, 3)
 
 
 def _env(database_url: str) -> dict:
@@ -107,6 +139,7 @@ def main() -> None:
                         "--duplicates", str(args.duplicates), "--conflicts", str(args.conflicts)], check=True)
         print(f"generated {data.name} ({data.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s")
 
+    reference = reference_loop_seconds()
     started = time.monotonic()
     logs = [open(results / f"import-shard-{i}.log", "w") for i in range(args.shards)]  # progress lines, errors
     processes = [
@@ -135,18 +168,27 @@ def main() -> None:
     with psycopg.connect(database_url) as conn:
         rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("accounts", "identities", "legacy_mappings", "account_attributes", "import_conflicts")}
+        checks = {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY_CHECKS.items()}
+    mapped = sum(totals.get(k, 0) for k in ("created", "linked", "overwritten", "merged"))
+    checks["records_not_accounted_for"] = args.records - mapped - sum(
+        totals.get(k, 0) for k in ("skipped", "invalid", "updated", "unchanged", "stale"))
+    checks["mappings_not_from_a_record"] = rows["legacy_mappings"] - mapped
     report = {
         "records": args.records, "shards": args.shards, "batch_size": args.batch_size, "seconds": round(elapsed, 1),
         "records_per_second": round(args.records / elapsed), "peak_rss_mb": round(peak_rss_mb), "counters": totals,
         "rows": rows, "cpus": os.cpu_count(), "target": {"seconds": 120, "rss_mb": 500},
         "cpu_seconds": cpu["cpu_seconds"], "cpu_us_per_record": {k: round(v / args.records * 1e6) for k, v in cpu["cpu_seconds"].items()},
         "load_average_1min": cpu["load"], "batches_replayed_after_a_lost_race": replays,
+        "integrity_violations": checks, "reference_loop_cpu_seconds": reference,
     }
     (results / "import-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"{args.records:,} records in {elapsed:.1f} s: {args.records / elapsed:,.0f} records/s, "
           f"peak importer RSS {peak_rss_mb:.0f} MB, CPU µs/record {report['cpu_us_per_record']}, "
-          f"load {report['load_average_1min']}, replays {replays}")
+          f"load {report['load_average_1min']}, replays {replays}, reference loop {reference} s")
+    broken = {name: count for name, count in checks.items() if count}
+    if broken:
+        raise SystemExit(f"the imported data is inconsistent: {broken}")
 
 
 if __name__ == "__main__":
