@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from sqlalchemy import String
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
+
+
+def identifier(length: int) -> String:
+    """A column of machine identifiers (phone numbers, normalized emails, usernames, upstream
+    subjects, legacy ids): compared byte by byte. On PostgreSQL that is the "C" collation — the
+    database's own (en_US, ICU…) would order them linguistically, which means nothing for an
+    identifier and makes every index comparison a strcoll() call (≈ 6 % of a bulk import's database
+    CPU with ICU en-US). Equality is the same under both. SQLite compares bytes already."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 def insert_ignoring_conflicts(model, **values) -> None:

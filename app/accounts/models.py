@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.dbutil import identifier
 from app.extensions import db
 from app.security import utcnow
 
@@ -87,13 +88,13 @@ class Identity(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    namespace: Mapped[str] = mapped_column(String(64), default="")
-    value: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(identifier(16))
+    namespace: Mapped[str] = mapped_column(identifier(64), default="")
+    value: Mapped[str] = mapped_column(identifier(320))
     verified: Mapped[bool] = mapped_column(default=False)
     #: Upstream identities: the platform-wide id (e.g. WeChat unionid) next to the per-app subject
     #: kept in ``value``; lookups try it first when present.
-    unionid: Mapped[str | None] = mapped_column(String(255))
+    unionid: Mapped[str | None] = mapped_column(identifier(255))
     #: What to show the user for this identity (an upstream account's name or email).
     display: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.dbutil import identifier
 from app.extensions import db
 from app.security import utcnow
 
@@ -17,7 +18,7 @@ class LegacyMapping(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    legacy_id: Mapped[str] = mapped_column(String(128))
+    legacy_id: Mapped[str] = mapped_column(identifier(128))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     #: import | sync | lazy
     source: Mapped[str] = mapped_column(String(16))
