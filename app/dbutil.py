@@ -12,8 +12,9 @@ def identifier(length: int) -> String:
     """A column of machine identifiers (phone numbers, normalized emails, usernames, upstream
     subjects, legacy ids): compared byte by byte. On PostgreSQL that is the "C" collation — the
     database's own (en_US, ICU…) would order them linguistically, which means nothing for an
-    identifier and makes every index comparison a strcoll() call (≈ 6 % of a bulk import's database
-    CPU with ICU en-US). Equality is the same under both. SQLite compares bytes already."""
+    identifier and makes every index comparison a strcoll() call (a bulk import's database CPU per
+    record: 61 µs with "C", 66 under a C.UTF-8 database, 71 under ICU en-US). Equality is the same:
+    a database's default collation is deterministic. SQLite compares bytes already."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
