@@ -20,6 +20,8 @@ The rules (docs/flows/binding.md explains them):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -36,8 +38,12 @@ from app.errors import Conflict, InvalidInput, NeedsMerge, NotFound
 from app.extensions import db
 from app.oidc.logout import close_account_sessions
 from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
+from app.partners.changes import noting_identity_claims
 from app.security import utcnow
 from app.tenants.models import Tenant
+
+
+BOUND_MEANWHILE = "this number was bound to another account meanwhile, try again"
 
 
 @dataclass
@@ -103,13 +109,15 @@ def removable_identities(account: Account, identities: list[Identity]) -> set[in
 def bind_phone(account_id: int, phone: str, challenge_uid: str, code: str) -> BindResult:
     """Add a phone to the account after an OTP (purpose ``bind``) sent to it."""
     phone = _verified_phone(account_id, phone, challenge_uid, code, "bind")
-    account = _lock_accounts(account_id, _phone_holder_id(phone))
+    holder_id = _phone_holder_id(phone)
+    account = _lock_accounts(account_id, holder_id)
     if any(i.kind == "phone" and i.value == phone for i in live_identities(account.id)):
         raise Conflict("this number is already bound to your account")
-    result = _attach_phone(account, phone)
+    with _unique(BOUND_MEANWHILE), noting_identity_claims(account.id, holder_id, source="self"):
+        result = _attach_phone(account, phone)
     audit.record("identity.bound", account_id=account.id, actor="self", identity_kind="phone", value=phone,
                  closed_account=result.closed_account_id, released_from=result.released_from_account_id)
-    _commit("this number was bound to another account meanwhile, try again")
+    _commit(BOUND_MEANWHILE)
     return result
 
 
@@ -117,18 +125,20 @@ def rebind_phone(account_id: int, new_phone: str, challenge_uid: str, code: str)
     """Change the account's phone: an OTP (purpose ``rebind``) to the NEW number proves it; the
     old number is released. A new number held elsewhere follows the bind rules."""
     new_phone = _verified_phone(account_id, new_phone, challenge_uid, code, "rebind")
-    account = _lock_accounts(account_id, _phone_holder_id(new_phone))
+    holder_id = _phone_holder_id(new_phone)
+    account = _lock_accounts(account_id, holder_id)
     old = [i for i in live_identities(account.id) if i.kind == "phone"]
     if any(i.value == new_phone for i in old):
         raise InvalidInput("this is already your number")
-    result = _attach_phone(account, new_phone)
-    now = utcnow()
-    for identity in old:
-        identity.released_at = now
+    with _unique(BOUND_MEANWHILE), noting_identity_claims(account.id, holder_id, source="self"):
+        result = _attach_phone(account, new_phone)
+        now = utcnow()
+        for identity in old:
+            identity.released_at = now
     audit.record("identity.rebound", account_id=account.id, actor="self", identity_kind="phone",
                  old=[i.value for i in old], new=new_phone,
                  closed_account=result.closed_account_id, released_from=result.released_from_account_id)
-    _commit("this number was bound to another account meanwhile, try again")
+    _commit(BOUND_MEANWHILE)
     return result
 
 
@@ -142,7 +152,8 @@ def unbind_identity(account_id: int, identity_id: int) -> None:
     if not ways_in(account, [i for i in identities if i.id != identity_id]):
         raise Conflict("this is your last way to log in: add another one (a phone, or an email or "
                        "username with a password) before removing it")
-    identity.released_at = utcnow()
+    with noting_identity_claims(account.id, source="self"):
+        identity.released_at = utcnow()
     audit.record("identity.unbound", account_id=account.id, actor="self", identity_kind=identity.kind, value=identity.value)
     db.session.commit()
 
@@ -151,8 +162,11 @@ def add_email(account_id: int, email: str) -> Identity:
     """Add an email, unverified until the link sent to it is followed."""
     value = normalize_email(email)
     account = _active_account(account_id)
-    identity = _add_identity(account, "email", "", value, verified=False,
-                             taken="this email address is already used by an account")
+    taken = "this email address is already used by an account"
+    # The first email becomes the email claim (unverified): noted like any claim change.
+    with _unique(taken), noting_identity_claims(account.id, source="self"):
+        identity = _add_identity(account, "email", "", value, verified=False, taken=taken)
+    _commit(taken)
     send_email_verification(identity)
     return identity
 
@@ -163,8 +177,10 @@ def add_username(account_id: int, tenant_id: int, username: str) -> Identity:
     if db.session.get(Tenant, tenant_id) is None:
         raise NotFound("no such tenant")
     account = _active_account(account_id)
-    return _add_identity(account, "username", str(tenant_id), value, verified=True,
-                         taken="this username is taken in this tenant")
+    taken = "this username is taken in this tenant"
+    identity = _add_identity(account, "username", str(tenant_id), value, verified=True, taken=taken)
+    _commit(taken)
+    return identity
 
 
 def deregister(account_id: int) -> list[str]:
@@ -288,8 +304,7 @@ def _add_identity(account: Account, kind: str, namespace: str, value: str, *, ve
     identity = _new_identity(account, kind, namespace, value, verified=verified)
     audit.record("identity.added", account_id=account.id, actor="self", identity_kind=kind, value=value,
                  namespace=namespace or None, verified=verified)
-    _commit(taken)
-    return identity
+    return identity  # the caller commits (``_commit(taken)``)
 
 
 def _new_identity(account: Account, kind: str, namespace: str, value: str, *, verified: bool) -> Identity:
@@ -332,9 +347,17 @@ def _lock_accounts(account_id: int, other_id: int | None) -> Account:
     return _active_account(account_id)
 
 
-def _commit(conflict_detail: str) -> None:
+@contextmanager
+def _unique(conflict_detail: str) -> Iterator[None]:
+    """A live-identity unique index refusing a row (a concurrent request took the identifier
+    first) is a Conflict, and the transaction is rolled back."""
     try:
-        db.session.commit()
+        yield
     except IntegrityError:
         db.session.rollback()
         raise Conflict(conflict_detail) from None
+
+
+def _commit(conflict_detail: str) -> None:
+    with _unique(conflict_detail):
+        db.session.commit()

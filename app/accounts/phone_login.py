@@ -40,6 +40,7 @@ from app.accounts.passwords import verify_password
 from app.accounts.service import create_account, mark_login
 from app.errors import AuthenticationFailed, Conflict
 from app.extensions import db
+from app.partners.changes import noting_identity_claims
 from app.security import utcnow
 
 LOGIN_PURPOSES = ("login", "register")
@@ -171,7 +172,8 @@ def start_fresh(challenge_uid: str, name: str | None = None, password: str | Non
     result = _expect(challenge_uid, "dormant")
     dormant = result.account
     identity = _phone_identity(result.phone)
-    identity.released_at = utcnow()
+    with noting_identity_claims(dormant.id, source="recycled_number"):  # its clients see the phone go
+        identity.released_at = utcnow()
     audit.record("identity.released", account_id=dormant.id, actor="system", client_id=client_id,
                  identity="phone", value=result.phone, reason="recycled_number")
     if not any(i.id != identity.id and i.released_at is None for i in dormant.identities):

@@ -13,6 +13,7 @@ from app.accounts.mailer import send_mail
 from app.accounts.models import Account, Identity
 from app.errors import InvalidInput
 from app.extensions import db
+from app.partners.changes import noting_identity_claims
 
 SALT = "email-verify"
 MAX_AGE = 24 * 3600
@@ -59,7 +60,8 @@ def confirm_email(token: str, max_age: int = MAX_AGE) -> Identity:
     if account is None or not account.is_active:
         raise InvalidInput(INVALID)
     if not identity.verified:
-        identity.verified = True
+        with noting_identity_claims(identity.account_id, source="self"):
+            identity.verified = True
         audit.record("identity.verified", account_id=identity.account_id, actor="self", identity="email",
                      value=identity.value, method="link")
         db.session.commit()

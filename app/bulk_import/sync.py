@@ -36,6 +36,8 @@ from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, pars
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
 from app.merging.service import lock_for_write
+from app.oidc.clients import get_client_by_pk
+from app.partners.changes import noting_identity_claims
 from app.security import utcnow
 from app.tenants.models import Tenant
 
@@ -192,8 +194,10 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
         if not account.is_active:
             db.session.rollback()
             raise SyncError("the hub account of this legacy account is closed", "account_closed")
-        changed = _update_identities(account, tenant, record, context)
-        changed += _set_profile(account, record.profile, fill_only=False)
+        with noting_identity_claims(account.id, source=source, client=_writer(client_id)) as also:
+            changed = _update_identities(account, tenant, record, context)
+            also += _set_profile(account, record.profile, fill_only=False)
+        changed += also
         if password_hash or record.password_hash:
             account.password_hash = password_hash or record.password_hash
             changed.append("password")
@@ -213,8 +217,10 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             changed += [c for c in record.profile] + (["password"] if account.password_hash else [])
         else:
             lock_for_write(account.id)
-            changed = _update_identities(account, tenant, record, context, keep_existing=True)
-            changed += _set_profile(account, record.profile, fill_only=True)
+            with noting_identity_claims(account.id, source=source, client=_writer(client_id)) as also:
+                changed = _update_identities(account, tenant, record, context, keep_existing=True)
+                also += _set_profile(account, record.profile, fill_only=True)
+            changed += also
             if not account.password_hash and (password_hash or record.password_hash):
                 account.password_hash = password_hash or record.password_hash
                 changed.append("password")
@@ -228,6 +234,11 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
                  source=source, version=order.version, changed=sorted(set(changed)))
     db.session.commit()
     return SyncResult(result, mapping, warnings)
+
+
+def _writer(client_id: int | None):
+    """The client pushing the change (told nothing of what it wrote itself), or None (lazy migration)."""
+    return get_client_by_pk(client_id) if client_id else None
 
 
 def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:

@@ -3,6 +3,8 @@ claims-changed Security Event Tokens (RFC 8417) pushed through the outbox (RFC 8
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import current_app
 
@@ -42,6 +44,44 @@ def note_write(account_id: int, claims: list[str], *, source: str, client: Clien
     db.session.add(change)
     db.session.flush()
     _queue_events(change, writer=client)
+
+
+#: The claims clients see that come from an account's identities (OIDC Core 5.1): the primary
+#: live phone and email (verified first, then oldest, as ``Account.identity`` picks them).
+IDENTITY_CLAIMS = {"phone": ("phone_number", "phone_number_verified"), "email": ("email", "email_verified")}
+
+
+def identity_claims(account_id: int) -> dict:
+    """The identity-derived claims of an account as they stand in this transaction."""
+    from app.accounts.models import Identity
+
+    db.session.flush()
+    live = db.session.scalars(db.select(Identity).filter_by(account_id=account_id, released_at=None)).all()
+    claims = {}
+    for kind, (value_claim, verified_claim) in IDENTITY_CLAIMS.items():
+        primary = min((i for i in live if i.kind == kind), key=lambda i: (not i.verified, i.id), default=None)
+        claims[value_claim] = primary.value if primary else None
+        claims[verified_claim] = primary.verified if primary else None
+    return claims
+
+
+@contextmanager
+def noting_identity_claims(*account_ids: int | None, source: str, client: Client | None = None) -> Iterator[list[str]]:
+    """Around a change of identities (bind, rebind, unbind, a verified email, a recycled number, a
+    legacy sync): the identity-derived claims that changed on each account are noted like any
+    other write (provenance, change log, claims-changed SETs), in one change per account. The
+    list it yields takes other claims the caller changed on the first account meanwhile (profile
+    claims), noted in the same change. In the caller's transaction."""
+    accounts = [account_id for account_id in dict.fromkeys(account_ids) if account_id]
+    before = {account_id: identity_claims(account_id) for account_id in accounts}
+    also: list[str] = []
+    yield also
+    for account_id, old in before.items():
+        new = identity_claims(account_id)
+        changed = {claim for claim in new if new[claim] != old[claim]}
+        if account_id == accounts[0]:
+            changed.update(also)
+        note_write(account_id, sorted(changed), source=source, client=client)
 
 
 def _visible_claims(change: ClaimChange, client: Client, contract: Contract) -> list[str]:

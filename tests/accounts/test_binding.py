@@ -184,6 +184,28 @@ def test_rebind_with_a_code_to_the_new_number(app, sms):
     make_account(app, phone=PHONE)
 
 
+def test_a_phone_change_reaches_subscribed_partners_as_a_claims_change(app, sms, http, factories, receiver):
+    """The phone_number claim follows the primary phone: a rebind changes it (a claims-changed SET
+    and a change-log entry for the partners that may read it); a second phone does not."""
+    from app.events.service import run_once
+    from tests.partners.conftest import Partners
+
+    partners = Partners(app, factories, http)
+    subscriber = partners.make(read="phone_number", subscribe=True, events_endpoint=f"{receiver.url}/events")
+    me = make_account(app, phone=PHONE)
+    sub = partners.share(subscriber, me)
+    browser = hub_login(app, PHONE)
+    assert "Phone number saved." in bind(browser, sms, OTHER_PHONE, purpose="rebind").get_data(as_text=True)
+    assert "saved" in bind(browser, sms, "+14155550122").get_data(as_text=True)  # a second phone: not the claim
+    with app.app_context():
+        while run_once():
+            pass
+    events = [r["claims"]["events"]["urn:tessera:event:claims-changed"] for r in receiver.requests]
+    assert [(e["subject"]["sub"], e["claims"]) for e in events] == [(sub, ["phone_number"])]
+    changes = http.get("/api/changes", headers=subscriber.headers()).get_json()["changes"]
+    assert [(c["sub"], c["claims"]) for c in changes] == [(sub, ["phone_number"])]
+
+
 def test_rebind_needs_the_code_of_the_new_number(app, sms):
     me = make_account(app, phone=PHONE)
     browser = hub_login(app, PHONE)

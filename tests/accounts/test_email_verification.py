@@ -52,6 +52,17 @@ def test_link_verifies_the_email(app, outbox, http, email_identity):
         assert db.session.scalar(db.select(db.func.count()).select_from(AuditEvent).filter_by(kind="identity.verified")) == 1
 
 
+def test_a_verified_email_is_a_claims_change_for_partners_polling(app, outbox, http, factories, email_identity):
+    from tests.partners.conftest import Partners
+
+    partners = Partners(app, factories, http)
+    partner = partners.make(read="email,email_verified")
+    sub = partners.share(partner, _identity(app, email_identity).account_id)
+    assert http.get(urlsplit(_send(app, email_identity)).path).status_code == 200
+    changes = http.get("/api/changes", headers=partner.headers()).get_json()["changes"]
+    assert [(c["sub"], c["claims"]) for c in changes] == [(sub, ["email_verified"])]
+
+
 def test_tampered_link_is_refused(app, outbox, http, email_identity):
     token = urlsplit(_send(app, email_identity)).path.rsplit("/", 1)[1]
     payload, rest = token.split(".", 1)

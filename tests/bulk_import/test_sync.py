@@ -196,3 +196,23 @@ def test_attributes_are_the_tenants(app, sync):
 def _count(app, model):
     with app.app_context():
         return db.session.scalar(db.select(db.func.count()).select_from(model))
+
+
+def test_changes_pushed_by_the_legacy_system_reach_subscribed_partners(app, sync, factories, http, receiver):
+    """A legacy update of a person a partner knows is a claims change like any other: the name
+    and the phone (the phone_number claim) it changed, in one change."""
+    from app.events.service import run_once
+    from tests.partners.conftest import Partners
+
+    assert sync.put("L9", _record()).status_code == 201
+    account_id = _mapping(app, sync.tenant, "L9").account_id
+    partners = Partners(app, factories, http)
+    subscriber = partners.make(read="name,phone_number", subscribe=True, events_endpoint=f"{receiver.url}/events")
+    sub = partners.share(subscriber, account_id)
+    assert sync.put("L9", _record(version=2, name="Alice B", phone="+14155550177")).status_code == 200
+    assert sync.put("L9", _record(version=3, name="Alice B", phone="+14155550177", attributes={"level": "silver"})).status_code == 200
+    with app.app_context():
+        while run_once():
+            pass
+    events = [r["claims"]["events"]["urn:tessera:event:claims-changed"] for r in receiver.requests]
+    assert [(e["subject"]["sub"], e["claims"]) for e in events] == [(sub, ["name", "phone_number"])]
