@@ -37,7 +37,7 @@ from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
 from app.merging.service import lock_for_write
 from app.oidc.clients import get_client_by_pk
-from app.partners.changes import noting_identity_claims
+from app.partners.changes import attribute_claims, note_write, noting_identity_claims
 from app.security import utcnow
 from app.tenants.models import Tenant
 
@@ -201,10 +201,11 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
         if password_hash or record.password_hash:
             account.password_hash = password_hash or record.password_hash
             changed.append("password")
-        changed += _set_attributes(account, tenant, record.attributes)
+        changed += _set_attributes(account, tenant, record.attributes, source=source, client_id=client_id, known=True)
         result = "updated"
     else:
         account, result = _anchor_account(record)
+        known = account is not None  # a hub account the record links to (clients may know it)
         if account is None:
             account = Account(**{k: v for k, v in record.profile.items()})
             account.password_hash = password_hash or record.password_hash
@@ -224,7 +225,7 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             if not account.password_hash and (password_hash or record.password_hash):
                 account.password_hash = password_hash or record.password_hash
                 changed.append("password")
-        changed += _set_attributes(account, tenant, record.attributes)
+        changed += _set_attributes(account, tenant, record.attributes, source=source, client_id=client_id, known=known)
         mapping = LegacyMapping(tenant_id=tenant.id, legacy_id=record.legacy_id, account_id=account.id, source=source)
         db.session.add(mapping)
     mapping.legacy_version = order.version if order.version is not None else mapping.legacy_version
@@ -314,16 +315,24 @@ def _set_profile(account: Account, profile: dict, *, fill_only: bool) -> list[st
     return changed
 
 
-def _set_attributes(account: Account, tenant: Tenant, attributes: dict | None) -> list[str]:
+def _set_attributes(account: Account, tenant: Tenant, attributes: dict | None, *, source: str,
+                    client_id: int | None, known: bool) -> list[str]:
+    """Replace the tenant's attributes of the account. ``known``: the account existed before this
+    change, so partners of the tenant that read the changed attributes are told (a change like
+    a partner's write)."""
     if attributes is None:
         return []
     row = db.session.scalar(db.select(AccountAttributes).filter_by(account_id=account.id, tenant_id=tenant.id))
+    before = dict(row.data or {}) if row is not None else {}
     if row is None:
         db.session.add(AccountAttributes(account_id=account.id, tenant_id=tenant.id, data=attributes))
     elif row.data == attributes:
         return []
     else:
         row.data = attributes
+    if known:
+        names = sorted(n for n in before.keys() | attributes.keys() if before.get(n) != attributes.get(n))
+        note_write(account.id, attribute_claims(names), source=source, client=_writer(client_id), tenant_id=tenant.id)
     return ["attributes"]
 
 

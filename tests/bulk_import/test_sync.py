@@ -200,14 +200,16 @@ def _count(app, model):
 
 def test_changes_pushed_by_the_legacy_system_reach_subscribed_partners(app, sync, factories, http, receiver):
     """A legacy update of a person a partner knows is a claims change like any other: the name
-    and the phone (the phone_number claim) it changed, in one change."""
+    and the phone (the phone_number claim) it changed, in one change; then the tenant attribute
+    it changed, for a partner of that tenant."""
     from app.events.service import run_once
     from tests.partners.conftest import Partners
 
     assert sync.put("L9", _record()).status_code == 201
     account_id = _mapping(app, sync.tenant, "L9").account_id
     partners = Partners(app, factories, http)
-    subscriber = partners.make(read="name,phone_number", subscribe=True, events_endpoint=f"{receiver.url}/events")
+    subscriber = partners.make(read="name,phone_number,attributes.level", subscribe=True, tenant=sync.tenant,
+                               events_endpoint=f"{receiver.url}/events")
     sub = partners.share(subscriber, account_id)
     assert sync.put("L9", _record(version=2, name="Alice B", phone="+14155550177")).status_code == 200
     assert sync.put("L9", _record(version=3, name="Alice B", phone="+14155550177", attributes={"level": "silver"})).status_code == 200
@@ -215,4 +217,5 @@ def test_changes_pushed_by_the_legacy_system_reach_subscribed_partners(app, sync
         while run_once():
             pass
     events = [r["claims"]["events"]["urn:tessera:event:claims-changed"] for r in receiver.requests]
-    assert [(e["subject"]["sub"], e["claims"]) for e in events] == [(sub, ["name", "phone_number"])]
+    assert [(e["subject"]["sub"], e["claims"]) for e in events] == [(sub, ["name", "phone_number"]),
+                                                                     (sub, ["attributes.level"])]
