@@ -104,6 +104,9 @@ def load_config() -> dict:
         # An account with no login for this many days is dormant: a newcomer who verifies its
         # (possibly carrier-recycled) phone number does not inherit it.
         "TESSERA_DORMANT_DAYS": _int("DORMANT_DAYS", 365),
+        # Changes to how a person logs in (changing the phone, removing a way in) and deregistration
+        # need a login at most this many seconds old; otherwise /account/confirm asks again.
+        "TESSERA_REAUTH_MAX_AGE": _int("REAUTH_MAX_AGE", 600),
         # Days between deregistration and the release of the account's identifiers.
         "TESSERA_DEREGISTRATION_COOLING_OFF_DAYS": _int("DEREGISTRATION_COOLING_OFF_DAYS", 15),
         # Outgoing email (verification links) goes where the SMS sender points: appended as JSON

@@ -9,7 +9,7 @@ from functools import wraps
 
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
 from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
@@ -19,7 +19,8 @@ from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.extensions import limiter
 from app.oidc import logout
 from app.oidc.routes import render_logged_out
-from app.oidc.sessions import current_account, current_session, set_session_cookie, start_session
+from app.oidc.sessions import (current_account, current_session, login_age, renew_auth_time, set_session_cookie,
+                                start_session)
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -50,6 +51,15 @@ class EmailForm(FlaskForm):
     submit = SubmitField("Add email")
 
 
+class PasswordConfirmForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Confirm")
+
+
+class SendCodeForm(FlaskForm):
+    send = SubmitField("Send a code")
+
+
 class ActionForm(FlaskForm):
     """A button that changes something (unbind, revoke, deregister): CSRF token only."""
 
@@ -66,6 +76,70 @@ def account_required(view):
         g.account, g.hub_session = account, session
         return view(*args, **kwargs)
     return wrapper
+
+
+def _recent_login_or_confirm():
+    """None when the hub session's login is recent enough for a change to how the person logs in
+    (``TESSERA_REAUTH_MAX_AGE``); otherwise the redirect to /account/confirm, which comes back to
+    this page (a GET) or to /account (a POST, which the person then repeats)."""
+    if login_age(g.hub_session) <= current_app.config["TESSERA_REAUTH_MAX_AGE"]:
+        return None
+    back = request.path if request.method == "GET" else url_for("account.index")
+    return redirect(url_for("account.confirm", next=back))
+
+
+def _local_account_path(value: str | None) -> str:
+    """Where /account/confirm may send the browser back to: a path of these pages, nothing else."""
+    if value and value.startswith("/account/") and "//" not in value and "\\" not in value:
+        return value
+    return url_for("account.index")
+
+
+def _reauth_key() -> str:
+    """Per account (password guesses from many addresses) — the IP limit is the other decorator."""
+    account = current_account()
+    return f"reauth|{account.id if account else request.remote_addr}"
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@limiter.limit(login_rate_limit, key_func=_reauth_key, methods=["POST"])
+@limiter.limit(login_rate_limit, methods=["POST"])
+@account_required
+def confirm():
+    """Confirm it is you: the account's password, or a code to its verified phone. Renews the
+    session's auth_time, then back to where the person was going."""
+    account, back = g.account, _local_account_path(request.values.get("next"))
+    phone = account.identity("phone")
+    phone = phone.value if phone is not None and phone.verified else None
+    password_form, send_form, code_form = PasswordConfirmForm(), SendCodeForm(), CodeForm()
+    error = None
+    # One page, three forms: the field that a form alone has tells which one was sent.
+    if account.password_hash and "password" in request.form and password_form.validate_on_submit():
+        try:
+            service.confirm_password(account.id, password_form.password.data)
+        except AuthenticationFailed as exc:
+            error = exc.detail
+        else:
+            renew_auth_time(g.hub_session, "pwd")
+            return redirect(back)
+    elif phone and "send" in request.form and send_form.validate_on_submit():
+        challenge = _run(otp.send_code, phone, "reauth", account_id=account.id)
+        if challenge is not False:
+            session["account_reauth"] = challenge.uid
+    elif phone and "code" in request.form and code_form.validate_on_submit():
+        try:
+            service.confirm_phone_code(account.id, session.get("account_reauth") or "", code_form.code.data)
+        except AuthenticationFailed as exc:
+            error = exc.detail
+        else:
+            session.pop("account_reauth", None)
+            renew_auth_time(g.hub_session, "otp")
+            return redirect(back)
+    return render_template(
+        "account/confirm.html", password_form=password_form if account.password_hash else None,
+        send_form=send_form if phone else None, code_form=code_form if session.get("account_reauth") else None,
+        phone=phone, back=back, error=error, minutes=current_app.config["TESSERA_REAUTH_MAX_AGE"] // 60,
+    ), 401 if error else 200
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -127,6 +201,8 @@ def profile():
 def send_phone_code(purpose: str):
     if purpose not in PHONE_PURPOSES:
         return redirect(url_for("account.index"))
+    if purpose == "rebind" and (stale := _recent_login_or_confirm()):
+        return stale
     form = PhoneForm()
     if form.validate_on_submit():
         challenge = _run(otp.send_code, form.phone.data, purpose, account_id=g.account.id)
@@ -142,6 +218,8 @@ def send_phone_code(purpose: str):
 def confirm_phone(purpose: str, uid: str):
     if purpose not in PHONE_PURPOSES:
         return redirect(url_for("account.index"))
+    if purpose == "rebind" and (stale := _recent_login_or_confirm()):
+        return stale
     pending = session.get("account_otp") or {}
     if pending.get("uid") != uid:
         flash("That code request is not from this browser: send a new code.", "error")
@@ -193,6 +271,8 @@ def add_email():
 @bp.post("/identities/<int:identity_id>/unbind")
 @account_required
 def unbind(identity_id: int):
+    if stale := _recent_login_or_confirm():
+        return stale
     if ActionForm().validate_on_submit() and _run(binding.unbind_identity, g.account.id, identity_id) is not False:
         flash("Removed.", "info")
     return redirect(url_for("account.index"))
@@ -223,6 +303,8 @@ def revoke_client(client_id: int):
 @bp.route("/deregister", methods=["GET", "POST"])
 @account_required
 def deregister():
+    if stale := _recent_login_or_confirm():
+        return stale
     form = ActionForm()
     if form.validate_on_submit():
         frontchannel = _run(binding.deregister, g.account.id)

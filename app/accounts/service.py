@@ -117,6 +117,37 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
     return account
 
 
+def confirm_password(account_id: int, password: str) -> None:
+    """Re-authentication of a logged-in person with the account's password (the same argon2 work
+    as a login, audited both ways). AuthenticationFailed when it is wrong."""
+    account = get_active_account(account_id)
+    ok, new_hash = verify_password(password or "", account.password_hash if account else None)
+    if not ok or account is None:
+        audit.record("reauth.failure", account_id=account_id, actor="self", method="pwd")
+        db.session.commit()
+        raise AuthenticationFailed("wrong password")
+    if new_hash:
+        account.password_hash = new_hash
+    audit.record("reauth.success", account_id=account.id, actor="self", method="pwd")
+    db.session.commit()
+
+
+def confirm_phone_code(account_id: int, challenge_uid: str, code: str) -> None:
+    """Re-authentication with a code sent (purpose ``reauth``) to the account's own verified phone."""
+    from app.accounts.otp import verify_code
+
+    try:
+        challenge = verify_code(challenge_uid, code, "reauth")
+        if challenge.account_id != account_id:
+            raise AuthenticationFailed("this code was sent for another account")
+    except AuthenticationFailed:
+        audit.record("reauth.failure", account_id=account_id, actor="self", method="otp")
+        db.session.commit()
+        raise
+    audit.record("reauth.success", account_id=account_id, actor="self", method="otp")
+    db.session.commit()
+
+
 def mark_login(account: Account, identity: Identity) -> None:
     """Record a successful login through ``identity`` (for dormancy rules); the caller commits.
     Raises AccountBusy while the account is under a merge (the login gets a retry answer)."""

@@ -54,6 +54,19 @@ def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> 
     return session, cookie_value
 
 
+def renew_auth_time(session: SSOSession, method: str) -> None:
+    """The person proved it is them again (``method``: an RFC 8176 amr value) in this session:
+    its ``auth_time`` (OIDC Core: the time of the last authentication) is now."""
+    session.auth_time = int(time.time())
+    session.amr = sorted(set(session.amr or []) | {method})
+    db.session.commit()
+
+
+def login_age(session: SSOSession) -> int:
+    """Seconds since the session's last authentication."""
+    return int(time.time()) - session.auth_time
+
+
 def current_session() -> SSOSession | None:
     """The live session of this browser, or None. Cached for the request."""
     if "hub_session" in g:
