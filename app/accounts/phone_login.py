@@ -36,8 +36,7 @@ from app.accounts import audit
 from app.accounts.identifiers import normalize_phone
 from app.accounts.models import Account, Identity, OtpChallenge
 from app.accounts.otp import send_code, verify_code
-from app.accounts.passwords import verify_password
-from app.accounts.service import create_account, mark_login
+from app.accounts.service import create_account, mark_login, password_matches
 from app.errors import AuthenticationFailed, Conflict
 from app.extensions import db
 from app.partners.changes import noting_identity_claims
@@ -152,14 +151,11 @@ def prove_dormant(challenge_uid: str, password: str, client_id: int | None = Non
     """Log in to the dormant account of a verified phone with that account's password too."""
     result = _expect(challenge_uid, "dormant")
     account = result.account
-    ok, new_hash = verify_password(password or "", account.password_hash)
-    if not ok:
+    if not password_matches(account, password):
         audit.record("login.failure", account_id=account.id, client_id=client_id, method="otp+pwd",
                      reason="bad credentials (dormant account)")
         db.session.commit()
         raise AuthenticationFailed("wrong password for the account of this number")
-    if new_hash:
-        account.password_hash = new_hash
     _login(account, result.phone, client_id, method="otp+pwd")
     db.session.commit()
     return account

@@ -9,6 +9,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.accounts import audit
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
+from app.accounts.otp import verify_code
 from app.accounts.passwords import MIN_PASSWORD_LENGTH, burn_verification_time, hash_password, verify_password
 from app.errors import AuthenticationFailed, Conflict, InvalidInput
 from app.extensions import db
@@ -80,6 +81,15 @@ def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
     return None
 
 
+def password_matches(account: Account, password: str | None) -> bool:
+    """Whether ``password`` is the account's. On a match, a legacy or outdated hash is replaced by
+    the current argon2id one (the caller commits)."""
+    ok, new_hash = verify_password(password or "", account.password_hash)
+    if ok and new_hash:
+        account.password_hash = new_hash
+    return ok
+
+
 def authenticate_password(login: str, password: str, tenant_id: int | None = None, client_id: int | None = None) -> Account:
     """The active account that ``login`` names, if ``password`` is its password.
 
@@ -98,19 +108,17 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
         if lazy.wants_legacy_check(account, tenant_id) else None
     if migrated is not None:
         account, identity = migrated
-        ok, new_hash = True, None  # the hub's argon2id hash of the password was just made
+        ok = True  # the hub's argon2id hash of the password was just made
     elif account is None:
         burn_verification_time(password or "")
-        ok, new_hash = False, None
+        ok = False
     else:
-        ok, new_hash = verify_password(password or "", account.password_hash)
+        ok = password_matches(account, password)
     if not ok or not account.is_active:
         audit.record("login.failure", account_id=account.id if account else None, client_id=client_id,
                      method="pwd", reason="inactive account" if ok else "bad credentials")
         db.session.commit()
         raise AuthenticationFailed("wrong identifier or password")
-    if new_hash:
-        account.password_hash = new_hash
     mark_login(account, identity)
     audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd", identity=identity.kind)
     db.session.commit()
@@ -121,21 +129,18 @@ def confirm_password(account_id: int, password: str) -> None:
     """Re-authentication of a logged-in person with the account's password (the same argon2 work
     as a login, audited both ways). AuthenticationFailed when it is wrong."""
     account = get_active_account(account_id)
-    ok, new_hash = verify_password(password or "", account.password_hash if account else None)
-    if not ok or account is None:
+    if account is None:
+        burn_verification_time(password or "")
+    if account is None or not password_matches(account, password):
         audit.record("reauth.failure", account_id=account_id, actor="self", method="pwd")
         db.session.commit()
         raise AuthenticationFailed("wrong password")
-    if new_hash:
-        account.password_hash = new_hash
     audit.record("reauth.success", account_id=account.id, actor="self", method="pwd")
     db.session.commit()
 
 
 def confirm_phone_code(account_id: int, challenge_uid: str, code: str) -> None:
     """Re-authentication with a code sent (purpose ``reauth``) to the account's own verified phone."""
-    from app.accounts.otp import verify_code
-
     try:
         challenge = verify_code(challenge_uid, code, "reauth")
         if challenge.account_id != account_id:

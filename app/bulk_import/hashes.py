@@ -188,8 +188,7 @@ def _normalize_salted(value: str, algorithm: str, template: str) -> str:
     else:
         salt, digest = "", value
     digest = digest.lower()
-    size = _DIGEST_SIZES.get(algorithm) or _DIGEST_SIZES.setdefault(algorithm, hashlib.new(algorithm).digest_size)
-    if len(digest) != 2 * size or not _HEX.fullmatch(digest):
+    if len(digest) != 2 * _DIGEST_SIZES[algorithm] or not _HEX.fullmatch(digest):
         raise InvalidInput(f"not a hex {algorithm} digest")
     return f"$tessera-salted${algorithm}${layout}${_b64encode(salt.encode('utf-8'))}${digest}"
 
@@ -257,7 +256,7 @@ _WELL_FORMED = {
     "sha512_crypt": re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"),
 }
 _HEX = re.compile(r"[0-9a-f]*")
-_DIGEST_SIZES: dict[str, int] = {}
+_DIGEST_SIZES = {algorithm: hashlib.new(algorithm).digest_size for algorithm in SALTED_ALGORITHMS}
 
 
 def normalize_legacy_hash(hash: str, fmt: str | None) -> str:  # noqa: A002 — the import field's name

@@ -178,6 +178,8 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
     warnings = [detail for _kind, detail in record.problems]
     mapping = find_mapping(tenant.id, record.legacy_id, lock=True)
     context = {"actor": actor, "client_id": client_id}
+    # The client pushing the change (told nothing of what it wrote itself), or None (lazy migration).
+    writer = get_client_by_pk(client_id) if client_id else None
     if mapping is not None:
         newer = _newer(order, mapping)
         if newer is None and mapping.record_hash == record.record_hash:
@@ -194,14 +196,14 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
         if not account.is_active:
             db.session.rollback()
             raise SyncError("the hub account of this legacy account is closed", "account_closed")
-        with noting_identity_claims(account.id, source=source, client=_writer(client_id)) as also:
+        with noting_identity_claims(account.id, source=source, client=writer) as also:
             changed = _update_identities(account, tenant, record, context)
             also += _set_profile(account, record.profile, fill_only=False)
         changed += also
         if password_hash or record.password_hash:
             account.password_hash = password_hash or record.password_hash
             changed.append("password")
-        changed += _set_attributes(account, tenant, record.attributes, source=source, client_id=client_id, known=True)
+        changed += _set_attributes(account, tenant, record.attributes, source=source, writer=writer, known=True)
         result = "updated"
     else:
         account, result = _anchor_account(record)
@@ -218,14 +220,14 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             changed += [c for c in record.profile] + (["password"] if account.password_hash else [])
         else:
             lock_for_write(account.id)
-            with noting_identity_claims(account.id, source=source, client=_writer(client_id)) as also:
+            with noting_identity_claims(account.id, source=source, client=writer) as also:
                 changed = _update_identities(account, tenant, record, context, keep_existing=True)
                 also += _set_profile(account, record.profile, fill_only=True)
             changed += also
             if not account.password_hash and (password_hash or record.password_hash):
                 account.password_hash = password_hash or record.password_hash
                 changed.append("password")
-        changed += _set_attributes(account, tenant, record.attributes, source=source, client_id=client_id, known=known)
+        changed += _set_attributes(account, tenant, record.attributes, source=source, writer=writer, known=known)
         mapping = LegacyMapping(tenant_id=tenant.id, legacy_id=record.legacy_id, account_id=account.id, source=source)
         db.session.add(mapping)
     mapping.legacy_version = order.version if order.version is not None else mapping.legacy_version
@@ -235,11 +237,6 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
                  source=source, version=order.version, changed=sorted(set(changed)))
     db.session.commit()
     return SyncResult(result, mapping, warnings)
-
-
-def _writer(client_id: int | None):
-    """The client pushing the change (told nothing of what it wrote itself), or None (lazy migration)."""
-    return get_client_by_pk(client_id) if client_id else None
 
 
 def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:
@@ -316,7 +313,7 @@ def _set_profile(account: Account, profile: dict, *, fill_only: bool) -> list[st
 
 
 def _set_attributes(account: Account, tenant: Tenant, attributes: dict | None, *, source: str,
-                    client_id: int | None, known: bool) -> list[str]:
+                    writer, known: bool) -> list[str]:
     """Replace the tenant's attributes of the account. ``known``: the account existed before this
     change, so partners of the tenant that read the changed attributes are told (a change like
     a partner's write)."""
@@ -332,7 +329,7 @@ def _set_attributes(account: Account, tenant: Tenant, attributes: dict | None, *
         row.data = attributes
     if known:
         names = sorted(n for n in before.keys() | attributes.keys() if before.get(n) != attributes.get(n))
-        note_write(account.id, attribute_claims(names), source=source, client=_writer(client_id), tenant_id=tenant.id)
+        note_write(account.id, attribute_claims(names), source=source, client=writer, tenant_id=tenant.id)
     return ["attributes"]
 
 

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 3600
 
 
-
 def security_event_token(client, txn: str, events: dict) -> tuple[str, str]:
     """An RFC 8417 Security Event Token for ``client`` (issuer, audience, a fresh ``jti``, ``txn``
     and the ``events`` object), signed for it; returns (jwt, jti)."""
@@ -31,6 +30,7 @@ def security_event_token(client, txn: str, events: dict) -> tuple[str, str]:
     claims = {"iss": current_app.config["TESSERA_ISSUER"], "iat": int(time.time()), "jti": jti,
               "aud": client.client_id, "txn": txn, "events": events}
     return sign_for_client(client, claims, typ="secevent+jwt"), jti
+
 
 def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str,
             expires_at=None, reference: str | None = None) -> OutboxEvent:

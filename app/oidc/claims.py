@@ -41,7 +41,8 @@ def scopes_for_claims(claims_request: dict | None) -> set[str]:
     return scopes
 
 
-def _claim_value(account: Account, claim: str):
+def claim_value(account: Account, claim: str):
+    """The value of one claim of the account (None: it has none)."""
     if claim in PROFILE_CLAIMS:
         return getattr(account, claim)
     if claim == "updated_at":
@@ -64,7 +65,7 @@ def account_claims(account: Account, client: Client, scope: str, requested: dict
     wanted.extend(c for c in (requested or {}) if c in CLAIM_SCOPE)
     claims = {"sub": subject_for(client, account.id)}
     for claim in dict.fromkeys(wanted):
-        value = _claim_value(account, claim)
+        value = claim_value(account, claim)
         if value is not None and value != "":
             claims[claim] = value
     return claims

@@ -8,8 +8,10 @@ from contextlib import contextmanager
 
 from flask import current_app
 
+from app.accounts.models import Account
 from app.events.service import enqueue, security_event_token
 from app.extensions import db
+from app.oidc.claims import SCOPE_CLAIMS, claim_value
 from app.oidc.clients import get_client_by_pk
 from app.oidc.models import Client, SubjectMapping
 from app.oidc.subjects import sector_of, subject_for
@@ -46,23 +48,18 @@ def note_write(account_id: int, claims: list[str], *, source: str, client: Clien
     _queue_events(change, writer=client)
 
 
-#: The claims clients see that come from an account's identities (OIDC Core 5.1): the primary
-#: live phone and email (verified first, then oldest, as ``Account.identity`` picks them).
-IDENTITY_CLAIMS = {"phone": ("phone_number", "phone_number_verified"), "email": ("email", "email_verified")}
+#: The claims clients see that come from an account's identities (OIDC Core 5.1): its primary
+#: live phone and email (``Account.identity``).
+IDENTITY_CLAIMS = SCOPE_CLAIMS["phone"] + SCOPE_CLAIMS["email"]
 
 
 def identity_claims(account_id: int) -> dict:
-    """The identity-derived claims of an account as they stand in this transaction."""
-    from app.accounts.models import Identity
-
+    """The identity-derived claims of an account as they stand in this transaction, as a client
+    would read them (``oidc.claims.claim_value``)."""
     db.session.flush()
-    live = db.session.scalars(db.select(Identity).filter_by(account_id=account_id, released_at=None)).all()
-    claims = {}
-    for kind, (value_claim, verified_claim) in IDENTITY_CLAIMS.items():
-        primary = min((i for i in live if i.kind == kind), key=lambda i: (not i.verified, i.id), default=None)
-        claims[value_claim] = primary.value if primary else None
-        claims[verified_claim] = primary.verified if primary else None
-    return claims
+    account = db.session.get(Account, account_id)
+    db.session.expire(account, ["identities"])  # reloaded: identities were added or released meanwhile
+    return {claim: claim_value(account, claim) for claim in IDENTITY_CLAIMS}
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import sys
 import time
 from datetime import timedelta
 
-
 from app.events.models import DeliveryAttempt, OutboxEvent
 from app.events.service import enqueue, run_once
 from app.extensions import db
