@@ -238,11 +238,29 @@ def _handler(name: str):
     return password_context.handler(name)
 
 
+#: Checksum lengths passlib does not check itself (phpass: the hash64 of an MD5 digest).
+_CHECKSUM_SIZES = {"phpass": 22}
+
+
 def _parses(handler, value: str) -> bool:
+    """Whether ``value`` is a whole hash of ``handler``: it parses, and carries a checksum of the
+    handler's size. passlib also parses *configuration strings* — a hash's settings without its
+    checksum (``$6$salt$``, ``pbkdf2_sha256$1000$salt$``, ``$2b$12$`` + salt) — and phpass hashes
+    with a short checksum: no password ever verifies against those, so they are not hashes."""
     try:
-        return bool(handler.identify(value)) and handler.from_string(value) is not None
+        if not handler.identify(value):
+            return False
+        if isinstance(handler, uh.PrefixWrapper):  # django_argon2, …: the wrapped handler's hash
+            value = handler.orig_prefix + value[len(handler.prefix):]
+            handler = handler.wrapped
+        parsed = handler.from_string(value)
     except (ValueError, TypeError):
         return False
+    if parsed is None:
+        return False
+    checksum = getattr(parsed, "checksum", None)
+    size = _CHECKSUM_SIZES.get(handler.name) or getattr(handler, "checksum_size", None)
+    return bool(checksum) and (size is None or len(checksum) == size)
 
 
 #: Hashes that passlib always accepts for these handlers, recognized without building the handler's

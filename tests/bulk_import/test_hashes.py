@@ -107,10 +107,30 @@ def test_salted_layouts_are_self_describing(ctx):
     ("s4lt$" + "0" * 32, "salted_crc32:{salt}{password}"),
     ("z" * 32, "md5"),
     ("plaintext-password", None),  # unrecognized without a format
+    # Configuration strings: passlib parses them, but without a checksum no password ever matches.
+    ("$6$saltsalt$", None), ("$6$saltsalt$", "sha512_crypt"), ("$5$rounds=5000$saltsalt$", None),
+    ("$5$rounds=5000$saltsalt", "sha256_crypt"), ("$1$abcdefgh$", None), ("$apr1$abcdefgh$", None),
+    ("pbkdf2_sha256$1000$salt$", None), ("pbkdf2_sha256$1000$salt$", "django_pbkdf2_sha256"),
+    ("$pbkdf2-sha256$1000$c2FsdA$", None), ("$scrypt$ln=4,r=8,p=1$c2FsdA$", None),
+    ("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ", None), ("argon2$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ", None),
+    ("$2b$12$" + "C" * 22, None), ("$2b$12$" + "C" * 22, "bcrypt"), ("sha1$salt$", "django_salted_sha1"),
+    ("$S$D2sypG2KL", None), ("{SHA}", "sha"),
+    # phpass with a short checksum (passlib does not check its length)
+    ("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r", None), ("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r", "phpass"),
 ])
 def test_invalid_legacy_hashes_are_refused(ctx, legacy, fmt):
     with pytest.raises(InvalidInput):
         normalize_legacy_hash(legacy, fmt)
+
+
+def test_wrapped_handlers_are_recognized(ctx):
+    """django_argon2 and django_bcrypt_sha256 are passlib prefix wrappers: recognized, not a crash."""
+    from passlib.hash import django_argon2, django_bcrypt_sha256
+
+    for handler in (django_argon2.using(rounds=1, memory_cost=1024), django_bcrypt_sha256.using(rounds=4)):
+        legacy = handler.hash(PW)
+        stored = normalize_legacy_hash(legacy, None)
+        assert stored == legacy and verify_password(PW, stored)[0]
 
 
 def test_wrong_password_on_a_cheap_legacy_hash_costs_an_argon2_verification(ctx, monkeypatch):

@@ -438,3 +438,23 @@ def test_the_import_commands_tune_the_garbage_collector_only_while_they_run():
     with bulk_gc():
         assert gc.get_threshold()[0] == 50_000 and gc.get_freeze_count() > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+#: Hashes passlib can parse but no password can ever match: configuration strings (a hash's
+#: settings without its checksum) and a phpass hash cut short.
+NEVER_VERIFY = [
+    ("$6$saltsalt$", None), ("$5$rounds=5000$saltsalt$", "sha256_crypt"), ("pbkdf2_sha256$1000$salt$", None),
+    ("$2b$12$" + "C" * 22, "bcrypt"), ("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r", "phpass"), ("$1$abcdefgh$", None),
+]
+
+
+def test_hashes_that_can_never_verify_are_invalid_records(importer):
+    path = importer.file([rec(f"h{i}", email=f"h{i}@example.com", password_hash=value, password_format=fmt)
+                          for i, (value, fmt) in enumerate(NEVER_VERIFY)]
+                         + [rec("ok", email="ok@example.com", password_hash="$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0")])
+    counters = importer.run(path)
+    assert (counters["created"], counters["invalid"]) == (1, len(NEVER_VERIFY))
+    conflicts = importer.conflicts("invalid_record")
+    assert {c.legacy_id for c in conflicts} == {f"h{i}" for i in range(len(NEVER_VERIFY))}
+    assert all("password_hash" in c.detail for c in conflicts)
+    assert importer.account_of("h0") is None and importer.account_of("ok") is not None
