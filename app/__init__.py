@@ -49,6 +49,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     for blueprint in (oidc_bp, accounts_bp, account_bp, merging_bp, federation_bp, partners_bp, sync_bp, web_bp):
         app.register_blueprint(blueprint)
 
+    from app.bulk_import.links import init_app as init_legacy_links
+
+    init_legacy_links(app)
+
     from app.cli import register_commands
 
     register_commands(app)

@@ -299,6 +299,7 @@ def users_create(phone, password, email, name, as_json) -> None:
 def register_commands(app) -> None:
     from app.bulk_import.cli import import_group
     from app.bulk_import.cli_lazy import set_legacy_verify_command
+    from app.bulk_import.cli_sync import sync_group
     from app.federation.cli import upstreams_group
     from app.merging.cli import merges_group
     from app.partners.cli import set_contract_command
@@ -306,6 +307,7 @@ def register_commands(app) -> None:
     clients_group.add_command(set_contract_command)
     for command in (serve_command, worker_command, upstreams_group, merges_group, import_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
+    app.cli.add_command(sync_group)
     tenants_group.add_command(set_legacy_verify_command)
 
 

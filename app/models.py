@@ -7,7 +7,7 @@ from app.oidc.models import (  # noqa: F401
 )
 from app.federation.models import PendingUpstreamLogin, UpstreamProvider  # noqa: F401
 from app.merging.models import MergeLock, MergeRecord  # noqa: F401
-from app.bulk_import.models import AccountAttributes, ImportConflict, ImportJob, LegacyMapping  # noqa: F401
+from app.bulk_import.models import AccountAttributes, ImportConflict, ImportJob, LegacyMapping, SyncConflict  # noqa: F401
 from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401
 from app.partners.models import AccountAddress, ClaimChange, ClaimProvenance, DataContract  # noqa: F401

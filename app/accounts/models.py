@@ -95,6 +95,10 @@ class Identity(db.Model):
     #: Upstream identities: the platform-wide id (e.g. WeChat unionid) next to the per-app subject
     #: kept in ``value``; lookups try it first when present.
     unionid: Mapped[str | None] = mapped_column(identifier(255))
+    #: The tenant whose legacy system (import, sync API, lazy migration) added this identity; None:
+    #: the person, an operator or an upstream login did. A legacy system releases or replaces
+    #: only identities it added.
+    legacy_tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
     #: What to show the user for this identity (an upstream account's name or email).
     display: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -84,7 +84,7 @@ def _classify(phone: str) -> PhoneLogin:
 
 
 def _login(account: Account, phone: str, client_id: int | None, method: str = "otp", **details) -> None:
-    mark_login(account, _phone_identity(phone))
+    mark_login(account, _phone_identity(phone), client_id)
     audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method=method,
                  identity="phone", **details)
 

@@ -14,6 +14,7 @@ from app.accounts.passwords import MIN_PASSWORD_LENGTH, burn_verification_time, 
 from app.errors import AuthenticationFailed, Conflict, InvalidInput
 from app.extensions import db
 from app.security import utcnow
+from app.signals import account_logged_in
 
 
 def create_account(
@@ -119,7 +120,7 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
                      method="pwd", reason="inactive account" if ok else "bad credentials")
         db.session.commit()
         raise AuthenticationFailed("wrong identifier or password")
-    mark_login(account, identity)
+    mark_login(account, identity, client_id)
     audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd", identity=identity.kind)
     db.session.commit()
     return account
@@ -153,9 +154,10 @@ def confirm_phone_code(account_id: int, challenge_uid: str, code: str) -> None:
     db.session.commit()
 
 
-def mark_login(account: Account, identity: Identity) -> None:
-    """Record a successful login through ``identity`` (for dormancy rules); the caller commits.
-    Raises AccountBusy while the account is under a merge (the login gets a retry answer)."""
+def mark_login(account: Account, identity: Identity, client_id: int | None = None) -> None:
+    """Record a successful login through ``identity`` (for dormancy rules) at the client
+    ``client_id`` and announce it (``account_logged_in``); the caller commits. Raises AccountBusy
+    while the account is under a merge (the login gets a retry answer)."""
     from app.merging.service import ensure_not_locked
 
     ensure_not_locked(account.id)
@@ -169,6 +171,7 @@ def mark_login(account: Account, identity: Identity) -> None:
     )
     set_committed_value(account, "last_login_at", now)
     identity.last_used_at = now
+    account_logged_in.send(account, identity=identity, client_id=client_id)
 
 
 def get_active_account(account_id: int) -> Account | None:

@@ -608,8 +608,9 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
         session.execute(update(Identity).where(Identity.kind == kind, Identity.namespace == namespace,
                                                Identity.value == value, Identity.released_at.is_(None)).values(released_at=now))
     if plan.identities:
-        _bulk_insert(identities, ("account_id", "kind", "namespace", "value", "verified", "unionid", "created_at"), [
-            (resolve(ref), kind, namespace, value, verified, unionid, now)
+        _bulk_insert(identities, ("account_id", "kind", "namespace", "value", "verified", "unionid", "legacy_tenant_id",
+                                  "created_at"), [
+            (resolve(ref), kind, namespace, value, verified, unionid, plan.tenant_id, now)
             # in key order: two shards inserting the same identifiers wait on each other in the same
             # order, so one waits for the other's commit instead of both deadlocking
             for (kind, namespace, value), (ref, verified, unionid) in sorted(plan.identities.items())
@@ -618,9 +619,12 @@ def _write(plan: _BatchPlan, batch: Batch) -> list[int]:
     if plan.attributes:
         _write_attributes(plan, {ref: resolve(ref) for ref in plan.attributes}, now)
     if plan.mappings:
-        _bulk_insert(LegacyMapping.__table__, ("tenant_id", "legacy_id", "account_id", "source", "legacy_updated_at",
-                                               "record_hash", "created_at", "updated_at"), [
-            (plan.tenant_id, record.legacy_id, resolve(ref), "import", record.updated_at, record.record_hash, now, now)
+        # A record that got an account of its own created it (also when a merge then folds it into
+        # another: the mapping, moved to the survivor, stops counting as its creator).
+        _bulk_insert(LegacyMapping.__table__, ("tenant_id", "legacy_id", "account_id", "source", "created_account",
+                                               "legacy_updated_at", "record_hash", "created_at", "updated_at"), [
+            (plan.tenant_id, record.legacy_id, resolve(ref), "import", ref[0] == "rec", record.updated_at,
+             record.record_hash, now, now)
             for record, ref in plan.mappings
         ])
     if plan.mapping_updates:

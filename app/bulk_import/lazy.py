@@ -44,8 +44,10 @@ def wants_legacy_check(account: Account | None, tenant_id: int | None) -> bool:
         return True
     from app.bulk_import.models import LegacyMapping
 
+    # Only an account this legacy system created: it never sets the password of one it was linked to.
     return account.password_hash is None and db.session.scalar(
-        db.select(LegacyMapping.id).filter_by(tenant_id=tenant_id, account_id=account.id, deleted_at=None).limit(1)
+        db.select(LegacyMapping.id).filter_by(tenant_id=tenant_id, account_id=account.id, deleted_at=None,
+                                              created_account=True).limit(1)
     ) is not None
 
 
@@ -91,9 +93,10 @@ def migrate_on_login(login: str, password: str, tenant_id: int, known: Account |
         # password is taken, and only for the account the login names.
         account = sync.current_account(mapping)
         identity = find_identity(login, tenant_id)
-        if account.password_hash or not account.is_active or identity is None or identity.account_id != account.id:
-            log.warning("legacy webhook of tenant %s vouched for %r, not the account the login names "
-                        "or one that has a password", tenant.slug, legacy_id)
+        if (account.password_hash or not account.is_active or not mapping.created_account or identity is None
+                or identity.account_id != account.id):
+            log.warning("legacy webhook of tenant %s vouched for %r, not the account the login names, one that "
+                        "has a password, or one its legacy system did not create", tenant.slug, legacy_id)
             db.session.rollback()
             return None
         _set_password(account, mapping, password, tenant)
@@ -107,6 +110,12 @@ def migrate_on_login(login: str, password: str, tenant_id: int, known: Account |
                                    password_hash=hash_password(password))
     except TesseraError as exc:
         log.warning("legacy webhook of tenant %s: account %r not imported: %s", tenant.slug, legacy_id, exc.detail)
+        return None
+    if result.mapping is None:
+        # It names an identifier of an account this legacy system did not create: recorded as a
+        # conflict, linked only when that account's holder logs in (sync.confirm_links).
+        log.warning("legacy webhook of tenant %s: account %r names an identifier of an account it did not "
+                    "create: waiting for that person's proof", tenant.slug, legacy_id)
         return None
     account = sync.current_account(result.mapping)
     identity = find_identity(login, tenant_id)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbutil import identifier
@@ -22,6 +22,12 @@ class LegacyMapping(db.Model):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     #: import | sync | lazy
     source: Mapped[str] = mapped_column(String(16))
+    #: The legacy record created the hub account (True), or was linked to one that existed (False:
+    #: the person's, another tenant's, or another legacy record's). A tenant's legacy system
+    #: changes the password, phone, email and username only of an account its record created
+    #: (docs/flows/sync-and-lazy-migration.md). False again once a merge moved the mapping to
+    #: another account.
+    created_account: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Ordering of changes from the legacy system: a stale change never overwrites a newer one.
     legacy_updated_at: Mapped[datetime | None] = mapped_column()
     legacy_version: Mapped[int | None] = mapped_column(BigInteger)
@@ -80,6 +86,44 @@ class ImportConflict(db.Model):
     other: Mapped[dict] = mapped_column(JSON, default=dict)
     detail: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncConflict(db.Model):
+    """A new legacy id (sync PUT or lazy migration) naming an identifier held by a hub account that
+    its tenant's legacy system did not create. Nothing is linked or written: the legacy system's
+    flags are no proof that the two are one person. The row waits for the person's proof — a
+    login to the account holding the identifier at a site of the tenant (app.bulk_import.links) —
+    and operators list it (``tessera sync conflicts TENANT``)."""
+
+    __tablename__ = "sync_conflicts"
+    __table_args__ = (UniqueConstraint("tenant_id", "legacy_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    legacy_id: Mapped[str] = mapped_column(identifier(128))
+    #: sync | lazy
+    source: Mapped[str] = mapped_column(String(16))
+    #: The import's conflict kinds: same_phone | shared_email | duplicate_username | same_upstream
+    kind: Mapped[str] = mapped_column(String(32))
+    #: The identifier held (as in ``identities``): kind, namespace, value.
+    identity_kind: Mapped[str] = mapped_column(identifier(16))
+    identity_namespace: Mapped[str] = mapped_column(identifier(64), default="")
+    identity_value: Mapped[str] = mapped_column(identifier(320))
+    #: The account that held it when the conflict was recorded (internal: never shown to the tenant).
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    #: The change as the legacy system sent it (a sync PUT body without its password fields: a
+    #: tenant never sets the password of an account it did not create), applied on proof.
+    record: Mapped[dict] = mapped_column(JSON, default=dict)
+    record_hash: Mapped[str | None] = mapped_column(String(64))
+    legacy_version: Mapped[int | None] = mapped_column(BigInteger)
+    legacy_updated_at: Mapped[datetime | None] = mapped_column()
+    #: pending | linked (the person proved it) | deleted (by the legacy system; the legacy id is
+    #: never reused) | withdrawn (a later change no longer names a held identifier, or the legacy
+    #: id was mapped otherwise)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column()
 
 
 class AccountAttributes(db.Model):

@@ -78,6 +78,8 @@ class LegacyRecord:
     problems: list[tuple[str, str]] = field(default_factory=list)
     #: Fields of the input this importer does not know (ignored, listed in the plan's summary).
     unknown_fields: tuple[str, ...] = ()
+    #: The record as sent, without its password (sync API: kept while it waits for a proof).
+    source_data: dict | None = None
 
 
 @dataclass

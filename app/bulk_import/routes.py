@@ -2,7 +2,9 @@
 accounts' creates, updates and deletes. Bearer token of a client-credentials client of the
 tenant with the ``sync:write`` scope; every refusal an RFC 9457 problem with a stable ``reason``.
 
-    PUT    /api/sync/<tenant>/accounts/<legacy_id>   create or update (an import record + version)
+    PUT    /api/sync/<tenant>/accounts/<legacy_id>   create or update (an import record + version);
+                                                     202 pending_proof: an identifier is held by an
+                                                     account the tenant did not create
     DELETE /api/sync/<tenant>/accounts/<legacy_id>   ?version=… or ?updated_at=… (optional)
     GET    /api/sync/<tenant>/accounts/<legacy_id>   what the hub holds
 """
@@ -48,6 +50,11 @@ def _refused(exc: TesseraError):
 
 
 def _answer(result: sync.SyncResult, status: int = 200):
+    if result.mapping is None:  # waiting for the person's proof: only what the legacy system sent
+        body = {"result": result.result, **sync.conflict_state(result.conflict)}
+        if result.warnings:
+            body["warnings"] = result.warnings
+        return jsonify(body), status
     body = {"result": result.result, **sync.legacy_state(result.mapping, g.client)}
     if result.warnings:
         body["warnings"] = result.warnings
@@ -68,7 +75,8 @@ def put_account(tenant, legacy_id: str):
                                    client_id=g.client.id)
     except TesseraError as exc:
         return _refused(exc)
-    return _answer(result, 201 if result.result in ("created", "linked") else 200)
+    status = {"created": 201, "linked": 201, "pending_proof": 202}.get(result.result, 200)
+    return _answer(result, status)
 
 
 @bp.delete("/<tenant>/accounts/<legacy_id>")
@@ -78,6 +86,9 @@ def delete_account(tenant, legacy_id: str):
     try:
         order = sync.ChangeOrder(version=sync.parse_version(request.args.get("version")),
                                  updated_at=_timestamp(dict(request.args), "updated_at"))
+        if sync.find_mapping(tenant.id, legacy_id) is None and sync.find_conflict(tenant.id, legacy_id) is not None:
+            row = sync.withdraw_conflict(tenant, legacy_id, actor=f"client:{g.client.client_id}", client_id=g.client.id)
+            return _answer(sync.SyncResult(row.status, None, [], conflict=row))
         result = sync.delete_legacy_account(tenant, legacy_id, order, actor=f"client:{g.client.client_id}",
                                             client_id=g.client.id)
     except InvalidRecord as exc:
@@ -92,6 +103,9 @@ def delete_account(tenant, legacy_id: str):
 @_tenant_of_client
 def get_account(tenant, legacy_id: str):
     mapping = sync.find_mapping(tenant.id, legacy_id)
+    if mapping is None and (conflict := sync.find_conflict(tenant.id, legacy_id)) is not None:
+        return _answer(sync.SyncResult("pending_proof" if conflict.status == "pending" else conflict.status, None, [],
+                                       conflict=conflict))
     if mapping is None:
         return problem(404, "Not found", "no such legacy account in this tenant", reason="unknown_legacy_id")
     return _answer(sync.SyncResult("current", mapping, []))

@@ -8,13 +8,20 @@ The rules (docs/flows/sync-and-lazy-migration.md explains them):
   Versions are compared when both the change and the mapping have one, else the times; a change
   not newer than what was applied is *stale* (409) and changes nothing, except an exact repeat
   (same content), which answers "unchanged": delivery may be at least once.
-- **Identity**: (tenant, legacy id) → one account, forever. A new legacy id whose *verified* phone
-  is on a hub account whose phone is verified too is the same person: the mapping points at that
-  account ("linked"). The phone unverified on either side → ``phone_conflict``; an email,
-  username or upstream subject held by another account → ``*_conflict``; nothing is written.
-- **Update**: the record's username (the tenant's namespace), phone and email replace the
-  account's; upstream subjects are added; profile claims and attributes replace. A linked account
-  keeps what the hub already had (missing claims filled, its password kept).
+- **A legacy system speaks only for what it created.** A new legacy id naming an identifier held
+  by a hub account this tenant's legacy system did not create is never linked on its word (its
+  ``*_verified`` flags prove nothing about someone else's account): the change is recorded as a
+  ``SyncConflict`` (answer ``pending_proof``) and nothing else is written. It links when the
+  person logs in to the account holding that identifier at a site of the tenant (the
+  ``account_logged_in`` signal → ``confirm_links``). A new legacy id whose verified phone is on
+  an account the tenant created itself (under another legacy id) links to it; the phone
+  unverified on either side → ``phone_conflict``; another identifier held → ``*_conflict``.
+- **Update**: on an account its record created (``LegacyMapping.created_account``), the record's
+  password, username, phone and email replace the account's — the identities this legacy system
+  added, never one the person, an operator or another tenant added; upstream subjects are added;
+  profile claims and attributes replace. On an account it was linked to: only missing profile
+  claims, identifiers of kinds the account lacks that cannot log in without the person's password
+  (its username, an unverified email), and its tenant attributes; never the password.
 - **Delete**: the mapping is marked deleted (it stays for foreign keys); the account is closed
   like a deregistration only when nothing else holds it: no other live legacy mapping, no
   username in another tenant, no subject at a client of another tenant.
@@ -22,6 +29,7 @@ The rules (docs/flows/sync-and-lazy-migration.md explains them):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from app.accounts import audit
 from app.accounts.models import Account, Identity
 from app.bulk_import.hashes import normalize_legacy_hash
-from app.bulk_import.models import AccountAttributes, LegacyMapping
+from app.bulk_import.models import AccountAttributes, LegacyMapping, SyncConflict
 from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, parse_record
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
@@ -40,6 +48,8 @@ from app.oidc.clients import get_client_by_pk
 from app.partners.changes import attribute_claims, note_write, noting_identity_claims
 from app.security import utcnow
 from app.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
 
 
 class SyncError(Conflict):
@@ -70,10 +80,12 @@ class ChangeOrder:
 
 @dataclass
 class SyncResult:
-    #: created | linked | updated | unchanged | deleted | closed
+    #: created | linked | updated | unchanged | deleted | closed | pending_proof | withdrawn
     result: str
-    mapping: LegacyMapping
+    #: None while the legacy id waits for the person's proof (``conflict``)
+    mapping: LegacyMapping | None
     warnings: list[str]
+    conflict: SyncConflict | None = None
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -92,6 +104,9 @@ def parse_change(legacy_id: str, body: dict) -> tuple[LegacyRecord, ChangeOrder]
                               region=current_app.config["TESSERA_DEFAULT_REGION"], normalize_hash=normalize_legacy_hash)
     except InvalidRecord as exc:
         raise InvalidInput(exc.detail) from None
+    # Kept while the change waits for a person's proof; without the password, which a tenant never
+    # sets on an account it did not create.
+    record.source_data = {k: v for k, v in data.items() if k not in ("password_hash", "password_format")}
     order = ChangeOrder(version=parse_version(body.get("version")), updated_at=record.updated_at)
     if order.version is None and order.updated_at is None:
         raise InvalidInput("a change carries a version or an updated_at, so that a stale one never wins")
@@ -135,7 +150,8 @@ def find_mapping(tenant_id: int, legacy_id: str, *, lock: bool = False) -> Legac
 
 
 def current_account(mapping: LegacyMapping) -> Account:
-    """The mapping's account, following merges to the survivor (the mapping is repointed)."""
+    """The mapping's account, following merges to the survivor (the mapping is repointed, and no
+    longer counts as having created it)."""
     account = db.session.get(Account, mapping.account_id)
     seen = set()
     while account.status == "merged" and account.merged_into_id and account.id not in seen:
@@ -143,6 +159,7 @@ def current_account(mapping: LegacyMapping) -> Account:
         account = db.session.get(Account, account.merged_into_id)
     if account.id != mapping.account_id:
         mapping.account_id = account.id
+        mapping.created_account = False  # the survivor is not what the legacy record created
     return account
 
 
@@ -196,16 +213,40 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
         if not account.is_active:
             db.session.rollback()
             raise SyncError("the hub account of this legacy account is closed", "account_closed")
+        created = mapping.created_account
         with noting_identity_claims(account.id, source=source, client=writer) as also:
-            changed = _update_identities(account, tenant, record, context)
-            also += _set_profile(account, record.profile, fill_only=False)
+            changed = _update_identities(account, tenant, record, context, created=created, warnings=warnings)
+            also += _set_profile(account, record.profile, fill_only=not created)
         changed += also
         if password_hash or record.password_hash:
-            account.password_hash = password_hash or record.password_hash
-            changed.append("password")
+            if created:
+                account.password_hash = password_hash or record.password_hash
+                changed.append("password")
+            else:
+                warnings.append("password: not changed (this legacy account was linked to an account the person "
+                                "already had: the password is the person's)")
         changed += _set_attributes(account, tenant, record.attributes, source=source, writer=writer, known=True)
         result = "updated"
     else:
+        pending = find_conflict(tenant.id, record.legacy_id, lock=True)
+        if pending is not None and pending.status == "deleted":
+            db.session.rollback()
+            raise SyncError("this legacy account was deleted; a legacy id is never reused", "deleted")
+        if pending is not None and pending.status == "pending":
+            newer = _newer(order, pending)
+            if newer is None and pending.record_hash == record.record_hash:
+                db.session.rollback()
+                return SyncResult("pending_proof", None, warnings, conflict=pending)
+            if not newer:
+                db.session.rollback()
+                raise StaleChange("a newer change of this legacy account was already received")
+        held = _held_by_another(tenant, record)
+        if held is not None:
+            conflict = _record_conflict(tenant, record, order, held, pending, source=source, context=context)
+            db.session.commit()
+            return SyncResult("pending_proof", None, warnings, conflict=conflict)
+        if pending is not None and pending.status == "pending":
+            pending.status, pending.resolved_at = "withdrawn", utcnow()  # no longer names that identifier
         account, result = _anchor_account(record)
         known = account is not None  # a hub account the record links to (clients may know it)
         if account is None:
@@ -213,22 +254,16 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             account.password_hash = password_hash or record.password_hash
             db.session.add(account)
             db.session.flush()
-            changed = _update_identities(account, tenant, record, context)
+            changed = _update_identities(account, tenant, record, context, created=True, warnings=warnings)
             if not changed:
                 db.session.rollback()
                 raise InvalidInput("the record leaves the account with no identifier")
             changed += [c for c in record.profile] + (["password"] if account.password_hash else [])
         else:
-            lock_for_write(account.id)
-            with noting_identity_claims(account.id, source=source, client=writer) as also:
-                changed = _update_identities(account, tenant, record, context, keep_existing=True)
-                also += _set_profile(account, record.profile, fill_only=True)
-            changed += also
-            if not account.password_hash and (password_hash or record.password_hash):
-                account.password_hash = password_hash or record.password_hash
-                changed.append("password")
+            changed = _link(account, tenant, record, context, source=source, writer=writer, warnings=warnings)
         changed += _set_attributes(account, tenant, record.attributes, source=source, writer=writer, known=known)
-        mapping = LegacyMapping(tenant_id=tenant.id, legacy_id=record.legacy_id, account_id=account.id, source=source)
+        mapping = LegacyMapping(tenant_id=tenant.id, legacy_id=record.legacy_id, account_id=account.id, source=source,
+                                created_account=result == "created")
         db.session.add(mapping)
     mapping.legacy_version = order.version if order.version is not None else mapping.legacy_version
     mapping.legacy_updated_at = order.updated_at or mapping.legacy_updated_at
@@ -239,9 +274,25 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
     return SyncResult(result, mapping, warnings)
 
 
+def _link(account: Account, tenant: Tenant, record: LegacyRecord, context: dict, *, source: str, writer,
+          warnings: list[str], skip_held: bool = False) -> list[str]:
+    """Join a new legacy id to an account it did not create (the tenant's own under another legacy
+    id, or one the person proved): identifiers of the kinds the account lacks that cannot log in
+    without the person's password, and the missing profile claims. Never its password."""
+    lock_for_write(account.id)
+    with noting_identity_claims(account.id, source=source, client=writer) as also:
+        changed = _update_identities(account, tenant, record, context, created=False, warnings=warnings,
+                                     skip_held=skip_held)
+        also += _set_profile(account, record.profile, fill_only=True)
+    if record.password_hash:
+        warnings.append("password: not set (the account existed before this legacy account: the password is the person's)")
+    return changed + also
+
+
 def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:
-    """The hub account a new legacy id joins: the holder of its phone when both sides verified
-    it (the phone is the anchor: one person), else none (a new account)."""
+    """The hub account a new legacy id joins — only ever one the tenant's legacy system created
+    (``_held_by_another`` came first): the holder of its phone when both sides verified it (the
+    phone is the anchor: one person), else none (a new account)."""
     if not record.phone:
         return None, "created"
     holder = _holder("phone", "", record.phone)
@@ -254,10 +305,159 @@ def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:
                              "it cannot tell whether they are the same person", "phone_conflict")
 
 
-def _update_identities(account: Account, tenant: Tenant, record: LegacyRecord, context: dict,
-                       keep_existing: bool = False) -> list[str]:
-    """Give the account the record's identifiers; ``keep_existing`` (a linked account) adds
-    only kinds the account lacks. Returns the kinds changed."""
+# --- identifiers held by accounts the tenant did not create ---------------------------------------
+
+#: identity kind → the import's conflict kind (docs/flows/import.md)
+CONFLICT_KINDS = {"phone": "same_phone", "email": "shared_email", "username": "duplicate_username",
+                  "upstream": "same_upstream"}
+
+
+def _identifiers(tenant: Tenant, record: LegacyRecord) -> list[tuple[str, str, str]]:
+    """The record's identifiers as (kind, namespace, value), the anchor first."""
+    keys = []
+    if record.phone:
+        keys.append(("phone", "", record.phone))
+    if record.email:
+        keys.append(("email", "", record.email))
+    if record.username:
+        keys.append(("username", str(tenant.id), record.username))
+    keys += [("upstream", u.provider, u.subject) for u in record.upstreams]
+    return keys
+
+
+def created_by_tenant(account_id: int, tenant_id: int) -> bool:
+    """Whether a live legacy record of the tenant created this account."""
+    return db.session.scalar(
+        db.select(LegacyMapping.id).filter_by(tenant_id=tenant_id, account_id=account_id, created_account=True,
+                                              deleted_at=None).limit(1)
+    ) is not None
+
+
+def _held_by_another(tenant: Tenant, record: LegacyRecord) -> Identity | None:
+    """The first of the record's identifiers held by an account this tenant's legacy system did not
+    create (its verification flags prove nothing about someone else's account), or None."""
+    for kind, namespace, value in _identifiers(tenant, record):
+        holder = _holder(kind, namespace, value)
+        if holder is not None and not created_by_tenant(holder.account_id, tenant.id):
+            return holder
+    return None
+
+
+def find_conflict(tenant_id: int, legacy_id: str, *, lock: bool = False) -> SyncConflict | None:
+    query = db.select(SyncConflict).filter_by(tenant_id=tenant_id, legacy_id=legacy_id)
+    if lock and db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def _record_conflict(tenant: Tenant, record: LegacyRecord, order: ChangeOrder, held: Identity,
+                     row: SyncConflict | None, *, source: str, context: dict) -> SyncConflict:
+    """Record (or bring up to date) the conflict of a new legacy id: nothing else is written."""
+    if row is None:
+        row = SyncConflict(tenant_id=tenant.id, legacy_id=record.legacy_id)
+        db.session.add(row)
+    row.source = source
+    row.kind = CONFLICT_KINDS[held.kind]
+    row.identity_kind, row.identity_namespace, row.identity_value = held.kind, held.namespace, held.value
+    row.account_id = held.account_id
+    row.record = record.source_data or {}
+    row.record_hash = record.record_hash
+    row.legacy_version = order.version
+    row.legacy_updated_at = order.updated_at
+    row.status, row.resolved_at = "pending", None
+    audit.record("legacy.pending_proof", account_id=held.account_id, **context, tenant=tenant.slug,
+                 legacy_id=record.legacy_id, source=source, conflict=row.kind)
+    return row
+
+
+def conflict_state(row: SyncConflict) -> dict:
+    """What the legacy system is told of a conflict: only what it sent (which of its identifiers
+    is held), never whose account holds it."""
+    return {"legacy_id": row.legacy_id, "status": row.status, "conflict": row.kind, "held": row.identity_kind,
+            "source": row.source, "version": row.legacy_version, "updated_at": _iso(row.legacy_updated_at),
+            "since": _iso(row.created_at)}
+
+
+def withdraw_conflict(tenant: Tenant, legacy_id: str, *, actor: str, client_id: int | None = None) -> SyncConflict:
+    """The legacy system deleted a legacy id still waiting for proof: the conflict is closed
+    (``deleted``; the legacy id is never reused)."""
+    row = find_conflict(tenant.id, legacy_id, lock=True)
+    if row is None:
+        raise NotFound("no such legacy account in this tenant")
+    if row.status == "pending":
+        row.status, row.resolved_at = "deleted", utcnow()
+        audit.record("legacy.conflict_withdrawn", account_id=row.account_id, actor=actor, client_id=client_id,
+                     tenant=tenant.slug, legacy_id=legacy_id)
+    db.session.commit()
+    return row
+
+
+def list_conflicts(tenant: Tenant, status: str | None = "pending") -> list[SyncConflict]:
+    query = db.select(SyncConflict).filter_by(tenant_id=tenant.id).order_by(SyncConflict.id)
+    if status:
+        query = query.filter_by(status=status)
+    return list(db.session.scalars(query))
+
+
+def confirm_links(account: Account, tenant_id: int) -> list[SyncConflict]:
+    """The person just logged in to ``account`` at a site of the tenant: the login proves they hold
+    it, and so every identifier on it. The tenant's conflicts naming one of those identifiers are
+    linked (a mapping that did not create the account), in the caller's transaction."""
+    rows = list(db.session.scalars(
+        db.select(SyncConflict)
+        .join(Identity, (Identity.kind == SyncConflict.identity_kind)
+              & (Identity.namespace == SyncConflict.identity_namespace)
+              & (Identity.value == SyncConflict.identity_value) & Identity.released_at.is_(None))
+        .where(SyncConflict.tenant_id == tenant_id, SyncConflict.status == "pending", Identity.account_id == account.id)
+        .order_by(SyncConflict.id)
+    ))
+    linked = []
+    for row in rows:
+        try:
+            with db.session.begin_nested():
+                _confirm(row, account)
+        except (TesseraError, IntegrityError) as exc:
+            # The login goes on; the conflict stays pending for the next one (or an operator).
+            log.warning("legacy link %s/%s not confirmed: %s", tenant_id, row.legacy_id, getattr(exc, "detail", exc))
+            continue
+        linked.append(row)
+    return linked
+
+
+def _confirm(row: SyncConflict, account: Account) -> None:
+    tenant = db.session.get(Tenant, row.tenant_id)
+    context = {"actor": "self", "client_id": None}
+    if find_mapping(tenant.id, row.legacy_id) is not None:
+        row.status, row.resolved_at = "withdrawn", utcnow()
+        return
+    record, _order = parse_change(row.legacy_id, {**row.record, "version": row.legacy_version or 0})
+    warnings: list[str] = []
+    changed = _link(account, tenant, record, context, source=row.source, writer=None, warnings=warnings,
+                    skip_held=True)
+    changed += _set_attributes(account, tenant, record.attributes, source=row.source, writer=None, known=True)
+    db.session.add(LegacyMapping(tenant_id=tenant.id, legacy_id=row.legacy_id, account_id=account.id, source=row.source,
+                                 created_account=False, legacy_version=row.legacy_version,
+                                 legacy_updated_at=row.legacy_updated_at, record_hash=row.record_hash))
+    row.status, row.resolved_at = "linked", utcnow()
+    audit.record("legacy.linked", account_id=account.id, **context, tenant=tenant.slug, legacy_id=row.legacy_id,
+                 source=row.source, proof="login", changed=sorted(set(changed)), skipped=warnings)
+    db.session.flush()
+
+
+def _update_identities(account: Account, tenant: Tenant, record: LegacyRecord, context: dict, *, created: bool,
+                       warnings: list[str], skip_held: bool = False) -> list[str]:
+    """Give the account the record's identifiers. Returns the kinds changed.
+
+    ``created`` (the legacy record created the account): the record's username, phone and email
+    replace the ones this tenant's legacy system added; an identifier of that kind the person, an
+    operator or another tenant added stays, and the record's is not added. Otherwise (a linked
+    account) only kinds the account lacks are added, and only those that cannot log in without
+    the person's password: the tenant's username, and an email (unverified: the legacy system's
+    flag proves nothing here). A phone or an upstream subject would be a way in (a code, an
+    upstream login): the person binds those.
+
+    An identifier on another account is a conflict (nothing written) — or, with ``skip_held``,
+    left out with a warning."""
     wanted = []
     if record.username:
         wanted.append(("username", str(tenant.id), record.username, True))
@@ -265,39 +465,50 @@ def _update_identities(account: Account, tenant: Tenant, record: LegacyRecord, c
         wanted.append(("phone", "", record.phone, record.phone_verified))
     if record.email:
         wanted.append(("email", "", record.email, record.email_verified))
+    wanted += [("upstream", u.provider, u.subject, True, u) for u in record.upstreams]
     changed = []
     live = list(db.session.scalars(db.select(Identity).filter_by(account_id=account.id, released_at=None)))
-    for kind, namespace, value, verified in wanted:
+    for kind, namespace, value, verified, *upstream in wanted:
         holder = _holder(kind, namespace, value)
         if holder is not None and holder.account_id != account.id:
+            if skip_held:
+                warnings.append(f"{kind}: on another hub account, not added")
+                continue
             raise IdentifierConflict(f"this {kind} is on another hub account", f"{kind}_conflict")
         if holder is not None:
-            if verified and not holder.verified:  # the hub never downgrades a verification
+            # The hub never downgrades a verification, and takes one only for an identity this
+            # tenant's legacy system added itself.
+            if verified and not holder.verified and holder.legacy_tenant_id == tenant.id:
                 holder.verified = True
                 changed.append(kind)
             continue
         current = [i for i in live if i.kind == kind and i.namespace == namespace]
-        if current and keep_existing:
+        if kind == "upstream":
+            current = []  # upstream subjects are added, never replaced
+        theirs = [i for i in current if i.legacy_tenant_id != tenant.id]
+        if not created:
+            if current:
+                continue  # the account has one: the person's (or another tenant's) stays
+            if kind in ("phone", "upstream"):
+                warnings.append(f"{kind}: not added (the account existed before this legacy account; "
+                                f"a {kind} is a way in, the person adds it)")
+                continue
+            if kind == "email":
+                verified = False
+        elif theirs:
+            warnings.append(f"{kind}: kept (the account's {kind} was set in the hub, not by this legacy system)")
             continue
         for old in current:
             old.released_at = utcnow()
             audit.record("identity.released", account_id=account.id, **context, identity_kind=kind, value=old.value,
                          reason="replaced by the legacy system")
         db.session.flush()  # released rows leave the live unique index before the new one arrives
-        db.session.add(Identity(account_id=account.id, kind=kind, namespace=namespace, value=value, verified=verified))
+        unionid = upstream[0].unionid if upstream else None
+        db.session.add(Identity(account_id=account.id, kind=kind, namespace=namespace, value=value, verified=verified,
+                                unionid=unionid, legacy_tenant_id=tenant.id))
         audit.record("identity.added", account_id=account.id, **context, identity_kind=kind, value=value,
                      namespace=namespace or None, verified=verified)
         changed.append(kind)
-    for upstream in record.upstreams:
-        holder = _holder("upstream", upstream.provider, upstream.subject)
-        if holder is not None and holder.account_id != account.id:
-            raise IdentifierConflict("this upstream subject is on another hub account", "upstream_conflict")
-        if holder is None:
-            db.session.add(Identity(account_id=account.id, kind="upstream", namespace=upstream.provider,
-                                    value=upstream.subject, unionid=upstream.unionid, verified=True))
-            audit.record("identity.added", account_id=account.id, **context, identity_kind="upstream",
-                         value=upstream.subject, namespace=upstream.provider, verified=True)
-            changed.append("upstream")
     db.session.flush()
     return changed
 
@@ -406,12 +617,15 @@ def legacy_state(mapping: LegacyMapping, client=None) -> dict:
     for identity in account.identities:
         if identity.kind == "username" and identity.namespace != str(mapping.tenant_id):
             continue  # another tenant's usernames are not this tenant's business
+        if not mapping.created_account and identity.legacy_tenant_id != mapping.tenant_id:
+            continue  # on an account it was linked to, the tenant sees the identities it added
         identities.append({"kind": identity.kind, "value": identity.value, "verified": identity.verified,
                            **({"provider": identity.namespace} if identity.kind == "upstream" else {})})
     state = {
         "legacy_id": mapping.legacy_id,
         "status": account.status,
         "source": mapping.source,
+        "created_account": mapping.created_account,
         "version": mapping.legacy_version,
         "updated_at": _iso(mapping.legacy_updated_at),
         "deleted_at": _iso(mapping.deleted_at),

@@ -113,7 +113,7 @@ def test_salted_layouts_are_self_describing(ctx):
     ("pbkdf2_sha256$1000$salt$", None), ("pbkdf2_sha256$1000$salt$", "django_pbkdf2_sha256"),
     ("$pbkdf2-sha256$1000$c2FsdA$", None), ("$scrypt$ln=4,r=8,p=1$c2FsdA$", None),
     ("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ", None), ("argon2$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ", None),
-    ("$2b$12$" + "C" * 22, None), ("$2b$12$" + "C" * 22, "bcrypt"), ("sha1$salt$", "django_salted_sha1"),
+    ("$2b$12$" + "C" * 21 + "u", None), ("$2b$12$" + "C" * 21 + "u", "bcrypt"), ("sha1$salt$", "django_salted_sha1"),
     ("$S$D2sypG2KL", None), ("{SHA}", "sha"),
     # phpass with a short checksum (passlib does not check its length)
     ("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r", None), ("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r", "phpass"),

@@ -19,7 +19,11 @@ from tests.rp import RelyingParty, authorize, code_from
 LEGACY_USERS = {
     ("mia", "mia's legacy pw"): {"legacy_id": "U-1", "username": "mia", "phone": "+14155550200",
                                   "phone_verified": True, "email": "mia@example.com", "name": "Mia"},
+    # A legacy account naming the phone of someone who has a hub account (VICTIM_PHONE).
+    ("eve", "eve's legacy pw"): {"legacy_id": "U-9", "username": "eve", "phone": "+14155550299",
+                                  "phone_verified": True, "email": "eve@example.com"},
 }
+VICTIM_PHONE = "+14155550299"
 
 
 class LegacySystem:
@@ -108,7 +112,10 @@ def test_a_timeout_is_a_failed_login(app, factories, http, browser, legacy):
     assert response.status_code == 401 and "wrong identifier or password" in response.get_data(as_text=True)
 
 
-def test_mapped_account_without_password_gets_it_from_the_legacy_system(app, factories, http, browser, legacy):
+@pytest.mark.parametrize("created", [True, False])
+def test_mapped_account_without_password_gets_it_from_the_legacy_system(app, factories, http, browser, legacy, created):
+    """Only an account the legacy record created: one it was linked to (the person's) never has its
+    password set by the legacy system, which is then not even asked."""
     from app.tenants.models import Tenant
 
     with app.app_context():
@@ -117,10 +124,16 @@ def test_mapped_account_without_password_gets_it_from_the_legacy_system(app, fac
         db.session.add(account)
         db.session.flush()
         db.session.add(Identity(account_id=account.id, kind="username", namespace=str(tenant.id), value="mia", verified=True))
-        db.session.add(LegacyMapping(tenant_id=tenant.id, legacy_id="U-1", account_id=account.id, source="import"))
+        db.session.add(LegacyMapping(tenant_id=tenant.id, legacy_id="U-1", account_id=account.id, source="import",
+                                     created_account=created))
         db.session.commit()
         account_id = account.id
     request, response = _login(app, factories, http, browser, legacy.tenant, "mia", "mia's legacy pw")
+    if not created:
+        assert response.status_code == 401 and legacy.calls == []
+        with app.app_context():
+            assert db.session.get(Account, account_id).password_hash is None
+        return
     code_from(response, request)
     with app.app_context():
         account = db.session.get(Account, account_id)
@@ -145,3 +158,38 @@ def test_set_legacy_verify_refuses_http_in_production(app, factories):
     finally:
         app.config["TESSERA_ALLOW_PRIVATE_OUTBOUND"] = True
     assert result.exit_code != 0 and "https" in result.output
+
+
+def test_a_webhook_record_naming_someone_elses_phone_never_links(app, factories, http, browser, legacy):
+    """The legacy system vouches for "eve", whose record carries the phone of a hub account it did
+    not create: the login fails, nothing is linked or written to that account, and the conflict
+    waits for the phone's holder (who, logging in at a site of the tenant, proves it)."""
+    from app.bulk_import.models import SyncConflict
+
+    victim = factories.account(phone=VICTIM_PHONE, email="victim@example.com")
+    request, response = _login(app, factories, http, browser, legacy.tenant, "eve", "eve's legacy pw")
+    assert response.status_code == 401 and "wrong identifier or password" in response.get_data(as_text=True)
+    assert len(legacy.calls) == 1
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(LegacyMapping)) == 0
+        assert {(i.kind, i.value) for i in db.session.get(Account, victim.id).identities} == {
+            ("phone", VICTIM_PHONE), ("email", "victim@example.com")}
+        conflict = db.session.scalar(db.select(SyncConflict))
+        assert (conflict.legacy_id, conflict.source, conflict.account_id, conflict.status) == ("U-9", "lazy", victim.id, "pending")
+        assert "password" not in str(conflict.record)
+    request, response = _login(app, factories, http, browser, legacy.tenant, "eve", "eve's legacy pw")
+    assert response.status_code == 401
+
+    # The phone's holder logs in at a site of the tenant (with the prompt: a fresh login).
+    site = factories.client(tenant=legacy.tenant, trusted=True)
+    request, response = authorize(browser, RelyingParty.for_client(http, ISSUER, site), victim, prompt="login")
+    code_from(response, request)
+    with app.app_context():
+        mapping = db.session.scalar(db.select(LegacyMapping).filter_by(legacy_id="U-9"))
+        assert mapping.account_id == victim.id and not mapping.created_account and mapping.source == "lazy"
+        assert ("username", "eve") in {(i.kind, i.value) for i in db.session.get(Account, victim.id).identities}
+    # "eve" now names the person's account, which has a password: the legacy system is not asked,
+    # and its password is not the account's.
+    request, response = authorize(browser, RelyingParty.for_client(http, ISSUER, site),
+                                  SimpleNamespace(phone="eve", password="eve's legacy pw"), prompt="login")
+    assert response.status_code == 401 and len(legacy.calls) == 2

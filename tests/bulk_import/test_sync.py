@@ -111,37 +111,65 @@ def test_a_stale_change_is_refused_and_changes_nothing(app, sync):
     _problem(sync.put("L4", _record(version=None, username="carol", phone=None, email=None)), 400, "invalid_record")
 
 
-def test_verified_phone_on_a_hub_account_links_to_it_unverified_is_a_conflict(app, sync, factories):
+def test_an_identifier_of_an_account_the_tenant_did_not_create_waits_for_proof(app, sync, factories):
+    """Verified on both sides or not, the legacy system's word does not join someone else's
+    account: 202 pending_proof, nothing written, and the answer holds only what it sent."""
     existing = factories.account(phone="+14155550111", name="Hub Name")
-    linked = sync.put("L5", _record(username="dora", phone="+14155550111", email="dora@example.com", name="Legacy Name"))
-    assert linked.status_code == 201 and linked.get_json()["result"] == "linked"
-    mapping = _mapping(app, sync.tenant, "L5")
-    assert mapping.account_id == existing.id
+    before = _count(app, Account), _count(app, Identity)
+    for legacy_id, verified in (("L5", True), ("L6", False)):
+        pending = sync.put(legacy_id, _record(username=f"u-{legacy_id}", phone="+14155550111", phone_verified=verified,
+                                              email=f"{legacy_id}@example.com", name="Legacy Name"))
+        assert pending.status_code == 202, pending.get_data(as_text=True)
+        body = pending.get_json()
+        assert (body["result"], body["legacy_id"], body["conflict"], body["held"]) == (
+            "pending_proof", legacy_id, "same_phone", "phone")
+        assert not {"sub", "identities", "profile", "attributes", "account_id"} & set(body)
+        assert _mapping(app, sync.tenant, legacy_id) is None
+    assert (_count(app, Account), _count(app, Identity)) == before
     with app.app_context():
         account = db.session.get(Account, existing.id)
-        assert account.name == "Hub Name"  # a linked account keeps what the hub had
-        assert account.identity("email").value == "dora@example.com"  # and gains what it lacked
+        assert account.name == "Hub Name" and account.identity("email") is None
+    state = sync.get("L5")
+    assert state.status_code == 200 and state.get_json()["result"] == "pending_proof"
+    # A redelivery is the same answer; a stale one is refused; a change that no longer names the
+    # held identifier creates an account of its own.
+    assert sync.put("L5", _record(username="u-L5", phone="+14155550111", email="L5@example.com",
+                                  name="Legacy Name")).status_code == 202
+    _problem(sync.put("L5", _record(version=0, phone="+14155550111")), 409, "stale")
+    created = sync.put("L5", _record(version=2, username="u-L5", phone="+14155550112", email="L5@example.com"))
+    assert created.status_code == 201 and created.get_json()["result"] == "created"
+    assert _mapping(app, sync.tenant, "L5").account_id != existing.id
+    # Deleting a legacy id that waits closes its conflict; the legacy id is never reused.
+    assert sync.delete("L6").get_json()["result"] == "deleted"
+    _problem(sync.put("L6", _record(version=9, username="u-L6", phone="+14155550113", email=None)), 409, "deleted")
 
-    before = _count(app, Account)
-    _problem(sync.put("L6", _record(username="erin", phone="+14155550111", phone_verified=False, email=None)),
+
+def test_a_second_legacy_id_joins_an_account_the_tenant_created_by_the_verified_phone(app, sync):
+    assert sync.put("L7", _record(username="dora", phone="+14155550114", email="dora@example.com")).status_code == 201
+    linked = sync.put("L8", _record(username="dora2", phone="+14155550114", email=None, name="Other Name"))
+    assert linked.status_code == 201 and linked.get_json()["result"] == "linked"
+    assert _mapping(app, sync.tenant, "L8").account_id == _mapping(app, sync.tenant, "L7").account_id
+    assert not _mapping(app, sync.tenant, "L8").created_account and _mapping(app, sync.tenant, "L7").created_account
+    _problem(sync.put("L9", _record(username="dora3", phone="+14155550114", phone_verified=False, email=None)),
              409, "phone_conflict")
-    with app.app_context():
-        db.session.execute(db.update(Identity).where(Identity.value == "+14155550111").values(verified=False))
-        db.session.commit()
-    _problem(sync.put("L7", _record(username="fay", email=None, phone="+14155550111")), 409, "phone_conflict")
-    assert _count(app, Account) == before and _mapping(app, sync.tenant, "L6") is None
 
 
 def test_identifier_conflicts_change_nothing(app, sync, factories):
     factories.account(email="taken@example.com")
     assert sync.put("L8", _record(username="gina", phone="+14155550120", email="gina@example.com")).status_code == 201
     before = _count(app, Account)
-    _problem(sync.put("L9", _record(username="hank", phone="+14155550121", email="taken@example.com")), 409, "email_conflict")
-    _problem(sync.put("L9", _record(username="gina", phone="+14155550121", email=None)), 409, "username_conflict")
-    assert _count(app, Account) == before and _mapping(app, sync.tenant, "L9") is None
+    # Someone else's email: waits for proof. The tenant's own account's: a conflict, as between two
+    # of its records.
+    assert sync.put("L9", _record(username="hank", phone="+14155550121", email="taken@example.com")).status_code == 202
+    _problem(sync.put("L10", _record(username="hank", phone="+14155550121", email="gina@example.com")), 409, "email_conflict")
+    _problem(sync.put("L10", _record(username="gina", phone="+14155550121", email=None)), 409, "username_conflict")
+    # An update naming someone else's identifier: nothing written either.
+    _problem(sync.put("L8", _record(version=2, username="gina", phone="+14155550120", email="taken@example.com")),
+             409, "email_conflict")
+    assert _count(app, Account) == before and _mapping(app, sync.tenant, "L10") is None
 
 
-def test_delete_closes_the_account_unless_something_else_holds_it(app, sync, factories, http):
+def test_delete_closes_the_account_unless_something_else_holds_it(app, sync, factories, http, browser):
     assert sync.put("L10", _record(username="ivan", phone="+14155550130", email=None, version=3)).status_code == 201
     _problem(sync.delete("L10", version=2), 409, "stale")
     deleted = sync.delete("L10", version=4)
@@ -159,7 +187,10 @@ def test_delete_closes_the_account_unless_something_else_holds_it(app, sync, fac
     assert sync.put("L11", _record(username="judy", phone="+14155550131", email=None)).status_code == 201
     response = http.put(f"/api/sync/{other}/accounts/X1", headers={"Authorization": f"Bearer {token}"},
                         json=_record(username="judy", phone="+14155550131", email=None))
-    assert response.get_json()["result"] == "linked"
+    assert response.get_json()["result"] == "pending_proof"
+    # The person logs in at a site of the other tenant: the proof, the link.
+    code_from(*reversed(_login(factories, http, browser, other, "+14155550131", PW)))
+    assert _mapping(app, other, "X1").account_id == _mapping(app, sync.tenant, "L11").account_id
     kept = sync.delete("L11", version=2)
     assert kept.get_json()["result"] == "deleted" and kept.get_json()["status"] == "active"
     with app.app_context():
@@ -193,6 +224,13 @@ def test_attributes_are_the_tenants(app, sync):
         assert row.tenant_id == mapping.tenant_id and row.data == {"level": "gold"}
 
 
+def _login(factories, http, browser, tenant, login, password):
+    """A password login (prompt=login: always the form) at a new site of ``tenant``."""
+    site = factories.client(tenant=tenant, trusted=True)
+    return authorize(browser, RelyingParty.for_client(http, ISSUER, site), SimpleNamespace(phone=login, password=password),
+                     prompt="login")
+
+
 def _count(app, model):
     with app.app_context():
         return db.session.scalar(db.select(db.func.count()).select_from(model))
@@ -219,3 +257,108 @@ def test_changes_pushed_by_the_legacy_system_reach_subscribed_partners(app, sync
     events = [r["claims"]["events"]["urn:tessera:event:claims-changed"] for r in receiver.requests]
     assert [(e["subject"]["sub"], e["claims"]) for e in events] == [(sub, ["name", "phone_number"]),
                                                                      (sub, ["attributes.level"])]
+
+
+def _identities(app, account_id):
+    with app.app_context():
+        return {(i.kind, i.value) for i in db.session.scalars(
+            db.select(Identity).filter_by(account_id=account_id, released_at=None))}
+
+
+def _password_login_works(factories, http, browser, tenant, login, password) -> bool:
+    request, response = _login(factories, http, browser, tenant, login, password)
+    if response.status_code == 302 and "code=" in (response.location or ""):
+        return True
+    assert response.status_code == 401 and "wrong identifier or password" in response.get_data(as_text=True)
+    return False
+
+
+def test_a_tenants_legacy_system_cannot_take_over_someone_elses_account(app, sync, factories, http, browser):
+    """The attack of the hardening issue: tenant A's sync client, knowing only the phone number of
+    a person who uses tenant B's sites, claims it "verified", then sends an email and a password
+    hash it knows. Nothing of the person's account changes; the link waits for the person; once
+    the person proves it by logging in at a site of tenant A, the tenant may fill in what the
+    account lacks — still never its password, phone or email."""
+    import argon2
+
+    tenant_b = factories.tenant()
+    victim = factories.account(phone="+14155550190", email="victim@example.com")
+    assert _password_login_works(factories, http, browser, tenant_b, victim.phone, victim.password)
+    with app.app_context():
+        victim_hash = db.session.get(Account, victim.id).password_hash
+    attacker_pw = "attacker password 1"
+    attacker_hash = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(attacker_pw)
+
+    first = sync.put("L1", {"phone": victim.phone, "phone_verified": True, "version": 1})
+    assert first.status_code == 202 and first.get_json()["result"] == "pending_proof"
+    second = sync.put("L1", {"phone": victim.phone, "phone_verified": True, "email": "attacker@example.com",
+                             "email_verified": True, "password_hash": attacker_hash, "name": "Mallory", "version": 2})
+    assert second.status_code == 202 and second.get_json()["result"] == "pending_proof"
+    assert _mapping(app, sync.tenant, "L1") is None
+    assert _identities(app, victim.id) == {("phone", victim.phone), ("email", "victim@example.com")}
+    with app.app_context():
+        account = db.session.get(Account, victim.id)
+        assert account.password_hash == victim_hash and account.name is None
+    assert not _password_login_works(factories, http, browser, tenant_b, victim.phone, attacker_pw)
+    assert not _password_login_works(factories, http, browser, tenant_b, "attacker@example.com", attacker_pw)
+    assert _password_login_works(factories, http, browser, tenant_b, victim.phone, victim.password)
+
+    # Operators see the conflict; a login at another tenant's site proves nothing for tenant A.
+    listed = app.test_cli_runner().invoke(args=["sync", "conflicts", sync.tenant, "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = __import__("json").loads(listed.output)
+    assert (row["legacy_id"], row["kind"], row["value"], row["account_id"], row["status"]) == (
+        "L1", "same_phone", victim.phone, victim.id, "pending")
+    assert _mapping(app, sync.tenant, "L1") is None
+
+    # The person logs in at a site of tenant A: the proof. The link is made; only what the account
+    # lacked is filled in (the name), never the password or the email.
+    assert _password_login_works(factories, http, browser, sync.tenant, victim.phone, victim.password)
+    mapping = _mapping(app, sync.tenant, "L1")
+    assert mapping is not None and mapping.account_id == victim.id and not mapping.created_account
+    assert sync.get("L1").get_json()["result"] == "current"
+    with app.app_context():
+        account = db.session.get(Account, victim.id)
+        assert account.name == "Mallory" and account.password_hash == victim_hash
+    assert _identities(app, victim.id) == {("phone", victim.phone), ("email", "victim@example.com")}
+
+    # Later updates of the linked legacy id: attributes and missing claims, never the password,
+    # phone or email; the person's password still works, the tenant's does not.
+    updated = sync.put("L1", {"phone": "+14155550191", "phone_verified": True, "email": "attacker2@example.com",
+                              "email_verified": True, "password_hash": attacker_hash, "name": "Mallory B",
+                              "username": "mallory", "attributes": {"level": "gold"}, "version": 3})
+    assert updated.status_code == 200 and updated.get_json()["result"] == "updated"
+    assert any(w.startswith("password") for w in updated.get_json()["warnings"])
+    assert _identities(app, victim.id) == {("phone", victim.phone), ("email", "victim@example.com"),
+                                           ("username", "mallory")}
+    with app.app_context():
+        account = db.session.get(Account, victim.id)
+        assert account.password_hash == victim_hash and account.name == "Mallory"
+        assert db.session.scalar(db.select(AccountAttributes.data).filter_by(account_id=victim.id)) == {"level": "gold"}
+    assert not _password_login_works(factories, http, browser, sync.tenant, victim.phone, attacker_pw)
+    assert not _password_login_works(factories, http, browser, sync.tenant, "mallory", attacker_pw)
+    assert _password_login_works(factories, http, browser, tenant_b, victim.phone, victim.password)
+    # The tenant sees the identities it added, not the person's.
+    assert {(i["kind"], i["value"]) for i in sync.get("L1").get_json()["identities"]} == {("username", "mallory")}
+
+
+def test_a_tenant_replaces_only_the_identities_its_legacy_system_added(app, sync):
+    """On an account its record created, the tenant's update replaces its own email; an email
+    added in the hub (by the person) stays, and the record's is then not added."""
+    assert sync.put("L20", _record(username="olga", phone="+14155550192", email="olga@example.com")).status_code == 201
+    account_id = _mapping(app, sync.tenant, "L20").account_id
+    with app.app_context():
+        own = db.session.scalar(db.select(Identity).filter_by(account_id=account_id, kind="email"))
+        own.released_at = db.func.now()
+        db.session.add(Identity(account_id=account_id, kind="email", namespace="", value="olga@home.example", verified=True))
+        db.session.commit()
+    updated = sync.put("L20", _record(version=2, username="olga", phone="+14155550193", email="olga@new.example.com"))
+    assert updated.status_code == 200 and any(w.startswith("email: kept") for w in updated.get_json()["warnings"])
+    assert _identities(app, account_id) == {("username", "olga"), ("phone", "+14155550193"),
+                                            ("email", "olga@home.example")}
+
+
+@pytest.mark.parametrize("password_hash", ["$6$saltsalt$", "pbkdf2_sha256$1000$salt$", "$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r"])
+def test_a_password_hash_that_can_never_verify_is_refused(app, sync, password_hash):
+    _problem(sync.put("L21", _record(password_hash=password_hash, password_format=None)), 400, "invalid_record")
+    assert _mapping(app, sync.tenant, "L21") is None
