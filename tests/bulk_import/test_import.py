@@ -170,12 +170,25 @@ def test_same_verified_phone_is_one_person_by_policy(importer, app, policy):
     assert (first.name, first.nickname) == (expected_name, "two")
 
 
-def test_same_phone_on_an_existing_hub_account_links_into_it(importer, factories):
+def test_same_phone_on_an_existing_hub_account_links_into_it(importer, factories, app):
     account = factories.account(phone="+14155550101")
     path = importer.file([rec("u1", phone="+14155550101", phone_verified=True, username="legacy-u1")])
     assert importer.run(path)["linked"] == 1
     assert importer.account_of("u1").id == account.id
     assert ("username", "legacy-u1") in importer.identities(account.id)
+    # The record was linked to an account it did not create; the identity it added is the tenant's.
+    with app.app_context():
+        mapping = db.session.scalar(select(LegacyMapping).filter_by(legacy_id="u1"))
+        added = db.session.scalar(select(Identity).filter_by(kind="username", value="legacy-u1"))
+        phone = db.session.scalar(select(Identity).filter_by(kind="phone", value="+14155550101"))
+        assert not mapping.created_account and added.legacy_tenant_id == mapping.tenant_id
+        assert phone.legacy_tenant_id is None
+    path = importer.file([rec("u2", phone="+14155550102", username="legacy-u2")], name="second.jsonl")
+    assert importer.run(path)["created"] == 1
+    with app.app_context():
+        mapping = db.session.scalar(select(LegacyMapping).filter_by(legacy_id="u2"))
+        assert mapping.created_account and {i.legacy_tenant_id for i in db.session.scalars(
+            select(Identity).filter_by(account_id=mapping.account_id))} == {mapping.tenant_id}
     assert importer.conflicts("same_phone")[0].other == {"account_id": account.id, "value": "+14155550101"}
 
 
