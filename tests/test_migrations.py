@@ -106,3 +106,39 @@ def fresh_postgres_url():
 
 def test_postgresql_upgrade_head_has_no_drift(tmp_path, fresh_postgres_url):
     _upgrade_then_check(tmp_path, fresh_postgres_url)
+
+
+def test_sqlite_0010_backfills_what_legacy_records_created(tmp_path):
+    """0010: a mapping created its account when it is the account's first and no identity of the
+    account is older than it by more than 5 seconds; its identities of that moment are the tenant's."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'backfill.db'}"
+    result = _tessera(tmp_path, url, "db", "upgrade", "0009")
+    assert result.returncode == 0, _describe(result)
+    conn = sqlite3.connect(tmp_path / "backfill.db")
+    with conn:
+        conn.execute("INSERT INTO tenants (id, slug, name, branding, policy, created_at) "
+                     "VALUES (1, 'acme', 'Acme', '{}', '{}', '2024-01-01 00:00:00')")
+        for account_id in (1, 2):
+            conn.execute("INSERT INTO accounts (id, status, created_at, updated_at) "
+                         "VALUES (?, 'active', '2024-01-01 00:00:00', '2024-01-01 00:00:00')", (account_id,))
+        identities = [(1, "phone", "+14155550100", "2024-03-01 10:00:00.100000"),  # written with mapping 1
+                      (2, "phone", "+14155550101", "2023-01-01 10:00:00"),  # the person's, long before
+                      (2, "username", "bob", "2024-03-01 10:00:00.200000")]  # added by the link
+        for account_id, kind, value, at in identities:
+            conn.execute("INSERT INTO identities (account_id, kind, namespace, value, verified, created_at) "
+                         "VALUES (?, ?, '', ?, 1, ?)", (account_id, kind, value, at))
+        for legacy_id, account_id in (("created", 1), ("linked", 2), ("second", 1)):
+            conn.execute("INSERT INTO legacy_mappings (tenant_id, legacy_id, account_id, source, created_at, updated_at) "
+                         "VALUES (1, ?, ?, 'sync', '2024-03-01 10:00:00.300000', '2024-03-01 10:00:00.300000')",
+                         (legacy_id, account_id))
+    conn.close()
+    result = _tessera(tmp_path, url, "db", "upgrade")
+    assert result.returncode == 0, _describe(result)
+    conn = sqlite3.connect(tmp_path / "backfill.db")
+    created = dict(conn.execute("SELECT legacy_id, created_account FROM legacy_mappings"))
+    tenants = dict(conn.execute("SELECT value, legacy_tenant_id FROM identities"))
+    conn.close()
+    assert created == {"created": 1, "linked": 0, "second": 0}
+    assert tenants == {"+14155550100": 1, "+14155550101": None, "bob": None}
