@@ -33,7 +33,8 @@ from app.accounts import audit, otp
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.accounts.phone_login import is_dormant
-from app.accounts.verification import send_email_verification
+from app.accounts.mailer import send_mail
+from app.accounts.verification import confirm_email, read_email_link, send_email_claim, send_email_verification
 from app.errors import Conflict, InvalidInput, NeedsMerge, NotFound
 from app.extensions import db
 from app.oidc.logout import close_account_sessions
@@ -158,17 +159,82 @@ def unbind_identity(account_id: int, identity_id: int) -> None:
     db.session.commit()
 
 
-def add_email(account_id: int, email: str) -> Identity:
-    """Add an email, unverified until the link sent to it is followed."""
+def add_email(account_id: int, email: str) -> Identity | None:
+    """Add an email, unverified until the link sent to it is followed. An address another
+    account holds *unverified* is no obstacle: a claim link goes to it instead and nothing is
+    added yet (``claim_email`` gives it to this account once the link proves it). None then."""
     value = normalize_email(email)
     account = _active_account(account_id)
     taken = "this email address is already used by an account"
+    holder = db.session.scalar(db.select(Identity).filter_by(kind="email", namespace="", value=value, released_at=None))
+    if holder is not None and holder.account_id != account.id and not holder.verified:
+        audit.record("identity.claim_sent", account_id=account.id, actor="self", identity_kind="email", value=value)
+        db.session.commit()
+        send_email_claim(account.id, value)
+        return None
     # The first email becomes the email claim (unverified): noted like any claim change.
     with _unique(taken), noting_identity_claims(account.id, source="self"):
         identity = _add_identity(account, "email", "", value, verified=False, taken=taken)
     _commit(taken)
     send_email_verification(identity)
     return identity
+
+
+def follow_email_link(token: str) -> Identity:
+    """The link of a verification email was opened: verify the identity it names, or give the
+    address it claims to the account that asked (``claim_email``). InvalidInput when it cannot."""
+    data = read_email_link(token)
+    if "claim" in data:
+        return claim_email(data["claim"], data["email"])
+    return confirm_email(data)
+
+
+def claim_email(account_id: int, value: str) -> Identity:
+    """The person proved ``value`` for ``account_id`` (the link sent to the address was opened):
+    an unverified email never blocks its verified owner. In one transaction, an account holding
+    the address unverified loses it (``identity.released``, reason ``verified_by_owner``; told by
+    mail if it has another verified address, and on its /account security events) and the
+    address becomes this account's, verified. Idempotent; InvalidInput when the account is not
+    active or another account verified the address meanwhile."""
+    taken = "this email address was verified by another account meanwhile"
+    holder_id = db.session.scalar(db.select(Identity.account_id).filter_by(
+        kind="email", namespace="", value=value, released_at=None))
+    account = _lock_accounts(account_id, holder_id)
+    holder = db.session.scalar(db.select(Identity).filter_by(kind="email", namespace="", value=value, released_at=None)
+                               .with_for_update().execution_options(populate_existing=True))
+    if holder is not None and holder.account_id == account.id:
+        if not holder.verified:
+            with noting_identity_claims(account.id, source="self"):
+                holder.verified = True
+            audit.record("identity.verified", account_id=account.id, actor="self", identity="email", value=value,
+                         method="link")
+        db.session.commit()
+        return holder
+    if holder is not None and holder.verified:
+        raise InvalidInput(taken)
+    released_from = holder.account_id if holder is not None else None
+    with _unique(taken), noting_identity_claims(account.id, released_from, source="self"):
+        if holder is not None:
+            holder.released_at = utcnow()
+            audit.record("identity.released", account_id=released_from, actor="system", identity_kind="email",
+                         value=value, reason="verified_by_owner")
+            db.session.flush()  # the released row leaves the live unique index before the new one arrives
+        identity = _new_identity(account, "email", "", value, verified=True)
+        audit.record("identity.added", account_id=account.id, actor="self", identity_kind="email", value=value,
+                     verified=True, method="link", released_from_another_account=released_from is not None)
+    _commit(taken)
+    if released_from is not None:
+        _tell_released(released_from, value)
+    return identity
+
+
+def _tell_released(account_id: int, value: str) -> None:
+    """Mail the account whose unverified address was claimed, at a verified address it has."""
+    other = next((i for i in live_identities(account_id) if i.kind == "email" and i.verified), None)
+    if other is not None:
+        send_mail(other.value, "An unverified email address was removed from your account",
+                  f"{value} was on your account without being verified. Its owner has now verified it, "
+                  "so it was removed from your account.")
 
 
 def add_username(account_id: int, tenant_id: int, username: str) -> Identity:

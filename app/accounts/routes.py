@@ -7,7 +7,7 @@ from flask import Blueprint, make_response, redirect, render_template, request, 
 from flask import session as browser_session
 
 from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
-from app.accounts import phone_login, verification
+from app.accounts import binding, phone_login
 from app.accounts.forms import (
     CodeForm, ConsentForm, ContinueForm, LoginForm, LogoutForm, PasswordProofForm, PhoneForm, SignUpForm,
 )
@@ -221,11 +221,12 @@ def otp_fresh(uid: str):
 
 @bp.get("/verify-email/<token>")
 def verify_email(token: str):
-    """The link of a verification email: marks the address verified (app.accounts.verification)."""
+    """The link of a verification email: marks the address verified, or gives a claimed address
+    to the account that asked for it (app.accounts.verification, binding.follow_email_link)."""
     try:
-        identity = verification.confirm_email(token)
-    except InvalidInput as exc:
-        return render_template("accounts/email_verified.html", identity=None, error=exc.detail, tenant=None), 400
+        identity = binding.follow_email_link(token)
+    except TesseraError as exc:  # a bad link (400), taken meanwhile (409), a merge under way (503)
+        return render_template("accounts/email_verified.html", identity=None, error=exc.detail, tenant=None), exc.status
     return render_template("accounts/email_verified.html", identity=identity, error=None, tenant=None)
 
 

@@ -262,7 +262,7 @@ def add_email():
     form = EmailForm()
     if form.validate_on_submit():
         if _run(binding.add_email, g.account.id, form.email.data):
-            flash("Email added. Follow the link we sent to it to verify it.", "info")
+            flash("Follow the link we sent to that address to verify it.", "info")
     else:
         flash("Enter a valid email address.", "error")
     return redirect(url_for("account.index"))

@@ -54,7 +54,9 @@ def create_account(
 
 
 def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
-    """The live identity a typed login (phone, email or tenant username) names, if any."""
+    """The live identity a typed login (phone, email or tenant username) names, if any. An
+    unverified email names nobody: it is never a way to log in, nor to find an account to link
+    or merge (whoever typed it into their account has not shown it is theirs)."""
     login = (login or "").strip()
     candidates: list[tuple[str, str, str]] = []
     if "@" in login:
@@ -77,7 +79,7 @@ def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
         identity = db.session.scalar(
             db.select(Identity).filter_by(kind=kind, namespace=namespace, value=value, released_at=None)
         )
-        if identity is not None:
+        if identity is not None and (identity.verified or kind != "email"):
             return identity
     return None
 

@@ -2,8 +2,10 @@
 
 Seed 003: in data exchange the person only *authorizes*; the system that needs the data asks for
 it, field by field. A client reads or writes a person's data only when (1) its contract lists
-the claim and (2) the person agreed to share with this client: a consent covering the
-``partner`` scope, or the tenant's agreement for a first-party client (``is_trusted``).
+the claim, (2) the person is related to the client or its tenant (``app.partners.relationship``:
+first-party clients are not exempt) and (3) the person agreed to share with this client: a
+consent covering the ``partner`` scope, or the tenant's agreement for a first-party client
+(``is_trusted``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from dataclasses import dataclass
 from app.accounts.models import PROFILE_CLAIMS
 from app.errors import InvalidInput, TesseraError
 from app.extensions import db
-from app.oidc.authorization import consenting_accounts, has_consent, is_trusted
+from app.oidc.authorization import consenting_accounts, is_trusted
 from app.oidc.models import Client
 from app.partners.models import DataContract
+from app.partners.relationship import related_accounts
 
 #: The consent scope a person grants (on the consent page) to let a client exchange their data.
 CONSENT_SCOPE = "partner"
@@ -119,10 +122,12 @@ def contract_for(client: Client) -> Contract | None:
 
 
 def may_access(client: Client, account_id: int) -> bool:
-    """The person agreed to share with this client (consent), or the tenant did (first-party)."""
-    return is_trusted(client) or has_consent(account_id, client, CONSENT_SCOPE)
+    """The person is related to the client or its tenant, and agreed to share with this client
+    (consent), or the tenant did (first-party)."""
+    return bool(accessible_accounts(client, {account_id}))
 
 
 def accessible_accounts(client: Client, account_ids: set[int]) -> set[int]:
-    """``may_access`` for many accounts at once."""
-    return set(account_ids) if is_trusted(client) else consenting_accounts(account_ids, client, CONSENT_SCOPE)
+    """``may_access`` for many accounts at once (two queries at most)."""
+    agreed = set(account_ids) if is_trusted(client) else consenting_accounts(set(account_ids), client, CONSENT_SCOPE)
+    return related_accounts(client, agreed)

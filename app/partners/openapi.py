@@ -27,7 +27,8 @@ REASONS = {
 }
 DESCRIPTIONS = {
     400: "Malformed request", 401: "No valid bearer token", 403: "Not allowed (scope, contract, policy)",
-    404: "Unknown, or not shared with this client (one answer for both)", 409: "Conflict",
+    404: "Unknown, not related to this client or its tenant, or not shared with it (one answer for all)",
+    409: "Conflict (register-on-write: the number has an account, whoever holds it)",
     412: "The ETag in If-Match is no longer current", 422: "Invalid value", 428: "If-Match is required",
     429: "Rate limit of this client exceeded", 503: "The account is being merged: retry shortly",
 }

@@ -22,15 +22,17 @@ from app.accounts.service import create_account
 from app.bulk_import.models import AccountAttributes
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
+from app.oidc.authorization import is_trusted
 from app.oidc.clients import get_client_by_pk
-from app.oidc.models import Client, Consent, SubjectMapping
-from app.oidc.subjects import accounts_for_subjects, sector_of, subject_for
+from app.oidc.models import Client, Consent
+from app.oidc.subjects import accounts_for_subjects, subject_for
 from app.partners.changes import attribute_claims, namespace_of, note_write
 from app.partners.contracts import (
     ATTRIBUTE_NAME_RE, ATTRIBUTE_PREFIX, CONSENT_SCOPE, READABLE, WRITABLE, Contract, PartnerError,
     accessible_accounts, contract_for, may_access, not_found,
 )
 from app.partners.models import AccountAddress, ClaimProvenance
+from app.partners.relationship import related_clause
 from app.security import utcnow
 from app.tenants.models import Tenant
 
@@ -416,17 +418,14 @@ def phone_hash(salt: str, phone: str) -> str:
 
 
 def _phone_candidates(client: Client):
-    """(phone, account id) of the people this client may look up by hash: those who consented to
-    it, or for a first-party client those it already knows (a hash cannot be reversed, so the
-    candidates are hashed; the set is bounded by the people who agreed to share with this client)."""
-    from app.oidc.authorization import is_trusted
-
+    """(phone, account id) of the people this client may look up by hash: those related to it or
+    its tenant (``relationship``) who consented to it, or for a first-party client all those
+    related (a hash cannot be reversed, so the candidates are hashed: the cost grows with the
+    people related to the client, never with the hub)."""
     query = db.select(Identity.value, Identity.account_id).where(
-        Identity.kind == "phone", Identity.namespace == "", Identity.released_at.is_(None))
-    if is_trusted(client):
-        query = query.where(db.select(SubjectMapping.id).where(
-            SubjectMapping.sector == sector_of(client), SubjectMapping.account_id == Identity.account_id).exists())
-    else:
+        Identity.kind == "phone", Identity.namespace == "", Identity.released_at.is_(None),
+        related_clause(client, Identity.account_id))
+    if not is_trusted(client):
         query = query.join(Consent, Consent.account_id == Identity.account_id).where(Consent.client_id == client.id)
     return db.session.execute(query).all()
 
@@ -470,7 +469,12 @@ def register(client: Client, body) -> str:
     """Register-on-write (seed 003): create the account of a phone number that is not registered
     yet, when the client's tenant allows it, and hand back its sub. The number must meet the
     hub's registration rule (a valid number, normalized to E.164). The tenant's agreement to let
-    its partners sign people up stands for the person's consent to share with this client."""
+    its partners sign people up stands for the person's consent to share with this client.
+
+    A number someone already holds is one 409, byte for byte, whoever holds it (a person related
+    to this client or a stranger to its tenant): the existing account is never attached to, given
+    a consent or a subject in this client's sector, or written. Whether the partner may then
+    reach that person is the lookup's answer, under the relationship rule."""
     contract = require_contract(client)
     del contract
     tenant = db.session.get(Tenant, client.tenant_id)  # fresh: the cached client's tenant may be older
@@ -486,6 +490,9 @@ def register(client: Client, body) -> str:
     taken = PartnerError(409, "already_registered", "Already registered",
                          "this phone number belongs to an account: look it up instead")
     if db.session.scalar(db.select(Identity.id).filter_by(kind="phone", namespace="", value=phone, released_at=None)):
+        # Audited without the holder: nothing about that account is recorded for this client.
+        audit.record("partner.register_refused", actor=_actor(client), client_id=client.id, reason="taken")
+        db.session.commit()
         raise taken
     try:
         # The partner vouches for the number; the hub has not verified it with a code.

@@ -15,6 +15,10 @@ from app.accounts.verification import send_email_verification
 from app.extensions import db
 from app.security import utcnow
 from tests.accounts.conftest import new_phone
+from tests.accounts.test_binding import audit_kinds, hub_login, sms  # noqa: F401
+from tests.conftest import ISSUER
+from tests.factories import PASSWORD
+from tests.rp import Browser
 
 EMAIL = "someone@example.com"
 
@@ -39,7 +43,7 @@ def _send(app, identity_id: int) -> str:
 def test_link_verifies_the_email(app, outbox, http, email_identity):
     link = _send(app, email_identity)
     [mail] = outbox.mails(EMAIL)
-    assert mail["link"] == link and link in mail["body"] and link.startswith("http://localhost/verify-email/")
+    assert mail["link"] == link and link in mail["body"] and link.startswith(f"{ISSUER}/verify-email/")
     response = http.get(urlsplit(link).path)
     assert response.status_code == 200 and "verified" in response.get_data(as_text=True)
     assert _identity(app, email_identity).verified
@@ -123,3 +127,55 @@ def test_only_live_email_identities_get_a_link(app, email_identity):
         phone = db.session.scalar(db.select(Identity).filter_by(kind="phone", account_id=_identity(app, email_identity).account_id))
         with pytest.raises(InvalidInput):
             send_email_verification(phone)
+
+
+# --- an unverified email never blocks its verified owner ------------------------------------------
+def test_an_unverified_email_yields_to_its_owner_who_verifies_it(app, sms):  # noqa: F811
+    """X types the victim's address into their account and never verifies it. X cannot log in
+    with it; the owner Y adds it anyway, follows the link sent to it, and holds it verified: X's
+    identity is released (audited, X told at a verified address), X's own old link is dead."""
+    victim = "victim@example.com"
+    x_phone, y_phone, outbox = new_phone(), new_phone(), sms
+    with app.app_context():
+        x = create_account(phone=x_phone, password=PASSWORD, email="x.own@example.com").id  # verified
+        y = create_account(phone=y_phone, password="y's own password 123").id
+
+    squatter = hub_login(app, x_phone)
+    page = squatter.submit(squatter.go(f"{ISSUER}/account/"), {"email": victim, "submit": "Add email"},
+                           url=f"{ISSUER}/account/email")
+    assert "Follow the link" in page.get_data(as_text=True)
+    [x_link] = [m["link"] for m in outbox.mails(victim)]
+
+    def log_in(login: str, password: str):
+        browser = Browser(app.test_client(), ISSUER)
+        page = browser.go(f"{ISSUER}/account/login")
+        return browser.submit(page, {"login": login, "password": password, "submit": "Log in"})
+
+    assert log_in(victim, PASSWORD).status_code == 401  # an unverified email is no way in
+
+    owner = hub_login(app, y_phone, "y's own password 123")
+    page = owner.submit(owner.go(f"{ISSUER}/account/"), {"email": victim, "submit": "Add email"},
+                        url=f"{ISSUER}/account/email")
+    assert "Follow the link" in page.get_data(as_text=True) and "already used" not in page.get_data(as_text=True)
+    claim_link = outbox.mails(victim)[-1]["link"]
+    assert claim_link != x_link
+    opened = app.test_client().get(urlsplit(claim_link).path)
+    assert opened.status_code == 200 and victim in opened.get_data(as_text=True)
+
+    with app.app_context():
+        rows = db.session.scalars(db.select(Identity).filter_by(kind="email", value=victim).order_by(Identity.id)).all()
+        assert [(r.account_id, r.verified, r.released_at is not None) for r in rows] == [(x, False, True), (y, True, False)]
+        released = db.session.scalar(db.select(AuditEvent).filter_by(kind="identity.released", account_id=x))
+        assert released.details["reason"] == "verified_by_owner"
+    assert "identity.released" in audit_kinds(app, x)
+    assert "identity.released" in squatter.go(f"{ISSUER}/account/").get_data(as_text=True)  # on X's page
+    assert [m["subject"] for m in outbox.mails("x.own@example.com")] == ["An unverified email address was removed from your account"]
+
+    assert log_in(victim, PASSWORD).status_code == 401  # X: never with it
+    logged_in = log_in(victim, "y's own password 123")  # the owner: yes
+    assert logged_in.status_code == 200 and "Ways to log in" in logged_in.get_data(as_text=True)
+    assert app.test_client().get(urlsplit(x_link).path).status_code == 400  # X's old link names a released identity
+    again = squatter.submit(squatter.go(f"{ISSUER}/account/"), {"email": victim, "submit": "Add email"},
+                            url=f"{ISSUER}/account/email")
+    assert "already used by an account" in again.get_data(as_text=True)
+    assert app.test_client().get(urlsplit(claim_link).path).status_code == 200  # idempotent

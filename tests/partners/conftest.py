@@ -38,14 +38,15 @@ class Partners:
 
     def make(self, *, read="name,nickname,picture,addresses,phone_number", write="nickname,addresses,attributes.*",
              tenant: str | None = None, trusted: bool = False, subscribe: bool = False,
-             events_endpoint: str | None = None, token_exchange: bool = False, host: str | None = None) -> Partner:
+             events_endpoint: str | None = None, token_exchange: bool = False, host: str | None = None,
+             subject_type: str = "pairwise") -> Partner:
         from app.partners.contracts import set_contract
 
         self._n += 1
         tenant = tenant or self.factories.tenant()
         redirect_uri = f"https://{host or f'partner{self._n}.example.com'}/cb"
         client = self.factories.client(
-            redirect_uri=redirect_uri, tenant=tenant, trusted=trusted, events_endpoint=events_endpoint,
+            redirect_uri=redirect_uri, tenant=tenant, trusted=trusted, events_endpoint=events_endpoint, subject_type=subject_type,
             grant_types=["authorization_code", "client_credentials"], scope=f"openid profile partner {ALL_SCOPES}",
         )
         with self.app.app_context():
