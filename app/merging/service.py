@@ -494,29 +494,39 @@ def merge_accounts(survivor_id: int, absorbed_id: int, **kwargs) -> MergeRecord:
     return run_merge(record.id)
 
 
-def resume_due_merges(limit: int = 10) -> int:
-    """Resume merges that are pending or whose runner died (lease over). Run by the worker."""
+def claim_due_merges(limit: int = 10) -> list[int]:
+    """Claim merges that are pending or whose runner died (lease over) for this worker. Many
+    workers may run: on PostgreSQL the rows are selected with FOR UPDATE SKIP LOCKED (two workers
+    claiming at once take different merges); everywhere a claim is a conditional UPDATE of the
+    lease, so a merge is run by one worker at a time, and never again once completed or failed."""
     now = utcnow()
-    due = list(db.session.scalars(
-        db.select(MergeRecord.id).where(
-            MergeRecord.status.in_(("pending", "running")),
-            or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now),
-        ).order_by(MergeRecord.id).limit(limit)
-    ))
-    for merge_id in due:
-        claimed = db.session.execute(
-            update(MergeRecord).where(
-                MergeRecord.id == merge_id,
-                or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now),
-            ).values(locked_until=now + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"]))
+    due = (MergeRecord.status.in_(("pending", "running")),
+           or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now))
+    query = db.select(MergeRecord.id).where(*due).order_by(MergeRecord.id).limit(limit)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = []
+    for merge_id in list(db.session.scalars(query)):
+        won = db.session.execute(
+            update(MergeRecord).where(MergeRecord.id == merge_id, *due)
+            .values(locked_until=now + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"]))
         ).rowcount
-        db.session.commit()
-        if claimed:
-            try:
-                run_merge(merge_id)
-            except Exception:  # recorded on the merge; the next round retries
-                current_app.logger.exception("merge %s failed", merge_id)
-    return len(due)
+        if won:
+            claimed.append(merge_id)
+    db.session.commit()
+    return claimed
+
+
+def resume_due_merges(limit: int = 10) -> int:
+    """Resume merges that are pending or whose runner died (lease over). Run by the worker.
+    Returns the number of merges it claimed."""
+    claimed = claim_due_merges(limit)
+    for merge_id in claimed:
+        try:
+            run_merge(merge_id)
+        except Exception:  # recorded on the merge; the next round retries
+            current_app.logger.exception("merge %s failed", merge_id)
+    return len(claimed)
 
 
 def merge_to_dict(record: MergeRecord) -> dict:

@@ -295,3 +295,72 @@ def test_a_login_spanning_a_whole_merge_leaves_no_session(app, factories, hold_a
     assert "code=" not in outcome["location"]
     # A refusal in words: the one answer of a failed login, or "not active" once it had passed.
     assert ("wrong identifier or password" if hold_at == "after_password_check" else "not active") in outcome["body"]
+
+
+def test_two_workers_claiming_merges_at_once_run_each_merge_once(app, factories):
+    """Two workers resume pending merges at once (FOR UPDATE SKIP LOCKED claims): every merge
+    runs once — one attempt, one completion, one notification per client. The test holds the
+    first merge (a row lock of its own on its absorbed account) until the other worker finished
+    its share, so both workers provably claimed merges; the held worker then goes on with the
+    merges it claimed and never runs one the other worker completed."""
+    client = factories.client(trusted=True, events_endpoint="https://rp.example.com/events")
+    pairs = []
+    for _ in range(6):
+        survivor, absorbed = factories.account(), factories.account()
+        _site_login(app, client, absorbed)  # the client knows it: one SET per merge
+        pairs.append((survivor.id, absorbed.id))
+    saved_lease = app.config["TESSERA_MERGE_LEASE"]
+    app.config["TESSERA_MERGE_LEASE"] = 3600  # no claim runs out during the test: a re-run would be a crash's
+    with app.app_context():
+        from app.merging.service import request_merge, resume_due_merges
+
+        ids = [request_merge(s, a, origin="operator").id for s, a in pairs]
+        blocker = db.engine.connect()
+    blocker.execute(text("SELECT id FROM accounts WHERE id = :a FOR UPDATE"), {"a": pairs[0][1]})
+    start, claimed, errors = threading.Barrier(2, timeout=PATIENCE), {}, []
+
+    def worker(name):
+        with app.app_context():
+            try:
+                start.wait()
+                claimed[name] = 0
+                while n := resume_due_merges(limit=3):  # the worker's real function: 3 claimed a round
+                    claimed[name] += n
+            except Exception as exc:  # reported below
+                errors.append(repr(exc))
+
+    def statuses():
+        with app.app_context():
+            db.session.remove()
+            return dict(db.session.execute(text("SELECT id, status FROM merge_records")).all())
+
+    threads = [threading.Thread(target=worker, args=(name,), daemon=True) for name in ("one", "two")]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + PATIENCE
+        # The first claim took the first three (the held one first, the next two wait behind
+        # it); the other worker claimed and finished the last three meanwhile.
+        while any(statuses()[i] != "completed" for i in ids[3:]):
+            assert time.monotonic() < deadline and not errors, ("timed out", statuses(), errors)
+            time.sleep(0.1)
+        assert [statuses()[i] for i in ids[:3]] == ["running", "pending", "pending"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    for t in threads:
+        t.join(timeout=PATIENCE)
+    app.config["TESSERA_MERGE_LEASE"] = saved_lease
+    assert not any(t.is_alive() for t in threads), "a worker is stuck"
+    assert not errors, errors
+    assert sorted(claimed.values()) == [3, 3]  # each worker claimed (and ran) its own three
+
+    with app.app_context():
+        db.session.remove()
+        rows = db.session.execute(text("SELECT id, status, attempts FROM merge_records ORDER BY id")).all()
+        completions = db.session.execute(text(
+            "SELECT count(*) FROM audit_events WHERE kind = 'merge.completed'")).scalar()
+        sets = dict(db.session.execute(text(
+            "SELECT reference, count(*) FROM outbox_events WHERE kind = 'set' GROUP BY reference")).all())
+    assert [tuple(r) for r in rows] == [(i, "completed", 1) for i in ids]  # each run once
+    assert completions == len(ids) and sets == {f"merge-{i}": 1 for i in ids}
