@@ -1,6 +1,7 @@
-"""A relying party's receiving end on a real socket: records what the hub POSTs to it
-(back-channel logout tokens, events), de-duplicates by ``jti`` like a correct receiver must,
-and can be made to fail or to answer slowly."""
+"""A relying party's receiving end on a real socket: records every POST the hub makes to it
+(back-channel logout tokens, events), duplicates included (``requests``, ``deliveries``), also
+de-duplicates by ``jti`` like a correct receiver must (``processed``), and can be made to fail,
+to answer slowly, or to hold its first requests until several are in flight at once."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class Receiver:
         self.processed: dict[str, dict] = {}  # jti -> claims, each processed once
         self.status = 200
         self.delay = 0.0
+        #: When set (``hold_first``): the first requests wait for each other, answered only once
+        #: that many are in flight together — proof that several senders deliver at once.
+        self.gate: threading.Barrier | None = None
+        self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,7 +31,14 @@ class Receiver:
                 body = self.rfile.read(length).decode()
                 token = parse_qs(body).get("logout_token", [body])[0]
                 claims = __import__("json").loads(jws.extract_compact(token.encode()).payload)
-                receiver.requests.append({"path": self.path, "claims": claims, "token": token})
+                with receiver._lock:
+                    receiver.requests.append({"path": self.path, "claims": claims, "token": token})
+                    gate = receiver.gate if len(receiver.requests) <= (receiver.gate.parties if receiver.gate else 0) else None
+                if gate is not None:
+                    try:
+                        gate.wait()
+                    except threading.BrokenBarrierError:
+                        pass  # the test gave up waiting: it says so
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 if receiver.status == 200:
@@ -43,6 +55,17 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hold_first(self, n: int, timeout: float) -> None:
+        """The first ``n`` requests are answered only once all ``n`` are in flight together."""
+        self.gate = threading.Barrier(n, timeout=timeout)
+
+    def deliveries(self, jti: str) -> int:
+        """How many times a message with this ``jti`` was POSTed (raw: no de-duplication)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r["claims"].get("jti") == jti)
+
     def close(self):
+        if self.gate is not None:
+            self.gate.abort()
         self.server.shutdown()
         self.server.server_close()

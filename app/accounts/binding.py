@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.accounts import audit, otp
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
+from app.accounts.locking import lock_account
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.accounts.phone_login import is_dormant
 from app.accounts.mailer import send_mail
@@ -164,7 +165,7 @@ def add_email(account_id: int, email: str) -> Identity | None:
     account holds *unverified* is no obstacle: a claim link goes to it instead and nothing is
     added yet (``claim_email`` gives it to this account once the link proves it). None then."""
     value = normalize_email(email)
-    account = _active_account(account_id)
+    account = _active_account(account_id, lock=True)
     taken = "this email address is already used by an account"
     holder = db.session.scalar(db.select(Identity).filter_by(kind="email", namespace="", value=value, released_at=None))
     if holder is not None and holder.account_id != account.id and not holder.verified:
@@ -242,7 +243,7 @@ def add_username(account_id: int, tenant_id: int, username: str) -> Identity:
     value = normalize_username(username)
     if db.session.get(Tenant, tenant_id) is None:
         raise NotFound("no such tenant")
-    account = _active_account(account_id)
+    account = _active_account(account_id, lock=True)
     taken = "this username is taken in this tenant"
     identity = _add_identity(account, "username", str(tenant_id), value, verified=True, taken=taken)
     _commit(taken)
@@ -386,7 +387,9 @@ def live_identities(account_id: int) -> list[Identity]:
 
 
 def _active_account(account_id: int, lock: bool = False) -> Account:
-    account = db.session.get(Account, account_id, with_for_update=True if lock else None, populate_existing=lock)
+    """The active account; with ``lock``, in the order of app.accounts.locking (row lock, then
+    the merge lock: AccountBusy while a merge runs, then the status)."""
+    account = lock_account(account_id) if lock else db.session.get(Account, account_id)
     if account is None or not account.is_active:
         raise InvalidInput("this account is not active")
     return account
@@ -401,15 +404,9 @@ def _phone_holder_id(phone: str) -> int | None:
 def _lock_accounts(account_id: int, other_id: int | None) -> Account:
     """Lock the account and the other holder's row (PostgreSQL; SQLite serializes writers
     anyway), always in id order so that two binds across the same pair cannot deadlock.
-    Returns the (active) account."""
-    from app.merging.service import ensure_not_locked
-
+    Returns the (active) account. A merge running on either account: the retry answer."""
     for locked_id in sorted({account_id, other_id} - {None}):
-        if locked_id != account_id:
-            db.session.get(Account, locked_id, with_for_update=True, populate_existing=True)
-        else:
-            _active_account(account_id, lock=True)
-        ensure_not_locked(locked_id)  # a merge running on either account: retry answer
+        lock_account(locked_id)  # the row lock, then the merge lock (app.accounts.locking)
     return _active_account(account_id)
 
 

@@ -34,6 +34,7 @@ from flask import current_app
 
 from app.accounts import audit
 from app.accounts.identifiers import normalize_phone
+from app.accounts.locking import lock_account
 from app.accounts.models import Account, Identity, OtpChallenge
 from app.accounts.otp import send_code, verify_code
 from app.accounts.service import create_account, mark_login, password_matches
@@ -166,7 +167,9 @@ def start_fresh(challenge_uid: str, name: str | None = None, password: str | Non
     """Recycled number: release the phone from the dormant account and create a new account
     with it, in one transaction. The dormant account keeps its data and other identities."""
     result = _expect(challenge_uid, "dormant")
-    dormant = result.account
+    dormant = lock_account(result.account.id)  # row lock, then the merge lock (app.accounts.locking)
+    if dormant is None or not dormant.is_active:
+        raise AuthenticationFailed(START_OVER)
     identity = _phone_identity(result.phone)
     with noting_identity_claims(dormant.id, source="recycled_number"):  # its clients see the phone go
         identity.released_at = utcnow()

@@ -245,7 +245,7 @@ def confirm_phone(purpose: str, uid: str):
                     flash(merge_error.detail, "error")
                     return redirect(url_for("account.index"))
                 return render_template("merging/done.html", record=record, kept_this=True)
-            merging_routes.remember_proof(exc.other_account_id, "otp")
+            merging_routes.remember_proof(exc.other_account_id, "phone_binding")  # the OTP to its phone
             return render_template("account/needs_merge.html", detail=exc.detail), 409
         except TesseraError as exc:
             flash(exc.detail, "error")

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts import audit
+from app.accounts.locking import lock_account
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.accounts.otp import verify_code
@@ -117,12 +118,20 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
         ok = False
     else:
         ok = password_matches(account, password)
-    if not ok or not account.is_active:
+    if ok:
+        try:
+            # The status read above came before the slow hash: mark_login re-reads it under the
+            # account's row lock (and the merge lock), and refuses an account no longer active.
+            mark_login(account, identity, client_id)
+        except AccountInactive:
+            ok = False
+            account = db.session.get(Account, account.id)
+    if not ok:
         audit.record("login.failure", account_id=account.id if account else None, client_id=client_id,
-                     method="pwd", reason="inactive account" if ok else "bad credentials")
+                     method="pwd", reason="inactive account" if account is not None and not account.is_active
+                     else "bad credentials")
         db.session.commit()
         raise AuthenticationFailed("wrong identifier or password")
-    mark_login(account, identity, client_id)
     audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd", identity=identity.kind)
     db.session.commit()
     return account
@@ -156,13 +165,20 @@ def confirm_phone_code(account_id: int, challenge_uid: str, code: str) -> None:
     db.session.commit()
 
 
+class AccountInactive(AuthenticationFailed):
+    """The account a login was about to succeed on is no longer active (merged, closed, locked
+    meanwhile): read again under its row lock."""
+
+
 def mark_login(account: Account, identity: Identity, client_id: int | None = None) -> None:
     """Record a successful login through ``identity`` (for dormancy rules) at the client
-    ``client_id`` and announce it (``account_logged_in``); the caller commits. Raises AccountBusy
-    while the account is under a merge (the login gets a retry answer)."""
-    from app.merging.service import ensure_not_locked
-
-    ensure_not_locked(account.id)
+    ``client_id`` and announce it (``account_logged_in``); the caller commits.
+    In the one order of ``app.accounts.locking``: the account row is locked and re-read, the
+    merge lock checked (AccountBusy while a merge runs: the login gets a retry answer), then the
+    status (AccountInactive if the account stopped being active since the caller read it)."""
+    if lock_account(account.id) is None or not account.is_active:
+        db.session.rollback()
+        raise AccountInactive("this account is not active")
     now = utcnow()
     # A login is not a change of the person's information: keep updated_at (the OIDC claim), which
     # the ORM's onupdate would otherwise bump on every login.
@@ -197,9 +213,7 @@ def update_profile(account_id: int, **claims) -> Account:
     unknown = set(claims) - set(PROFILE_CLAIMS) - {"address"}
     if unknown:
         raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    from app.merging.service import lock_for_write
-
-    account = lock_for_write(account_id)
+    account = lock_account(account_id)
     if account is None or not account.is_active:
         raise InvalidInput("this account is not active")
     changed = {}

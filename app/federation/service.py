@@ -387,7 +387,7 @@ def find_linked_identity(provider: UpstreamProvider, user: UpstreamUser) -> Iden
 
 def record_federated_login(account: Account, identity: Identity, provider: UpstreamProvider,
                            client_id: int | None, linked_now: bool = False) -> None:
-    mark_login(account, identity)
+    mark_login(account, identity, client_id)
     audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="fed",
                  provider=provider.slug, **({"linked": True} if linked_now else {}))
     db.session.commit()

@@ -117,9 +117,12 @@ def preview():
     form = ConfirmForm()
     if form.validate_on_submit():
         survivor, absorbed = (g.account.id, other_id) if form.survivor.data == "this" else (other_id, g.account.id)
-        session.pop("merge_proof", None)
+        # A merge offered after binding the other account's phone keeps that origin (its code was the proof).
+        offered_by_binding = session.pop("merge_proof", {}).get("method") == "phone_binding"
+        origin, reason = ("phone_binding", "bound a phone that belonged to another account") if offered_by_binding \
+            else ("user", "user merged their accounts")
         try:
-            record = merging.merge_accounts(survivor, absorbed, origin="user", reason="user merged their accounts",
+            record = merging.merge_accounts(survivor, absorbed, origin=origin, reason=reason,
                                             regrant_consents=form.regrant_consents.data, actor="self")
         except TesseraError as exc:
             flash(exc.detail, "error")

@@ -37,14 +37,19 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts import audit
+from app.accounts.locking import lock_account, lock_row, register_write_guard
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
+from app.bulk_import.models import AccountAttributes
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.events.service import enqueue, security_event_token
 from app.extensions import db
 from app.merging.models import STEPS, MergeLock, MergeRecord
-from app.oidc.clients import get_client_by_pk
+from app.oidc.clients import get_client, get_client_by_pk
+from app.oidc.logout import end_session
 from app.oidc.models import AuthorizationCode, Consent, SessionClient, SSOSession, SubjectMapping, Token
 from app.oidc.subjects import subject_for
+from app.partners.changes import attribute_claims, identity_claims, note_write
+from app.partners.models import AccountAddress
 from app.security import utcnow
 
 MERGED_EVENT = "urn:tessera:event:account-merged"
@@ -60,6 +65,18 @@ class AccountBusy(TesseraError):
 
     status = 503
     title = "Account being merged"
+
+
+class MergeRefused(TesseraError):
+    """A merge that cannot go on: an account it names is no longer active. The merge fails with
+    ``reason`` (recorded on it, in its report and in the audit) and releases its locks."""
+
+    status = 409
+    title = "Merge not possible"
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -142,16 +159,16 @@ def ensure_not_locked(account_id: int) -> None:
 
 def lock_for_write(account_id: int) -> Account | None:
     """Writes to an account call this first, in their transaction: the account row is locked
-    (SELECT … FOR UPDATE on PostgreSQL) and then the merge lock checked. A merge takes the same
+    (SELECT … FOR UPDATE on PostgreSQL) and then the merge lock checked — the one order of
+    ``app.accounts.locking``, which logins (``mark_login``) follow too. A merge takes the same
     row locks before its merge lock, so a write either commits before the merge reads the
     account, or sees the merge lock and gets the retry answer: no write is lost or lands on an
     account that a merge closed."""
-    query = db.select(Account).where(Account.id == account_id)
-    if db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    account = db.session.scalar(query)
-    ensure_not_locked(account_id)
-    return account
+    return lock_account(account_id)
+
+
+# The core asks before every write and login (app.accounts.locking): refused while a merge runs.
+register_write_guard(ensure_not_locked)
 
 
 # --- preview --------------------------------------------------------------------------------------
@@ -214,14 +231,41 @@ def preview_merge(survivor_id: int, absorbed_id: int) -> dict:
 
 
 # --- execution ------------------------------------------------------------------------------------
+def _lock_rows(record: MergeRecord) -> tuple[Account, Account]:
+    """Row locks on both accounts, in id order (no deadlock between merges), both re-read."""
+    rows = {account_id: lock_row(account_id) for account_id in sorted((record.survivor_id, record.absorbed_id))}
+    return rows[record.survivor_id], rows[record.absorbed_id]
+
+
+def _check_still_mergeable(survivor: Account, absorbed: Account) -> None:
+    """Both accounts must still be active, as read under their row locks. A merge is never
+    re-targeted: its proof (the user's, or the operator's decision) named these two accounts,
+    not the account one of them was merged into since; the reason names that one, so the merge
+    can be requested again against it."""
+    if absorbed.status != "active":
+        where = f" into account {_final(absorbed).id}" if absorbed.status == "merged" else ""
+        raise MergeRefused("absorbed_not_active",
+                           f"account {absorbed.id} is no longer active ({absorbed.status}{where})")
+    if survivor.status == "merged":
+        raise MergeRefused("survivor_merged", f"account {survivor.id} was merged into account "
+                           f"{_final(survivor).id}: request the merge into that one")
+    if survivor.status != "active":
+        raise MergeRefused("survivor_not_active", f"account {survivor.id} is no longer active ({survivor.status})")
+
+
+def _claims_digest(claims: dict) -> dict[str, str]:
+    """claim → a digest of its value: what the report keeps of the survivor's identity claims
+    (compared after the identities moved; the report holds no phone number or email)."""
+    return {claim: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+            for claim, value in claims.items()}
+
+
 def _step_locked(record: MergeRecord) -> bool:
-    # Row locks first (in id order: no deadlock between merges), so that a concurrent write to
-    # either account finishes before the merge lock appears (see lock_for_write).
-    for account_id in sorted((record.survivor_id, record.absorbed_id)):
-        query = db.select(Account.id).where(Account.id == account_id)
-        if db.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        db.session.scalar(query)
+    # Row locks first, so that a concurrent write to either account finishes before the merge
+    # lock appears (see app.accounts.locking); then the re-check: a merge that waited (pending)
+    # may find an account merged, closed or locked meanwhile, and fails instead of running.
+    survivor, absorbed = _lock_rows(record)
+    _check_still_mergeable(survivor, absorbed)
     for account_id in (record.survivor_id, record.absorbed_id):
         held = db.session.get(MergeLock, account_id)
         if held is not None and held.merge_id != record.id:
@@ -238,7 +282,8 @@ def _step_locked(record: MergeRecord) -> bool:
         if client is not None:
             subjects[client.client_id] = {"absorbed": subject_for(client, record.absorbed_id),
                                           "survivor": subject_for(client, record.survivor_id)}
-    record.report = {**record.report, "subjects": subjects}
+    record.report = {**record.report, "subjects": subjects,
+                     "survivor_identity_claims": _claims_digest(identity_claims(record.survivor_id))}
     return True
 
 
@@ -261,9 +306,6 @@ def _step_data_unioned(record: MergeRecord) -> bool:
         survivor.password_hash = absorbed.password_hash
     # Tenant-scoped attributes (legacy systems, partners): per tenant, the survivor's keys win
     # and the absorbed account's fill the rest (multi-valued data is unioned, nothing dropped).
-    from app.bulk_import.models import AccountAttributes
-    from app.partners.models import AccountAddress
-
     # The shared address book is multi-valued: the absorbed account's entries join the
     # survivor's, except exact duplicates of an entry the survivor has.
     kept = [a.value for a in db.session.scalars(db.select(AccountAddress).filter_by(account_id=record.survivor_id))]
@@ -275,12 +317,16 @@ def _step_data_unioned(record: MergeRecord) -> bool:
         kept.append(entry.value)
         moved_addresses += 1
 
+    attributes_changed: dict[int, list[str]] = {}
     for theirs in db.session.scalars(db.select(AccountAttributes).filter_by(account_id=record.absorbed_id)):
         mine = db.session.scalar(db.select(AccountAttributes).filter_by(account_id=record.survivor_id, tenant_id=theirs.tenant_id))
+        before = dict(mine.data) if mine is not None else {}
         if mine is None:
             db.session.add(AccountAttributes(account_id=record.survivor_id, tenant_id=theirs.tenant_id, data=dict(theirs.data)))
         else:
             mine.data = {**theirs.data, **mine.data}
+        after = {**theirs.data, **before}
+        attributes_changed[theirs.tenant_id] = sorted(k for k in after if before.get(k) != after[k])
     if record.regrant_consents:
         for consent in db.session.scalars(db.select(Consent).filter_by(account_id=record.absorbed_id)):
             mine = db.session.scalar(db.select(Consent).filter_by(account_id=record.survivor_id, client_id=consent.client_id))
@@ -288,7 +334,19 @@ def _step_data_unioned(record: MergeRecord) -> bool:
                 db.session.add(Consent(account_id=record.survivor_id, client_id=consent.client_id, scope=consent.scope))
             else:
                 mine.scope = " ".join(sorted(set(mine.scope.split()) | set(consent.scope.split())))
-    record.report = {**record.report, "claims_changed": sorted(changes), "addresses_moved": moved_addresses}
+    # A merge is a claims change of the survivor (like any other writer's): the profile claims
+    # it filled or replaced, the address book it extended, the phone or email claim the moved
+    # identities changed — one change, noted for subscribed partners in this step's transaction.
+    before = record.report.get("survivor_identity_claims") or {}
+    now = _claims_digest(identity_claims(record.survivor_id))
+    shared = set(changes) | {claim for claim in now if claim in before and before[claim] != now[claim]}
+    if moved_addresses:
+        shared.add("addresses")
+    note_write(record.survivor_id, sorted(shared), source="merge")
+    for tenant_id, names in attributes_changed.items():
+        note_write(record.survivor_id, attribute_claims(names), source="merge", tenant_id=tenant_id)
+    record.report = {**record.report, "claims_changed": sorted(changes), "addresses_moved": moved_addresses,
+                     "shared_claims_noted": sorted(shared)}
     return True
 
 
@@ -301,17 +359,21 @@ def _step_subjects_aliased(record: MergeRecord) -> bool:
     return True
 
 
-def _step_access_revoked(record: MergeRecord) -> bool:
-    from app.oidc.logout import end_session
-
-    sessions = list(db.session.scalars(db.select(SSOSession).filter_by(account_id=record.absorbed_id, ended_at=None)))
+def _revoke_access(account_id: int) -> tuple[int, int]:
+    """End the account's live sessions (back-channel logout) and revoke its live tokens."""
+    sessions = list(db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None)))
     for session in sessions:
         end_session(session, commit=False)
     revoked = db.session.execute(
-        update(Token).where(Token.account_id == record.absorbed_id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
+        update(Token).where(Token.account_id == account_id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
     ).rowcount
+    return len(sessions), revoked
+
+
+def _step_access_revoked(record: MergeRecord) -> bool:
+    sessions, revoked = _revoke_access(record.absorbed_id)
     db.session.execute(db.delete(Consent).where(Consent.account_id == record.absorbed_id))
-    record.report = {**record.report, "sessions_ended": len(sessions), "tokens_revoked": revoked}
+    record.report = {**record.report, "sessions_ended": sessions, "tokens_revoked": revoked}
     return True
 
 
@@ -325,8 +387,6 @@ def merged_event_token(client, absorbed_sub: str, survivor_sub: str, merge_id: i
 
 
 def _step_clients_notified(record: MergeRecord) -> bool:
-    from app.oidc.clients import get_client
-
     told = []
     for client_id, subs in (record.report.get("subjects") or {}).items():
         client = get_client(client_id)
@@ -342,8 +402,14 @@ def _step_clients_notified(record: MergeRecord) -> bool:
 
 
 def _step_completed(record: MergeRecord) -> bool:
-    absorbed = db.session.get(Account, record.absorbed_id)
+    absorbed = lock_row(record.absorbed_id)
+    # A login that passed its checks before the merge lock appeared may have started a session
+    # (or got a token) after access_revoked: ended here, under the row lock that session starts
+    # take too (app.oidc.sessions.start_session), so none outlives the status change.
+    late_sessions, late_tokens = _revoke_access(record.absorbed_id)
     absorbed.status, absorbed.merged_into_id = "merged", record.survivor_id
+    if late_sessions or late_tokens:
+        record.report = {**record.report, "late_sessions_ended": late_sessions, "late_tokens_revoked": late_tokens}
     db.session.execute(db.delete(MergeLock).where(MergeLock.merge_id == record.id))
     record.status, record.completed_at, record.locked_until = "completed", utcnow(), None
     audit.record("merge.completed", account_id=record.survivor_id, actor=record.origin, merge_id=record.id,
@@ -358,19 +424,48 @@ _STEP_FUNCTIONS = {
 }
 
 
+def _fail(merge_id: int, step: str, refusal: MergeRefused) -> MergeRecord:
+    """Record the refusal on the merge (status "failed", its reason) and release its locks."""
+    db.session.rollback()
+    record = db.session.get(MergeRecord, merge_id)
+    db.session.execute(db.delete(MergeLock).where(MergeLock.merge_id == record.id))
+    record.status, record.locked_until = "failed", None
+    record.last_error = f"{refusal.reason}: {refusal.detail}"[:2000]
+    record.report = {**record.report, "failure": {"reason": refusal.reason, "detail": refusal.detail, "at_step": step}}
+    audit.record("merge.failed", account_id=record.survivor_id, actor=record.origin, merge_id=record.id,
+                 absorbed_id=record.absorbed_id, reason=refusal.reason, at_step=step)
+    db.session.commit()
+    return record
+
+
 def run_merge(merge_id: int) -> MergeRecord:
     """Run (or resume) a merge to completion. Returns the record; its status is "pending" when
-    it waits for a lock held by another merge."""
+    it waits for a lock held by another merge, "failed" (with the reason in ``last_error`` and
+    ``report["failure"]``) when an account it names is no longer active."""
     record = db.session.get(MergeRecord, merge_id)
     if record is None:
         raise NotFound(f"no merge {merge_id}")
+    if record.status in ("completed", "failed"):
+        return record
     record.status, record.attempts = "running", record.attempts + 1
     record.locked_until = utcnow() + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"])
     db.session.commit()
+    if record.step not in ("requested", "completed"):
+        # A resume holding the merge lock: every status change takes that lock (app.accounts.
+        # locking), so both accounts must still be active; if not (a change outside the
+        # services), the merge stops here, failed, for an operator to look at.
+        try:
+            _check_still_mergeable(*_lock_rows(record))
+            db.session.rollback()  # the row locks only: the steps take them again
+        except MergeRefused as refusal:
+            return _fail(merge_id, record.step, refusal)
+        record = db.session.get(MergeRecord, merge_id)
     while record.step != "completed":
         step = STEPS[STEPS.index(record.step) + 1]
         try:
             done = _STEP_FUNCTIONS[step](record)
+        except MergeRefused as refusal:
+            return _fail(merge_id, step, refusal)
         except Exception as exc:
             db.session.rollback()
             record = db.session.get(MergeRecord, merge_id)
@@ -399,29 +494,39 @@ def merge_accounts(survivor_id: int, absorbed_id: int, **kwargs) -> MergeRecord:
     return run_merge(record.id)
 
 
-def resume_due_merges(limit: int = 10) -> int:
-    """Resume merges that are pending or whose runner died (lease over). Run by the worker."""
+def claim_due_merges(limit: int = 10) -> list[int]:
+    """Claim merges that are pending or whose runner died (lease over) for this worker. Many
+    workers may run: on PostgreSQL the rows are selected with FOR UPDATE SKIP LOCKED (two workers
+    claiming at once take different merges); everywhere a claim is a conditional UPDATE of the
+    lease, so a merge is run by one worker at a time, and never again once completed or failed."""
     now = utcnow()
-    due = list(db.session.scalars(
-        db.select(MergeRecord.id).where(
-            MergeRecord.status.in_(("pending", "running")),
-            or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now),
-        ).order_by(MergeRecord.id).limit(limit)
-    ))
-    for merge_id in due:
-        claimed = db.session.execute(
-            update(MergeRecord).where(
-                MergeRecord.id == merge_id,
-                or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now),
-            ).values(locked_until=now + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"]))
+    due = (MergeRecord.status.in_(("pending", "running")),
+           or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now))
+    query = db.select(MergeRecord.id).where(*due).order_by(MergeRecord.id).limit(limit)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = []
+    for merge_id in list(db.session.scalars(query)):
+        won = db.session.execute(
+            update(MergeRecord).where(MergeRecord.id == merge_id, *due)
+            .values(locked_until=now + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"]))
         ).rowcount
-        db.session.commit()
-        if claimed:
-            try:
-                run_merge(merge_id)
-            except Exception:  # recorded on the merge; the next round retries
-                current_app.logger.exception("merge %s failed", merge_id)
-    return len(due)
+        if won:
+            claimed.append(merge_id)
+    db.session.commit()
+    return claimed
+
+
+def resume_due_merges(limit: int = 10) -> int:
+    """Resume merges that are pending or whose runner died (lease over). Run by the worker.
+    Returns the number of merges it claimed."""
+    claimed = claim_due_merges(limit)
+    for merge_id in claimed:
+        try:
+            run_merge(merge_id)
+        except Exception:  # recorded on the merge; the next round retries
+            current_app.logger.exception("merge %s failed", merge_id)
+    return len(claimed)
 
 
 def merge_to_dict(record: MergeRecord) -> dict:

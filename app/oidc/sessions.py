@@ -18,6 +18,7 @@ from flask import current_app, g, request
 
 from app.accounts.models import Account
 from app.dbutil import insert_ignoring_conflicts
+from app.errors import AuthenticationFailed
 from app.extensions import db
 from app.oidc.models import Client, SessionClient, SSOSession
 from app.security import new_secret, token_hash, utcnow
@@ -38,7 +39,17 @@ ACR_VALUES_SUPPORTED = [ACR_PASSWORD]
 def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> tuple[SSOSession, str]:
     """Create a session for a fresh login (a new sid and cookie value: no session fixation);
     returns it with the cookie value to set. The caller deals with the browser's previous session
-    (``app.oidc.logout.replace_session``)."""
+    (``app.oidc.logout.replace_session``).
+
+    The account row is locked and re-read first (the order of ``app.accounts.locking``): a login
+    checked the account before this transaction, and a merge or a closure may have finished
+    since. A session is never started on an account that is no longer active; a merge completing
+    later ends the sessions started meanwhile under the same row lock."""
+    for_update = db.session.get_bind().dialect.name == "postgresql"
+    current = db.session.get(Account, account.id, with_for_update=for_update or None, populate_existing=True)
+    if current is None or not current.is_active:
+        db.session.rollback()
+        raise AuthenticationFailed("this account is not active: sign in again")
     cookie_value = new_secret(32)
     now = utcnow()
     session = SSOSession(

@@ -2,8 +2,16 @@
 or done at once where automatic merges are switched on (seed 001's scheduling centre)."""
 
 import pytest
+from sqlalchemy import text
+
+from app.extensions import db
 
 from tests.accounts.test_binding import PHONE, account_row, bind, hub_login, live_identities, make_account, sms  # noqa: F401
+
+
+def merge_origins(app) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(text("SELECT origin FROM merge_records ORDER BY id")))
 
 
 @pytest.fixture
@@ -25,6 +33,7 @@ def test_binding_offers_the_merge_with_the_code_as_proof(app, sms):  # noqa: F81
     assert "now one" in done.get_data(as_text=True)
     assert live_identities(app, me) == {("email", "me@example.com"), ("phone", PHONE)}
     assert account_row(app, other).status == "merged" and account_row(app, me).nickname == "Xiao Li"
+    assert merge_origins(app) == ["phone_binding"]  # offered by the binding, confirmed: still its origin
 
 
 def test_automatic_merge_on_binding(app, sms, auto_merge):  # noqa: F811
@@ -35,6 +44,7 @@ def test_automatic_merge_on_binding(app, sms, auto_merge):  # noqa: F811
     assert page.status_code == 200 and "now one" in page.get_data(as_text=True)
     assert account_row(app, other).status == "merged"
     assert live_identities(app, me) == {("email", "me@example.com"), ("phone", PHONE)}  # merged into the binder
+    assert merge_origins(app) == ["phone_binding"]
 
 
 def test_auto_merge_share_is_a_stable_bucket(app):

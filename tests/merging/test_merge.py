@@ -230,3 +230,29 @@ def test_merge_unions_the_address_book_and_attributes(app, factories):
         assert localities == ["Beijing", "Shanghai"]  # unioned, the duplicate not doubled
         attributes = db.session.scalar(db.select(AccountAttributes.data).filter_by(account_id=a.id, tenant_id=tenant_id))
         assert attributes == {"tier": "gold", "coupon": "X1"}
+
+
+def test_an_account_under_a_merge_takes_no_new_email_and_cannot_be_closed(app, factories):
+    """Adding an identity or closing the account goes through the same write lock as a login: while
+    a merge holds the account, the retry answer, and nothing written (else the email would stay on
+    the merged account, or the merge would complete on a closed one)."""
+    from tests.merging.test_user_merge import _account_login, _status
+
+    a, b = factories.account(), factories.account()
+    browser = _account_login(app, b)
+    with app.app_context():
+        from app.merging.models import MergeLock
+        from app.merging.service import request_merge
+
+        record = request_merge(a.id, b.id, origin="operator")
+        db.session.add_all([MergeLock(account_id=a.id, merge_id=record.id), MergeLock(account_id=b.id, merge_id=record.id)])
+        db.session.commit()
+    page = browser.go("/account/")
+    added = browser.submit(page, {"email": "new@example.org", "submit": "Add email"}, url="http://localhost/account/email")
+    assert "being merged" in added.get_data(as_text=True)
+    closing = browser.go("/account/deregister")
+    refused = browser.submit(closing, {"submit": "Close my account"})
+    assert "being merged" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM identities WHERE value = 'new@example.org'")).scalar() == 0
+    assert tuple(_status(app, b.id)) == ("active", None)

@@ -32,6 +32,8 @@ def test_merge_with_the_other_accounts_password(app, factories):
     done = browser.submit(preview, {"survivor": "this", "submit": "Merge the accounts"})
     assert "now one" in done.get_data(as_text=True)
     assert tuple(_status(app, other.id)) == ("merged", mine.id)
+    with app.app_context():
+        assert db.session.execute(text("SELECT origin FROM merge_records")).scalar() == "user"
 
 
 def test_wrong_password_merges_nothing(app, factories):
