@@ -48,6 +48,10 @@ def load_config() -> dict:
         # Salt of pairwise subject identifiers (OIDC Core 8.1). Defaults to one derived from the
         # secret key; once subjects were issued, changing it only affects new (sector, account) pairs.
         "TESSERA_PAIRWISE_SALT": _env("PAIRWISE_SALT"),
+        # Key of the HMAC under which client secrets are stored (app.security.client_secret_hash).
+        # Defaults to one derived from the secret key; set it before you ever change the secret key,
+        # or every client secret stops matching.
+        "TESSERA_SECRET_PEPPER": _env("SECRET_PEPPER"),
         # Lifetimes, in seconds.
         "TESSERA_ACCESS_TOKEN_TTL": _int("ACCESS_TOKEN_TTL", 3600),
         "TESSERA_ID_TOKEN_TTL": _int("ID_TOKEN_TTL", 3600),
