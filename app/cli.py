@@ -17,12 +17,12 @@ DEMO = {
     "user": {"phone": "+14155550123", "password": "demo-password", "email": "demo@example.com",
              "name": "Demo User", "nickname": "demo"},
     "clients": [
-        {"client_id": "demo-web", "client_secret": "demo-web-secret", "name": "Demo web site",
+        {"client_id": "demo-web", "client_secret": "demo-web-GaFskrPhA3NJT3h4W5stOCe4l4_zCH-0", "name": "Demo web site",
          "redirect_uris": ["http://127.0.0.1:5001/callback"],
          "post_logout_redirect_uris": ["http://127.0.0.1:5001/"], "trusted": True},
         {"client_id": "demo-app", "name": "Demo mobile app", "public": True,
          "redirect_uris": ["http://127.0.0.1/callback", "com.example.tessera:/callback"]},
-        {"client_id": "demo-partner", "client_secret": "demo-partner-secret", "name": "Demo partner server",
+        {"client_id": "demo-partner", "client_secret": "demo-partner-17VRU-RD916EkN9pBXsvsmm8QAV5bc2f", "name": "Demo partner server",
          "redirect_uris": [], "grant_types": ["client_credentials"], "scope": "introspection"},
     ],
 }
@@ -97,8 +97,10 @@ def demo_seed() -> None:
     """Create the demo tenant, user and clients if they do not exist (idempotent)."""
     from app.accounts.service import create_account, find_identity
     from app.extensions import db
-    from app.oidc.clients import create_client, get_client
+    from app.oidc.clients import create_client, forget_client, get_client
     from app.oidc.keys import ensure_keys
+    from app.oidc.models import Client
+    from app.security import client_secret_hash
     from app.tenants.models import Tenant
     from app.tenants.service import create_tenant
 
@@ -112,6 +114,13 @@ def demo_seed() -> None:
     for spec in DEMO["clients"]:
         if get_client(spec["client_id"]) is None:
             create_client(tenant=t["slug"], **spec)
+        elif spec.get("client_secret"):
+            # A database seeded before the demo secrets were lengthened: the documented one wins.
+            client = db.session.scalar(db.select(Client).filter_by(client_id=spec["client_id"]))
+            if not client.check_client_secret(spec["client_secret"]):
+                client.secret_hash = client_secret_hash(spec["client_secret"])
+                db.session.commit()
+                forget_client(client.client_id)
     click.echo("Demo data ready:")
     click.echo(f"  user:    phone {u['phone']} / email {u['email']}, password {u['password']}")
     for spec in DEMO["clients"]:
@@ -235,13 +244,17 @@ def clients_group() -> None:
 @click.option("--login-chain", "login_chain", multiple=True,
               help="client_id of a partner logged in automatically after a login here (overrides the tenant's list).")
 @click.option("--client-id", "fixed_client_id", help="Use this client_id instead of a generated one.")
+@click.option("--client-secret", "fixed_client_secret",
+              help="Use this client secret (a client moved from another server) instead of a generated one: "
+                   "at least 32 random characters and about 128 bits, or it is refused.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
                    sector_identifier_uri, trusted, grant_types, scope, jwks_json, id_token_alg,
                    backchannel_logout_uri, frontchannel_logout_uri, events_endpoint, initiate_login_uri, login_chain,
-                   fixed_client_id, as_json) -> None:
-    """Register a client; prints its client_id and, once, its client_secret."""
+                   fixed_client_id, fixed_client_secret, as_json) -> None:
+    """Register a client; prints its client_id and, once, its client_secret (generated unless
+    --client-secret gives a strong one)."""
     from app.oidc.clients import client_metadata, create_client
 
     try:
@@ -256,7 +269,7 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
             grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
             backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
             initiate_login_uri=initiate_login_uri, login_chain=list(login_chain) or None, client_id=fixed_client_id,
-            events_endpoint=events_endpoint,
+            client_secret=fixed_client_secret, events_endpoint=events_endpoint,
         )
     except TesseraError as exc:
         _fail(exc)

@@ -7,6 +7,7 @@ table for operators. ``load_config`` returns a plain dict that ``create_app`` pu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -30,6 +31,12 @@ def _bool(name: str, default: bool) -> bool:
     return (_env(name, "1" if default else "0") or "").lower() in {"1", "true", "yes", "on"}
 
 
+def _networks(name: str, default: str) -> list[str]:
+    """Comma-separated CIDRs, checked now (a typo stops the start-up, not a request)."""
+    return [str(ipaddress.ip_network(part.strip(), strict=False))
+            for part in (_env(name, default) or "").split(",") if part.strip()]
+
+
 def load_config() -> dict:
     issuer = _env("ISSUER", "http://127.0.0.1:5000").rstrip("/")
     return {
@@ -48,6 +55,10 @@ def load_config() -> dict:
         # Salt of pairwise subject identifiers (OIDC Core 8.1). Defaults to one derived from the
         # secret key; once subjects were issued, changing it only affects new (sector, account) pairs.
         "TESSERA_PAIRWISE_SALT": _env("PAIRWISE_SALT"),
+        # Key of the HMAC under which client secrets are stored (app.security.client_secret_hash).
+        # Defaults to one derived from the secret key; set it before you ever change the secret key,
+        # or every client secret stops matching.
+        "TESSERA_SECRET_PEPPER": _env("SECRET_PEPPER"),
         # Lifetimes, in seconds.
         "TESSERA_ACCESS_TOKEN_TTL": _int("ACCESS_TOKEN_TTL", 3600),
         "TESSERA_ID_TOKEN_TTL": _int("ID_TOKEN_TTL", 3600),
@@ -125,6 +136,13 @@ def load_config() -> dict:
         "TESSERA_MERGE_CLAIM_RULES": json.loads(_env("MERGE_CLAIM_RULES", "{}")),
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # /metrics: a scraper sending "Authorization: Bearer <this>" may read it from anywhere
+        # (unset: no token is accepted) ...
+        "TESSERA_METRICS_TOKEN": _env("METRICS_TOKEN"),
+        # ... and callers from these networks (comma-separated CIDRs) without a token. Anyone else
+        # gets 404. A request forwarded by a proxy that TESSERA_TRUSTED_PROXIES does not count is
+        # never taken for a local one.
+        "TESSERA_METRICS_ALLOW": _networks("METRICS_ALLOW", "127.0.0.0/8,::1/128"),
         # Flask / Flask-WTF settings derived from the above.
         # Connections are recycled rather than pinged before every use (a round trip saved per request).
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": _int("DB_POOL_RECYCLE", 300)},

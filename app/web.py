@@ -1,6 +1,9 @@
-"""The hub's own home page."""
+"""The hub's own home page, and /metrics for the operators' monitoring."""
 
-from flask import Blueprint, Response, render_template
+import hmac
+import ipaddress
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from app.oidc.sessions import current_account, current_session
 
@@ -13,12 +16,35 @@ def index():
     return render_template("index.html", account=account, session=session)
 
 
+def _may_read_metrics() -> bool:
+    """A bearer token equal to TESSERA_METRICS_TOKEN, or a caller in TESSERA_METRICS_ALLOW (loopback
+    by default) whose request no untrusted proxy forwarded."""
+    config = current_app.config
+    token = config["TESSERA_METRICS_TOKEN"]
+    scheme, _, presented = (request.headers.get("Authorization") or "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
+        return True
+    if not config["TESSERA_TRUSTED_PROXIES"] and ("X-Forwarded-For" in request.headers or "Forwarded" in request.headers):
+        return False  # a proxy we were not told about: its own address says nothing about the caller
+    try:
+        address = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(network) for network in config["TESSERA_METRICS_ALLOW"])
+
+
 @bp.get("/metrics")
 def metrics():
     """Prometheus text format, for operators: merges by status, outbox events by kind and status.
-    Unauthenticated (counts only): expose it to the monitoring network only."""
+    Only for a scraper with TESSERA_METRICS_TOKEN or on an address of TESSERA_METRICS_ALLOW; anyone
+    else gets the 404 of an unknown path."""
     from app.events.service import delivery_counters
     from app.merging.service import merge_counters
+
+    if not _may_read_metrics():
+        abort(404)
 
     lines = ["# HELP tessera_merges Account merges by status.", "# TYPE tessera_merges gauge"]
     merges = merge_counters()

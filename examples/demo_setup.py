@@ -6,7 +6,7 @@ brings an existing client's URIs up to date (the sites are ours: their ports may
 
 ``--sites-json`` replaces the default two sites (the e2e tests use it for their free ports)::
 
-    [{"client_id": "site-a", "client_secret": "site-a-secret", "name": "Site A",
+    [{"client_id": "site-a", "client_secret": "site-a-szsKWXh69WExHraRLLZjJFnVVI5VM0gt", "name": "Site A",
       "base_url": "http://127.0.0.1:5001", "tenant": "north", "tenant_name": "North Co",
       "color": "#1f6f43", "login_chain": ["site-c"]}]
 
@@ -38,10 +38,10 @@ PARTNER_SCOPES = ("partner:read", "partner:write")
 ADDRESS_CLAIM = "addresses"
 
 DEFAULT_SITES = [
-    {"client_id": "site-a", "client_secret": "site-a-secret", "name": "Site A",
+    {"client_id": "site-a", "client_secret": "site-a-szsKWXh69WExHraRLLZjJFnVVI5VM0gt", "name": "Site A",
      "base_url": "http://127.0.0.1:5001", "tenant": "north", "tenant_name": "North Trading Co.",
      "color": "#1f6f43"},
-    {"client_id": "site-b", "client_secret": "site-b-secret", "name": "Site B",
+    {"client_id": "site-b", "client_secret": "site-b-x0yFkfpnyVEFNT_qBo-XowoKnn91Y2JE", "name": "Site B",
      "base_url": "http://localhost:5002", "tenant": "south", "tenant_name": "South Logistics Ltd.",
      "color": "#8a2f5d"},
 ]
@@ -98,6 +98,7 @@ def setup_sites(sites: list[dict]) -> list[str]:
     from app.oidc.clients import create_client, forget_client
     from app.oidc.models import Client
     from app.oidc.keys import ensure_keys
+    from app.security import client_secret_hash
     from app.tenants.models import Tenant
     from app.tenants.service import create_tenant
 
@@ -127,6 +128,8 @@ def setup_sites(sites: list[dict]) -> list[str]:
                     changed = True
             if not client.trusted:
                 client.trusted, changed = True, True
+            if not client.check_client_secret(spec["client_secret"]):  # seeded with an older demo secret
+                client.secret_hash, changed = client_secret_hash(spec["client_secret"]), True
             db.session.commit()
             forget_client(client.client_id)
             lines.append(f"{'updated' if changed else 'kept'} {spec['client_id']} ({spec['name']})")

@@ -4,7 +4,9 @@ directly with ``sqlite3`` to check what was — and was not — written."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -17,6 +19,15 @@ import pytest
 
 TESSERA = str(Path(sys.executable).with_name("tessera"))
 SECRET_KEY = "cli-test-secret-key-0123456789abcdef-0123456789"
+DEMO_WEB_SECRET = "demo-web-GaFskrPhA3NJT3h4W5stOCe4l4_zCH-0"
+
+
+def keyed_secret_hash(secret: str) -> str:
+    """The documented storage form of a client secret (docs/cli.md), with the pepper derived from
+    SECRET_KEY: "hmac$" + base64url(HMAC-SHA-256(pepper, SHA-256(secret)))."""
+    pepper = hmac.new(SECRET_KEY.encode(), b"tessera-client-secret-pepper", hashlib.sha256).digest()
+    mac = hmac.new(pepper, hashlib.sha256(secret.encode()).digest(), hashlib.sha256).digest()
+    return "hmac$" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def _env(db_file: Path) -> dict:
@@ -126,9 +137,56 @@ def test_confidential_client_gets_a_secret_and_only_its_hash_is_stored(tessera):
     rows = tessera.query("SELECT * FROM clients WHERE client_id = ?", client_id)
     assert len(rows) == 1
     (secret_hash,) = tessera.query("SELECT secret_hash FROM clients WHERE client_id = ?", client_id)[0]
-    assert secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret_hash == keyed_secret_hash(secret) != hashlib.sha256(secret.encode()).hexdigest()
     assert all(secret not in str(value) for value in rows[0])
     assert secret.encode() not in tessera.raw_bytes()
+
+
+@pytest.mark.parametrize("weak", [
+    "demo-web-secret",                              # short
+    "a" * 40,                                       # long, one character
+    "abababababababababababababababababababab",     # long, two characters
+    "f88cb45e082e4a41b5b44cb6faacbb5a",             # 128 random bits as hex: estimated below 128
+])
+def test_weak_chosen_client_secret_is_refused(tessera, weak):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    message = tessera.fails("clients", "create", "--tenant", "s", "--name", "N",
+                            "--redirect-uri", "https://rp.example.com/cb", "--client-secret", weak)
+    assert "client secret is too weak" in message and "at least 32" in message
+    assert weak not in message
+    assert tessera.count("clients") == 0
+
+
+def test_strong_chosen_client_secret_is_kept_and_stored_keyed(tessera):
+    """A client moved from another server keeps its (strong) secret."""
+    strong = "Zr8WqT2vN5kXp3Lh7Ym1Cd9Fs4Bg6Jt0Qe"
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    client = tessera.json("clients", "create", "--tenant", "s", "--name", "N", "--client-id", "moved",
+                          "--redirect-uri", "https://rp.example.com/cb", "--client-secret", strong)
+    assert client["client_secret"] == strong
+    assert tessera.query("SELECT secret_hash FROM clients WHERE client_id = 'moved'") == [(keyed_secret_hash(strong),)]
+
+
+def test_chosen_secret_for_a_client_without_one_is_refused(tessera):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    message = tessera.fails("clients", "create", "--tenant", "s", "--name", "App", "--public",
+                            "--redirect-uri", "com.example.app:/cb", "--client-secret", "Zr8WqT2vN5kXp3Lh7Ym1Cd9Fs4Bg6Jt0Qe")
+    assert "has no secret" in message and tessera.count("clients") == 0
+
+
+def test_migration_0012_rewrites_unsalted_secret_hashes(tessera):
+    """A database from before 0012 (its secret hashes unsalted SHA-256): ``tessera db upgrade``
+    stores them keyed, without knowing the secrets."""
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    client = tessera.json("clients", "create", "--tenant", "s", "--name", "N", "--redirect-uri", "https://rp.example.com/cb")
+    legacy = hashlib.sha256(client["client_secret"].encode()).hexdigest()
+    conn = sqlite3.connect(tessera.db_file)
+    with conn:
+        conn.execute("UPDATE clients SET secret_hash = ?", (legacy,))
+        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+    conn.close()
+    tessera.ok("db", "upgrade")
+    assert tessera.query("SELECT secret_hash FROM clients") == [(keyed_secret_hash(client["client_secret"]),)]
 
 
 def test_public_client_has_no_secret(tessera):
@@ -261,4 +319,18 @@ def test_demo_seed_is_idempotent(tessera):
     assert tessera.row_counts() == counts
 
     (secret_hash,) = tessera.query("SELECT secret_hash FROM clients WHERE client_id = 'demo-web'")[0]
-    assert secret_hash == hashlib.sha256(b"demo-web-secret").hexdigest()
+    assert secret_hash == keyed_secret_hash(DEMO_WEB_SECRET)
+
+
+def test_demo_seed_replaces_an_old_demo_secret(tessera):
+    """A database seeded when the demo secret was ``demo-web-secret`` (stored as its SHA-256) gets
+    the documented secret, so the demo sites keep working."""
+    tessera.ok("demo", "seed")
+    old = hashlib.sha256(b"demo-web-secret").hexdigest()
+    conn = sqlite3.connect(tessera.db_file)
+    with conn:
+        conn.execute("UPDATE clients SET secret_hash = ? WHERE client_id = 'demo-web'", (old,))
+    conn.close()
+    tessera.ok("demo", "seed")
+    assert tessera.query("SELECT secret_hash FROM clients WHERE client_id = 'demo-web'") == [
+        (keyed_secret_hash(DEMO_WEB_SECRET),)]

@@ -26,7 +26,7 @@ from tests.processes import REPO_ROOT, TESSERA, free_port, tessera_server
 
 
 DEMO_CLIENT_ID = "demo-web"
-DEMO_CLIENT_SECRET = "demo-web-secret"
+DEMO_CLIENT_SECRET = "demo-web-GaFskrPhA3NJT3h4W5stOCe4l4_zCH-0"
 DEMO_REDIRECT_URI = "http://127.0.0.1:5001/callback"
 DEMO_LOGIN = "+14155550123"
 DEMO_PASSWORD = "demo-password"

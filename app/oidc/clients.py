@@ -17,10 +17,11 @@ from app.oidc.keys import SUPPORTED_ALGS
 from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client
 from app.oidc.redirects import is_loopback_host, validate_redirect_uri
 from app.oidc.subjects import PUBLIC_SECTOR
-from app.security import new_secret, token_hash
+from app.security import client_secret_hash, client_secret_weakness, new_secret
 from app.tenants.service import get_tenant
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SUBJECT_TYPES = ("pairwise", "public")
 
 
@@ -103,6 +104,11 @@ def create_client(
         raise InvalidInput(f"id_token_signed_response_alg must be one of {', '.join(SUPPORTED_ALGS)}")
     if auth_method == "private_key_jwt" and not (jwks and isinstance(jwks.get("keys"), list)):
         raise InvalidInput("a private_key_jwt client must register its public keys (jwks)")
+    if client_secret is not None:
+        if auth_method not in SECRET_AUTH_METHODS:
+            raise InvalidInput(f"a client that authenticates with {auth_method!r} has no secret")
+        if weakness := client_secret_weakness(client_secret):
+            raise InvalidInput(weakness)
 
     grant_types = list(grant_types or ["authorization_code", "refresh_token"])
     unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials",
@@ -122,13 +128,13 @@ def create_client(
               if subject_type == "pairwise" else PUBLIC_SECTOR)
 
     secret = None
-    if auth_method in ("client_secret_basic", "client_secret_post"):
+    if auth_method in SECRET_AUTH_METHODS:
         secret = client_secret or new_secret(32)
     client = Client(
         client_id=client_id,
         tenant_id=tenant_row.id,
         name=name.strip(),
-        secret_hash=token_hash(secret) if secret else None,
+        secret_hash=client_secret_hash(secret) if secret else None,
         redirect_uris=redirect_uris,
         post_logout_redirect_uris=post_logout,
         grant_types=grant_types,

@@ -1,6 +1,7 @@
 """Protocol state: clients, codes, tokens, consents, signing keys, subjects, hub sessions,
-interactions. Every secret (client secret, code, token, session cookie) is stored as a SHA-256
-checksum (``app.security.token_hash``) and looked up by it; the clear value exists only in the
+interactions. Every secret the hub generates (code, token, session cookie) is stored as a SHA-256
+checksum (``app.security.token_hash``) and looked up by it; client secrets, which an operator may
+choose, are stored keyed (``app.security.client_secret_hash``). The clear value exists only in the
 response that hands it out."""
 
 from __future__ import annotations
@@ -8,12 +9,12 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.oidc.redirects import redirect_uri_matches
-from app.security import hashes_match, utcnow
+from app.security import utcnow, verify_client_secret
 from app.tenants.models import Tenant
 
 DEFAULT_CLIENT_SCOPE = "openid profile email phone address offline_access"
@@ -26,8 +27,9 @@ class Client(db.Model):
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    #: SHA-256 of the client secret (secrets are 256-bit random values, so a fast hash is enough
-    #: and keeps client authentication cheap); None for public clients and private_key_jwt.
+    #: The client secret's keyed hash ("hmac$…", ``app.security.client_secret_hash``: one HMAC keeps
+    #: client authentication cheap); an unsalted SHA-256 hex digest in rows from before revision
+    #: 0012, rewritten at the next successful authentication. None for public clients and private_key_jwt.
     secret_hash: Mapped[str | None] = mapped_column(String(64))
     redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
@@ -81,7 +83,15 @@ class Client(db.Model):
         return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return hashes_match(client_secret, self.secret_hash)
+        matches, upgraded = verify_client_secret(client_secret, self.secret_hash)
+        if upgraded:
+            # A hash from before revision 0012: the row (this object may be a cached snapshot) gets
+            # the keyed form, unless it changed meanwhile.
+            db.session.execute(
+                update(Client).where(Client.client_id == self.client_id, Client.secret_hash == self.secret_hash)
+                .values(secret_hash=upgraded).execution_options(synchronize_session=False))
+            db.session.commit()
+        return matches
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.token_endpoint_auth_method

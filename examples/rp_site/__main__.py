@@ -1,5 +1,5 @@
 """``python -m examples.rp_site --port 5001 --name "Site A" --issuer http://127.0.0.1:5000
---client-id site-a --client-secret site-a-secret`` — every flag can also come from the
+--client-id site-a --client-secret site-a-szsKWXh69WExHraRLLZjJFnVVI5VM0gt`` — every flag can also come from the
 environment (``RP_PORT``, ``RP_NAME``, ``RP_ISSUER``, ``RP_CLIENT_ID``, ...)."""
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -144,9 +145,9 @@ def deployment(tmp_path_factory):
         PYTHONUNBUFFERED="1",
     )
     sites = {
-        "a": Site("e2e-site-a", "e2e-site-a-secret", "Site A", f"http://127.0.0.1:{free_port()}"),
-        "b": Site("e2e-site-b", "e2e-site-b-secret", "Site B", f"http://localhost:{free_port()}"),
-        "c": Site("e2e-site-c", "e2e-site-c-secret", "Site C", f"http://127.0.0.1:{free_port()}"),
+        "a": Site("e2e-site-a", f"e2e-site-a-{secrets.token_urlsafe(24)}", "Site A", f"http://127.0.0.1:{free_port()}"),
+        "b": Site("e2e-site-b", f"e2e-site-b-{secrets.token_urlsafe(24)}", "Site B", f"http://localhost:{free_port()}"),
+        "c": Site("e2e-site-c", f"e2e-site-c-{secrets.token_urlsafe(24)}", "Site C", f"http://127.0.0.1:{free_port()}"),
     }
     specs = [
         {"client_id": sites["a"].client_id, "client_secret": sites["a"].client_secret, "name": "Site A",

@@ -11,7 +11,8 @@ from joserfc import jwk, jwt
 from sqlalchemy import text
 
 from app.extensions import db
-from app.security import token_hash
+from app.oidc.clients import forget_client
+from app.security import client_secret_hash, token_hash
 from tests.conftest import ISSUER
 from tests.rp import Browser, RelyingParty, authorize, code_from
 
@@ -105,7 +106,45 @@ def test_tokens_are_stored_as_hashes(app, browser, rp, account):
         dump = " ".join(str(v) for r in db.session.execute(text("SELECT * FROM tokens")) for v in r)
         assert tokens["access_token"] not in dump and tokens["refresh_token"] not in dump
         secrets = db.session.execute(text("SELECT secret_hash FROM clients")).scalars().all()
-        assert rp.client_secret not in secrets and token_hash(rp.client_secret) in secrets
+        assert rp.client_secret not in secrets and token_hash(rp.client_secret) not in secrets  # keyed, not SHA-256
+        assert client_secret_hash(rp.client_secret) in secrets
+
+
+def _legacy_client(app, factories):
+    """A client whose secret is stored the way it was before revision 0012: unsalted SHA-256."""
+    client = factories.client(grant_types=["client_credentials"], redirect_uris=[], scope="partner:read")
+    with app.app_context():
+        db.session.execute(text("UPDATE clients SET secret_hash = :h WHERE client_id = :c"),
+                           {"h": token_hash(client.client_secret), "c": client.client_id})
+        db.session.commit()
+        forget_client(client.client_id)
+    return client
+
+
+def _stored_secret_hash(app, client_id):
+    with app.app_context():
+        return db.session.execute(text("SELECT secret_hash FROM clients WHERE client_id = :c"), {"c": client_id}).scalar()
+
+
+def test_legacy_secret_hash_still_authenticates_and_is_rewritten_keyed(app, factories, http):
+    client = _legacy_client(app, factories)
+    rp = RelyingParty(http, ISSUER, client.client_id, client.client_secret, None)
+    for _ in range(2):  # the second time from the client cache, which still holds the old form
+        assert rp.token_request({"grant_type": "client_credentials", "scope": "partner:read"}).status_code == 200
+        stored = _stored_secret_hash(app, client.client_id)
+        assert stored.startswith("hmac$") and stored != token_hash(client.client_secret)
+    with app.app_context():
+        assert stored == client_secret_hash(client.client_secret)
+        forget_client(client.client_id)
+    assert rp.token_request({"grant_type": "client_credentials", "scope": "partner:read"}).status_code == 200
+
+
+def test_legacy_secret_hash_with_a_wrong_secret_is_refused_and_kept(app, factories, http):
+    client = _legacy_client(app, factories)
+    wrong = RelyingParty(http, ISSUER, client.client_id, client.client_secret + "x", None)
+    response = wrong.token_request({"grant_type": "client_credentials", "scope": "partner:read"})
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    assert _stored_secret_hash(app, client.client_id) == token_hash(client.client_secret)
 
 
 def test_client_credentials(factories, http):
