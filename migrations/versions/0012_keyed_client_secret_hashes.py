@@ -1,7 +1,7 @@
 """client secrets stored keyed: unsalted SHA-256 → HMAC-SHA-256 with the hub's pepper
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-26
 
 Client secrets were stored as their unsalted SHA-256 hex digest: a leaked row let anyone test
@@ -23,7 +23,7 @@ from app.security import is_legacy_secret_hash, upgrade_legacy_secret_hash
 
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
