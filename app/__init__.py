@@ -68,6 +68,8 @@ def create_app(overrides: dict | None = None) -> Flask:
         response.status_code = error.status
         if error.status == 503:
             response.headers["Retry-After"] = "5"
+        if getattr(error, "retry_after", None):  # a spent budget (app.budgets.BudgetSpent)
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(429)

@@ -76,9 +76,25 @@ def load_config() -> dict:
         "TESSERA_CLIENT_CACHE_TTL": _int("CLIENT_CACHE_TTL", 30),
         # Optional Redis (rate-limit storage shared by every worker and host).
         "TESSERA_REDIS_URL": _env("REDIS_URL"),
-        # Rate limits (flask-limiter syntax) on credential checks.
-        "TESSERA_LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
-        "TESSERA_TOKEN_RATE_LIMIT": _env("TOKEN_RATE_LIMIT", "600 per minute"),
+        # The credential-check budget (app.accounts.budget; flask-limiter syntax, ";" for several
+        # windows): FAILED checks of a password or one-time code, every route together. A spent
+        # budget refuses even the right password until its window ends (429, Retry-After).
+        # Per client address: a busy NAT of people who mostly type the right password never gets near it.
+        "TESSERA_CREDENTIAL_BUDGET_ADDRESS": _env("CREDENTIAL_BUDGET_ADDRESS", "30 per 15 minutes;300 per day"),
+        # Per target, from every address: a typed identifier, and the account it names (across its
+        # identifiers). Bounds a slow distributed guess to 100 a day; an attacker can keep the owner's
+        # checks locked out at this cost (audited: credentials.locked).
+        "TESSERA_CREDENTIAL_BUDGET_TARGET": _env("CREDENTIAL_BUDGET_TARGET", "10 per 15 minutes;100 per day"),
+        # Per logged-in account proving something (merge and link proofs, /account/confirm, binding codes).
+        "TESSERA_CREDENTIAL_BUDGET_LOGGED_IN": _env("CREDENTIAL_BUDGET_LOGGED_IN", "10 per 15 minutes;50 per day"),
+        # Password spraying: distinct identifiers one address failed against.
+        "TESSERA_CREDENTIAL_BUDGET_SPRAY": _env("CREDENTIAL_BUDGET_SPRAY", "10 per hour;50 per day"),
+        # /token, /revoke, /introspect: FAILED client authentications per client address and per
+        # client_id (successful traffic is not limited by them), and a flood ceiling on every
+        # request per address, far above a site's peak (docs/flows/tokens.md, "Limits").
+        "TESSERA_CLIENT_AUTH_BUDGET_ADDRESS": _env("CLIENT_AUTH_BUDGET_ADDRESS", "20 per minute;200 per hour"),
+        "TESSERA_CLIENT_AUTH_BUDGET_CLIENT": _env("CLIENT_AUTH_BUDGET_CLIENT", "60 per minute;600 per hour"),
+        "TESSERA_TOKEN_RATE_LIMIT": _env("TOKEN_RATE_LIMIT", "300000 per minute"),
         "TESSERA_RATE_LIMITS_ENABLED": _bool("RATE_LIMITS_ENABLED", True),
         # Partner data API (flask-limiter syntax), per client: every call, and register-on-write
         # (whose 409 answer tells whether a number is registered: keep it slow).
@@ -109,9 +125,15 @@ def load_config() -> dict:
         # One-time codes: lifetime in seconds and wrong attempts before the code locks.
         "TESSERA_OTP_TTL": _int("OTP_TTL", 300),
         "TESSERA_OTP_MAX_ATTEMPTS": _int("OTP_MAX_ATTEMPTS", 5),
-        # Rate limits on sending codes (flask-limiter syntax): per phone number, per client address.
-        "TESSERA_OTP_PHONE_RATE_LIMIT": _env("OTP_PHONE_RATE_LIMIT", "5 per hour"),
-        "TESSERA_OTP_IP_RATE_LIMIT": _env("OTP_IP_RATE_LIMIT", "20 per hour"),
+        # The SMS send budget (app.accounts.budget; flask-limiter syntax): codes sent by every route
+        # together, per client address (one address cannot pump codes to 20 numbers an hour), per
+        # number, per country calling code, per requesting account, and for the whole hub. Size the
+        # prefix and global budgets a few times above the peak of real sign-ups and logins.
+        "TESSERA_SMS_BUDGET_ADDRESS": _env("SMS_BUDGET_ADDRESS", "10 per hour;30 per day"),
+        "TESSERA_SMS_BUDGET_NUMBER": _env("SMS_BUDGET_NUMBER", "5 per hour;10 per day"),
+        "TESSERA_SMS_BUDGET_ACCOUNT": _env("SMS_BUDGET_ACCOUNT", "5 per hour;20 per day"),
+        "TESSERA_SMS_BUDGET_PREFIX": _env("SMS_BUDGET_PREFIX", "1000 per hour;10000 per day"),
+        "TESSERA_SMS_BUDGET_GLOBAL": _env("SMS_BUDGET_GLOBAL", "3000 per hour;30000 per day"),
         # An account with no login for this many days is dormant: a newcomer who verifies its
         # (possibly carrier-recycled) phone number does not inherit it.
         "TESSERA_DORMANT_DAYS": _int("DORMANT_DAYS", 365),

@@ -22,6 +22,17 @@ def _database_url(tmp_dir: str) -> str:
     return os.environ.get("TESSERA_TEST_DATABASE_URL") or f"sqlite:///{tmp_dir}/tessera-test.db"
 
 
+#: Every budget and rate limit, set far above what the suite reaches (every test comes from
+#: 127.0.0.1 and the counters outlive a test); the tests of a budget lower it (``budgets``).
+BUDGET_SETTINGS = (
+    "TESSERA_CREDENTIAL_BUDGET_ADDRESS", "TESSERA_CREDENTIAL_BUDGET_TARGET", "TESSERA_CREDENTIAL_BUDGET_LOGGED_IN",
+    "TESSERA_CREDENTIAL_BUDGET_SPRAY", "TESSERA_CLIENT_AUTH_BUDGET_ADDRESS", "TESSERA_CLIENT_AUTH_BUDGET_CLIENT",
+    "TESSERA_TOKEN_RATE_LIMIT", "TESSERA_SMS_BUDGET_ADDRESS", "TESSERA_SMS_BUDGET_NUMBER",
+    "TESSERA_SMS_BUDGET_ACCOUNT", "TESSERA_SMS_BUDGET_PREFIX", "TESSERA_SMS_BUDGET_GLOBAL",
+)
+GENEROUS_BUDGETS = {key: "100000 per minute" for key in BUDGET_SETTINGS}
+
+
 def make_test_app(database_url: str, **overrides):
     config = {
         "TESTING": True,
@@ -31,8 +42,7 @@ def make_test_app(database_url: str, **overrides):
         "TESSERA_ALLOW_PRIVATE_OUTBOUND": True,
         # Rate limiting stays on (it is part of what is tested) with limits no test reaches by accident.
         "TESSERA_RATE_LIMITS_ENABLED": True,
-        "TESSERA_LOGIN_RATE_LIMIT": "1000 per minute",
-        "TESSERA_TOKEN_RATE_LIMIT": "10000 per minute",
+        **GENEROUS_BUDGETS,
         "SERVER_NAME": None,
     }
     config.update(overrides)
@@ -93,6 +103,25 @@ def ctx(app):
 def http(app):
     """An HTTP client speaking to the app (Flask's test client: real requests, no socket)."""
     return app.test_client()
+
+
+@pytest.fixture
+def budgets(app):
+    """Budgets for one test, on emptied counters: ``budgets(defaults=True)`` puts every budget at
+    its shipped default (``app.config.load_config``), keywords set single ones. Restored after."""
+    from app.config import load_config
+    from app.extensions import limiter
+
+    def configure(defaults: bool = False, **settings):
+        limiter.reset()
+        if defaults:
+            shipped = load_config()
+            app.config.update({key: shipped[key] for key in BUDGET_SETTINGS})
+        app.config.update(settings)
+
+    yield configure
+    app.config.update(GENEROUS_BUDGETS)
+    limiter.reset()
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@ salted with the challenge's uid), valid ``TESSERA_OTP_TTL`` seconds, locked afte
 ``TESSERA_OTP_MAX_ATTEMPTS`` wrong tries, single use. The challenge's ``uid`` is the public
 handle the pages and APIs carry between "code sent" and "code entered".
 
-Sending is rate limited per phone number (and per account when one is given) with
-``TESSERA_OTP_PHONE_RATE_LIMIT``, counted from the challenges in the database (shared by every
-worker and host); the pages add a per-address limit (flask-limiter, Redis when configured).
-Verification is limited by the challenge's own lock. Every verification failure gives the same answer.
+Sending draws on the shared SMS send budget (per client address, number, country calling code,
+requesting account and globally: ``app.accounts.budget``), whichever route asks. Verification is
+limited by the challenge's own lock and draws on the shared credential-check budget. Every
+verification failure gives the same answer.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, has_request_context, request
-from limits import parse_many
-from sqlalchemy import case, func, update
+from sqlalchemy import case, update
 
 from app.accounts import audit
+from app.accounts.budget import credential_check, reserve_sms_send
 from app.accounts.identifiers import normalize_phone
 from app.accounts.models import Identity, OtpChallenge
 from app.accounts.sms import send_sms_code
-from app.errors import AuthenticationFailed, InvalidInput, RateLimited
+from app.errors import AuthenticationFailed, InvalidInput
 from app.extensions import db
 from app.security import new_secret, utcnow
 
@@ -41,32 +41,15 @@ def hash_code(uid: str, code: str) -> str:
     return hmac.new(_hmac_key(), f"{uid}:{code}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _check_send_limits(phone: str, account_id: int | None) -> None:
-    """RateLimited when ``TESSERA_OTP_PHONE_RATE_LIMIT`` codes already went to this phone (or,
-    when the requester is known, for this account) within the limit's window. Counted from the
-    challenges in the database: exact for every worker and host, no extra storage needed."""
-    if not current_app.config["TESSERA_RATE_LIMITS_ENABLED"]:
-        return
-    now = utcnow()
-    for limit in parse_many(current_app.config["TESSERA_OTP_PHONE_RATE_LIMIT"]):
-        since = now - timedelta(seconds=limit.get_expiry())
-        scopes = [OtpChallenge.phone == phone] + ([OtpChallenge.account_id == account_id] if account_id else [])
-        for scope in scopes:
-            sent = db.session.scalar(
-                db.select(func.count()).select_from(OtpChallenge).where(scope, OtpChallenge.created_at > since)
-            )
-            if sent >= limit.amount:
-                raise RateLimited("too many codes were sent to this number, try again later")
-
-
 def send_code(phone: str, purpose: str, account_id: int | None = None) -> OtpChallenge:
     """Create a challenge for ``phone``, send its code, commit; returns the challenge (``.uid``
-    is its public handle). InvalidInput for a bad number or purpose, RateLimited over the
-    per-phone limit, ``app.accounts.sms.SmsDeliveryFailed`` when the sender fails (nothing kept)."""
+    is its public handle). InvalidInput for a bad number or purpose, BudgetSpent (429) when the
+    SMS send budget is spent, ``app.accounts.sms.SmsDeliveryFailed`` when the sender fails (nothing
+    kept, nothing spent)."""
     if purpose not in PURPOSES:
         raise InvalidInput(f"unknown code purpose {purpose!r}")
     phone = normalize_phone(phone)
-    _check_send_limits(phone, account_id)
+    reservation = reserve_sms_send(phone, account_id)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     uid = new_secret(24)
     now = utcnow()
@@ -81,20 +64,35 @@ def send_code(phone: str, purpose: str, account_id: int | None = None) -> OtpCha
         send_sms_code(phone, code, purpose)
     except Exception:
         db.session.rollback()
+        reservation.refund()  # nothing was sent
         raise
     db.session.commit()
     return challenge
 
 
+def _phone_holder(phone: str) -> int | None:
+    return db.session.scalar(db.select(Identity.account_id).filter_by(kind="phone", namespace="", value=phone,
+                                                                     released_at=None))
+
+
 def verify_code(uid: str, code: str, purpose: str) -> OtpChallenge:
     """The challenge, consumed, if ``code`` is its code. AuthenticationFailed (one message for
     every case) when the challenge is unknown, expired, consumed, locked, for another purpose,
-    or the code is wrong; a wrong code counts an attempt and the last allowed one locks it."""
+    or the code is wrong; a wrong code counts an attempt and the last allowed one locks it.
+    Every verification draws on the credential budget (the phone and its account are the target,
+    the requesting account the logged-in person); BudgetSpent when it is spent."""
     challenge = db.session.scalar(db.select(OtpChallenge).filter_by(uid=uid or ""))
-    now = utcnow()
     if challenge is None:
-        hash_code(uid or "", code or "")  # the same work as a real check
-        raise AuthenticationFailed(FAILURE)
+        with credential_check("otp"):
+            hash_code(uid or "", code or "")  # the same work as a real check
+            raise AuthenticationFailed(FAILURE)
+    with credential_check("otp", identifier=challenge.phone, account_id=_phone_holder(challenge.phone),
+                          logged_in=challenge.account_id):
+        return _check_code(challenge, code, purpose)
+
+
+def _check_code(challenge: OtpChallenge, code: str, purpose: str) -> OtpChallenge:
+    now = utcnow()
     live = (
         challenge.consumed_at is None and challenge.locked_at is None
         and challenge.expires_at > now and challenge.purpose == purpose
@@ -122,8 +120,7 @@ def verify_code(uid: str, code: str, purpose: str) -> OtpChallenge:
         db.session.commit()
         db.session.refresh(challenge)
         if counted == 1 and challenge.locked_at is not None:
-            owner = challenge.account_id or db.session.scalar(db.select(Identity.account_id).filter_by(
-                kind="phone", namespace="", value=challenge.phone, released_at=None))
+            owner = challenge.account_id or _phone_holder(challenge.phone)
             audit.record("otp.locked", account_id=owner, actor="system",
                          purpose=challenge.purpose, attempts=challenge.attempts)
             db.session.commit()

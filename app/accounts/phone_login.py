@@ -33,6 +33,7 @@ from datetime import timedelta
 from flask import current_app
 
 from app.accounts import audit
+from app.accounts.budget import credential_check
 from app.accounts.identifiers import normalize_phone
 from app.accounts.locking import lock_account
 from app.accounts.models import Account, Identity, OtpChallenge
@@ -152,13 +153,14 @@ def prove_dormant(challenge_uid: str, password: str, client_id: int | None = Non
     """Log in to the dormant account of a verified phone with that account's password too."""
     result = _expect(challenge_uid, "dormant")
     account = result.account
-    if not password_matches(account, password):
-        audit.record("login.failure", account_id=account.id, client_id=client_id, method="otp+pwd",
-                     reason="bad credentials (dormant account)")
+    with credential_check("otp+pwd", identifier=result.phone, account_id=account.id):
+        if not password_matches(account, password):
+            audit.record("login.failure", account_id=account.id, client_id=client_id, method="otp+pwd",
+                         reason="bad credentials (dormant account)")
+            db.session.commit()
+            raise AuthenticationFailed("wrong password for the account of this number")
+        _login(account, result.phone, client_id, method="otp+pwd")
         db.session.commit()
-        raise AuthenticationFailed("wrong password for the account of this number")
-    _login(account, result.phone, client_id, method="otp+pwd")
-    db.session.commit()
     return account
 
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask import session as browser_session
 
-from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
-from app.accounts import binding, phone_login
+from app.accounts import binding, phone_login, verification
 from app.accounts.forms import (
     CodeForm, ConsentForm, ContinueForm, LoginForm, LogoutForm, PasswordProofForm, PhoneForm, SignUpForm,
 )
 from app.accounts.identifiers import looks_like_phone
 from app.accounts.service import authenticate_password
 from app.errors import AuthenticationFailed, InvalidInput, TesseraError
-from app.extensions import limiter
 from app.oidc import authorization, logout
 from app.oidc.routes import render_logged_out
 from app.oidc.sessions import current_account, current_session, set_session_cookie, start_session
@@ -49,8 +47,6 @@ def _logged_in(interaction, account, amr: list[str]):
 
 
 @bp.route("/interaction/<uid>/login", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, key_func=login_key, methods=["POST"])
-@limiter.limit(login_rate_limit, methods=["POST"])
 def login(uid: str):
     interaction, failure = _interaction_or_error(uid)
     if failure:
@@ -104,7 +100,6 @@ def _render_otp(template: str, interaction, status: int = 200, **context):
 
 
 @bp.route("/interaction/<uid>/otp", methods=["GET", "POST"])
-@limiter.limit(otp_ip_rate_limit, methods=["POST"])
 def otp_phone(uid: str):
     """Step 1: the phone number. The same answer whether or not it is registered."""
     interaction, failure = _interaction_or_error(uid)
@@ -125,7 +120,6 @@ def otp_phone(uid: str):
 
 
 @bp.route("/interaction/<uid>/otp/code", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, methods=["POST"])
 def otp_code(uid: str):
     """Step 2: the code. Wrong codes count against the challenge, which locks."""
     interaction, failure = _interaction_or_error(uid)
@@ -179,7 +173,6 @@ def _render_dormant(interaction, status=200, error=None, proof=None, fresh=None)
 
 
 @bp.route("/interaction/<uid>/otp/dormant", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, key_func=lambda: f"{request.remote_addr}|otp-dormant", methods=["POST"])
 def otp_dormant(uid: str):
     """Step 3 for a number of a dormant account (maybe recycled by the carrier): that account's
     password too, or a fresh account (``otp_fresh``)."""

@@ -12,11 +12,10 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
-from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts import audit, binding, otp, service
 from app.accounts.forms import LoginForm, PhoneForm
+from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
-from app.extensions import limiter
 from app.oidc import logout
 from app.oidc.routes import render_logged_out
 from app.oidc.sessions import (current_account, current_session, login_age, renew_auth_time, set_session_cookie,
@@ -95,15 +94,7 @@ def _local_account_path(value: str | None) -> str:
     return url_for("account.index")
 
 
-def _reauth_key() -> str:
-    """Per account (password guesses from many addresses) — the IP limit is the other decorator."""
-    account = current_account()
-    return f"reauth|{account.id if account else request.remote_addr}"
-
-
 @bp.route("/confirm", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, key_func=_reauth_key, methods=["POST"])
-@limiter.limit(login_rate_limit, methods=["POST"])
 @account_required
 def confirm():
     """Confirm it is you: the account's password, or a code to its verified phone. Renews the
@@ -143,8 +134,6 @@ def confirm():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, key_func=login_key, methods=["POST"])
-@limiter.limit(login_rate_limit, methods=["POST"])
 def login():
     """The hub's own login, for people who come to manage their account rather than from a site."""
     form = LoginForm()
@@ -196,7 +185,6 @@ def profile():
 
 
 @bp.route("/phone/<purpose>", methods=["GET", "POST"])
-@limiter.limit(otp_ip_rate_limit, methods=["POST"])
 @account_required
 def send_phone_code(purpose: str):
     if purpose not in PHONE_PURPOSES:
@@ -247,6 +235,8 @@ def confirm_phone(purpose: str, uid: str):
                 return render_template("merging/done.html", record=record, kept_this=True)
             merging_routes.remember_proof(exc.other_account_id, "phone_binding")  # the OTP to its phone
             return render_template("account/needs_merge.html", detail=exc.detail), 409
+        except BudgetSpent:
+            raise  # the 429 page with Retry-After, like every spent credential budget
         except TesseraError as exc:
             flash(exc.detail, "error")
         else:
@@ -317,9 +307,12 @@ def deregister():
 # --- helpers ---------------------------------------------------------------------------------
 
 def _run(call, *args, **kwargs):
-    """Call a service; a domain error becomes a flashed message and the result False."""
+    """Call a service; a domain error becomes a flashed message and the result False (a spent
+    budget stays the 429 page with Retry-After)."""
     try:
         result = call(*args, **kwargs)
+    except BudgetSpent:
+        raise
     except TesseraError as exc:
         flash(exc.detail, "error")
         return False

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts import audit
+from app.accounts.budget import credential_check
 from app.accounts.locking import lock_account
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
@@ -94,65 +95,72 @@ def password_matches(account: Account, password: str | None) -> bool:
     return ok
 
 
-def authenticate_password(login: str, password: str, tenant_id: int | None = None, client_id: int | None = None) -> Account:
+def authenticate_password(login: str, password: str, tenant_id: int | None = None, client_id: int | None = None,
+                          logged_in: int | None = None) -> Account:
     """The active account that ``login`` names, if ``password`` is its password.
 
     One answer for every failure (unknown identifier, no password, wrong password, inactive
     account) and the same argon2 work in every case, so nothing can be learned about who exists.
     Successes and failures are audited. With ``tenant_id`` and a tenant verification webhook,
-    unknown identifiers are asked of the legacy system (app.bulk_import.lazy).
+    unknown identifiers are asked of the legacy system (app.bulk_import.lazy). The check draws on
+    the credential budget (``logged_in``: the account of a logged-in person proving another
+    account, as in a merge); BudgetSpent when it is spent.
     """
     from app.bulk_import import lazy
 
     identity = find_identity(login, tenant_id)
     account = db.session.get(Account, identity.account_id) if identity else None
-    # Lazy migration: an identifier the hub does not know (or a migrated account without a
-    # password) is checked by the tenant's legacy system, if it has a verification webhook.
-    migrated = lazy.migrate_on_login(login, password or "", tenant_id, account) \
-        if lazy.wants_legacy_check(account, tenant_id) else None
-    if migrated is not None:
-        account, identity = migrated
-        ok = True  # the hub's argon2id hash of the password was just made
-    elif account is None:
-        burn_verification_time(password or "")
-        ok = False
-    else:
-        ok = password_matches(account, password)
-    if ok:
-        try:
-            # The status read above came before the slow hash: mark_login re-reads it under the
-            # account's row lock (and the merge lock), and refuses an account no longer active.
-            mark_login(account, identity, client_id)
-        except AccountInactive:
+    with credential_check("pwd", identifier=login, account_id=account.id if account else None, logged_in=logged_in):
+        # Lazy migration: an identifier the hub does not know (or a migrated account without a
+        # password) is checked by the tenant's legacy system, if it has a verification webhook.
+        migrated = lazy.migrate_on_login(login, password or "", tenant_id, account) \
+            if lazy.wants_legacy_check(account, tenant_id) else None
+        if migrated is not None:
+            account, identity = migrated
+            ok = True  # the hub's argon2id hash of the password was just made
+        elif account is None:
+            burn_verification_time(password or "")
             ok = False
-            account = db.session.get(Account, account.id)
-    if not ok:
-        audit.record("login.failure", account_id=account.id if account else None, client_id=client_id,
-                     method="pwd", reason="inactive account" if account is not None and not account.is_active
-                     else "bad credentials")
+        else:
+            ok = password_matches(account, password)
+        if ok:
+            try:
+                # The status read above came before the slow hash: mark_login re-reads it under the
+                # account's row lock (and the merge lock), and refuses an account no longer active.
+                mark_login(account, identity, client_id)
+            except AccountInactive:
+                ok = False
+                account = db.session.get(Account, account.id)
+        if not ok:
+            audit.record("login.failure", account_id=account.id if account else None, client_id=client_id,
+                         method="pwd", reason="inactive account" if account is not None and not account.is_active
+                         else "bad credentials")
+            db.session.commit()
+            raise AuthenticationFailed("wrong identifier or password")
+        audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd",
+                     identity=identity.kind)
         db.session.commit()
-        raise AuthenticationFailed("wrong identifier or password")
-    audit.record("login.success", account_id=account.id, actor="self", client_id=client_id, method="pwd", identity=identity.kind)
-    db.session.commit()
     return account
 
 
 def confirm_password(account_id: int, password: str) -> None:
     """Re-authentication of a logged-in person with the account's password (the same argon2 work
-    as a login, audited both ways). AuthenticationFailed when it is wrong."""
+    as a login, audited both ways, on the credential budget). AuthenticationFailed when it is wrong."""
     account = get_active_account(account_id)
-    if account is None:
-        burn_verification_time(password or "")
-    if account is None or not password_matches(account, password):
-        audit.record("reauth.failure", account_id=account_id, actor="self", method="pwd")
+    with credential_check("pwd", account_id=account_id, logged_in=account_id):
+        if account is None:
+            burn_verification_time(password or "")
+        if account is None or not password_matches(account, password):
+            audit.record("reauth.failure", account_id=account_id, actor="self", method="pwd")
+            db.session.commit()
+            raise AuthenticationFailed("wrong password")
+        audit.record("reauth.success", account_id=account.id, actor="self", method="pwd")
         db.session.commit()
-        raise AuthenticationFailed("wrong password")
-    audit.record("reauth.success", account_id=account.id, actor="self", method="pwd")
-    db.session.commit()
 
 
 def confirm_phone_code(account_id: int, challenge_uid: str, code: str) -> None:
-    """Re-authentication with a code sent (purpose ``reauth``) to the account's own verified phone."""
+    """Re-authentication with a code sent (purpose ``reauth``) to the account's own verified phone
+    (``verify_code`` draws on the credential budget)."""
     try:
         challenge = verify_code(challenge_uid, code, "reauth")
         if challenge.account_id != account_id:

@@ -11,11 +11,9 @@ import time
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
 
-from app.accounts.limits import login_key, login_rate_limit, otp_ip_rate_limit
 from app.accounts.service import authenticate_password
 from app.accounts.sms import SmsDeliveryFailed
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
-from app.extensions import limiter
 from app.federation import service
 from app.federation.forms import CreateAccountForm, LinkCodeForm, LinkPasswordForm, LinkPhoneForm
 from app.federation.models import PendingUpstreamLogin
@@ -176,8 +174,6 @@ def create_account(uid: str):
 
 
 @bp.post("/upstream/pending/<uid>/link")
-@limiter.limit(login_rate_limit, key_func=login_key)
-@limiter.limit(login_rate_limit)
 def link_with_password(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:
@@ -199,7 +195,6 @@ def link_with_password(uid: str):
 
 
 @bp.post("/upstream/pending/<uid>/link/phone")
-@limiter.limit(otp_ip_rate_limit)
 def send_link_code(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:
@@ -219,7 +214,6 @@ def send_link_code(uid: str):
 
 
 @bp.route("/upstream/pending/<uid>/link/code", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, methods=["POST"])
 def link_with_code(uid: str):
     pending, interaction, failure = _pending_and_interaction(uid)
     if failure:

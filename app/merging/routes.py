@@ -1,6 +1,7 @@
 """A user merges two accounts of theirs from /account: logged in to one, they prove control of
-the other (its password, or a code sent to its phone), look at the preview, pick the account
-that stays, and confirm. A phone binding that met an account with data arrives here with the
+the other (a code sent to its phone, or its password — followed by that code when the account
+has a verified phone), look at the preview, pick the account that stays, and confirm. Every
+proof draws on the shared credential budget (app.accounts.budget). A phone binding that met an account with data arrives here with the
 code already proven."""
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def _proof() -> int | None:
     return proof.get("other")
 
 
+def _send_code(form, other, phone: str, after: str | None = None):
+    """A merge code to the other account's phone; the code page then completes the proof."""
+    try:
+        challenge = otp.send_code(phone, "merge", account_id=g.account.id)
+    except TesseraError as exc:
+        flash(exc.detail, "error")
+        return render_template("merging/start.html", form=form), exc.status
+    session["merge_otp"] = {"uid": challenge.uid, "other": other.id, "after": after}
+    return redirect(url_for("merging.code"))
+
+
 @bp.route("/", methods=["GET", "POST"])
 @account_required
 def start():
@@ -60,26 +72,25 @@ def start():
     if form.validate_on_submit():
         if form.password.data:
             try:
-                other = service.authenticate_password(form.login.data, form.password.data)
+                # On the credential budget like every password check, with this person as the prover.
+                other = service.authenticate_password(form.login.data, form.password.data, logged_in=g.account.id)
             except (AuthenticationFailed, merging.AccountBusy) as exc:
                 flash(exc.detail, "error")
                 return render_template("merging/start.html", form=form), 401
             if other.id == g.account.id:
                 flash("That is the account you are logged in to.", "error")
                 return render_template("merging/start.html", form=form), 400
+            phone = other.identity("phone")
+            if phone is not None and phone.verified:
+                # A password alone does not absorb an account that has a verified phone: its code too.
+                return _send_code(form, other, phone.value, after="pwd")
             remember_proof(other.id, "pwd")
             return redirect(url_for("merging.preview"))
         identity = service.find_identity(form.login.data)
         other = service.get_active_account(identity.account_id) if identity else None
         phone = other.identity("phone") if other is not None else None
         if phone is not None and other.id != g.account.id:
-            try:
-                challenge = otp.send_code(phone.value, "merge", account_id=g.account.id)
-            except TesseraError as exc:
-                flash(exc.detail, "error")
-                return render_template("merging/start.html", form=form), exc.status
-            session["merge_otp"] = {"uid": challenge.uid, "other": other.id}
-            return redirect(url_for("merging.code"))
+            return _send_code(form, other, phone.value)
         # The same answer whether or not such an account exists (no enumeration).
         flash("If that account has a phone number, a code was sent to it.", "info")
         return redirect(url_for("merging.code"))
@@ -102,7 +113,7 @@ def code():
             flash(exc.detail, "error")
             return render_template("merging/code.html", form=form), 401
         session.pop("merge_otp", None)
-        remember_proof(pending["other"], "otp")
+        remember_proof(pending["other"], "pwd+otp" if pending.get("after") == "pwd" else "otp")
         return redirect(url_for("merging.preview"))
     return render_template("merging/code.html", form=form)
 

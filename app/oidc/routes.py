@@ -6,6 +6,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
+from app.budgets import BudgetSpent
 from app.extensions import csrf, db, limiter
 from app.errors import InvalidInput
 from app.oidc import authorization, chain, logout
@@ -106,7 +107,18 @@ def resume(uid: str):
 
 
 def _token_rate_limit():
+    """A flood ceiling per client address, far above a busy site's peak: successful traffic is
+    not what is bounded here, failed client authentications are (``server.CLIENT_AUTHENTICATIONS``)."""
     return current_app.config["TESSERA_TOKEN_RATE_LIMIT"]
+
+
+@bp.errorhandler(BudgetSpent)
+def _budget_spent(error: BudgetSpent):
+    # The same JSON as flask-limiter's 429 on these endpoints, with when to come back.
+    response = jsonify(error="invalid_request", error_description=error.detail)
+    response.status_code = 429
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 @bp.post("/token")

@@ -8,13 +8,16 @@ reuse detection, ID tokens with pairwise subjects and ``sid``, private_key_jwt w
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.oauth2 import OAuth2Request
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError, grants
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError, grants
 from authlib.oauth2.rfc6749.hooks import hooked
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -25,6 +28,7 @@ from flask import current_app
 from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, insert, update
 
+from app.budgets import Budget, BudgetSpent, Dimension, client_address
 from app.dbutil import commit_if_begun
 from app.extensions import db
 from app.oidc.bearer import active_account_claims, find_access_token, find_token
@@ -38,12 +42,56 @@ TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
+#: Failed client authentications at /token, /revoke and /introspect (every way a client
+#: authenticates: secrets, private_key_jwt). Successes give their unit back, so a site's traffic
+#: never spends it; a spent dimension refuses even the right credentials until its window ends.
+CLIENT_AUTHENTICATIONS = Budget("client-auth", {
+    "address": Dimension("TESSERA_CLIENT_AUTH_BUDGET_ADDRESS"),
+    "client": Dimension("TESSERA_CLIENT_AUTH_BUDGET_CLIENT"),
+}, spent_detail="too many failed client authentications, try again later")
+
+
+def _claimed_client_id(request) -> str | None:
+    """The client_id a request claims, before it is authenticated: from HTTP Basic, the form, or
+    the (unverified) ``sub`` of a client assertion. Only a budget key, never trusted."""
+    client_id, _ = extract_basic_authorization(request.headers)
+    client_id = client_id or request.payload.data.get("client_id")
+    assertion = request.payload.data.get("client_assertion")
+    if not client_id and isinstance(assertion, str) and assertion.count(".") == 2:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
+            client_id = claims.get("sub") if isinstance(claims, dict) else None
+        except (ValueError, TypeError):
+            client_id = None
+    return client_id[:200] if isinstance(client_id, str) and client_id else None
+
+
 class AuthorizationServer(FlaskAuthorizationServer):
     def create_oauth2_request(self, request):
         # A paused request resumed from an interaction arrives as an OAuth2Request already.
         if isinstance(request, OAuth2Request):
             return request
         return super().create_oauth2_request(request)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib's client authentication (RFC 6749 2.3), on the failed-authentication budget
+        per client address and per claimed client_id; BudgetSpent (429) when it is spent."""
+        claimed = _claimed_client_id(request)
+        try:
+            reservation = CLIENT_AUTHENTICATIONS.reserve(address=client_address(), client=claimed)
+        except BudgetSpent as spent:
+            current_app.logger.warning("client authentication refused (%s spent): client_id=%r address=%s",
+                                       ",".join(spent.dimensions), claimed, client_address())
+            raise
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            raise  # a failure: the units stay spent
+        except BaseException:
+            reservation.refund()
+            raise
+        reservation.refund()
+        return client
 
 
 def _query_client(client_id: str):

@@ -44,11 +44,11 @@ class Outbox:
 
 @pytest.fixture
 def outbox(app, tmp_path):
-    keys = ("TESSERA_SMS_SENDER", "TESSERA_SMS_FILE", "TESSERA_MAIL_FILE", "TESSERA_OTP_IP_RATE_LIMIT")
+    keys = ("TESSERA_SMS_SENDER", "TESSERA_SMS_FILE", "TESSERA_MAIL_FILE")
     saved = {key: app.config[key] for key in keys}
     app.config.update(
         TESSERA_SMS_SENDER="file", TESSERA_SMS_FILE=str(tmp_path / "sms.jsonl"),
-        TESSERA_MAIL_FILE=str(tmp_path / "mail.jsonl"), TESSERA_OTP_IP_RATE_LIMIT="1000 per minute",
+        TESSERA_MAIL_FILE=str(tmp_path / "mail.jsonl"),
     )
     yield Outbox(tmp_path / "sms.jsonl", tmp_path / "mail.jsonl")
     app.config.update(saved)

@@ -225,15 +225,8 @@ def test_forms_need_their_csrf_token(outbox, rp, otp_browser):
 
 
 # --- send limits ------------------------------------------------------------------------------
-@pytest.fixture
-def phone_limit(app):
-    saved = app.config["TESSERA_OTP_PHONE_RATE_LIMIT"]
-    app.config["TESSERA_OTP_PHONE_RATE_LIMIT"] = "3 per hour"
-    yield
-    app.config["TESSERA_OTP_PHONE_RATE_LIMIT"] = saved
-
-
-def test_per_phone_send_limit(phone_limit, factories, outbox, rp, otp_browser, new_browser):
+def test_per_phone_send_limit(budgets, factories, outbox, rp, otp_browser, new_browser):
+    budgets(TESSERA_SMS_BUDGET_NUMBER="3 per hour")
     account = factories.account(phone=new_phone())
     statuses = []
     for _ in range(4):  # from different browsers: the limit is the number's, not the browser's
@@ -246,8 +239,8 @@ def test_per_phone_send_limit(phone_limit, factories, outbox, rp, otp_browser, n
     assert otp_browser.send_code(otp_browser.otp_page(rp), other).status_code == 200
 
 
-def test_per_address_send_limit(app, outbox, rp, otp_browser):
-    app.config["TESSERA_OTP_IP_RATE_LIMIT"] = "2 per minute"  # the outbox fixture restores it
+def test_per_address_send_limit(budgets, outbox, rp, otp_browser):
+    budgets(TESSERA_SMS_BUDGET_ADDRESS="2 per minute")
     otp_browser.http.environ_base["REMOTE_ADDR"] = "198.51.100.7"
     page = otp_browser.otp_page(rp)
     statuses = [otp_browser.send_code(page, new_phone()).status_code for _ in range(3)]

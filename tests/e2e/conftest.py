@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import GENEROUS_BUDGETS
 from tests.processes import REPO_ROOT, TESSERA, Proc, Processes, free_port  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
@@ -140,9 +141,8 @@ def deployment(tmp_path_factory):
         TESSERA_INSTANCE_DIR=str(workdir / "instance"),
         TESSERA_SECRET_KEY="e2e-test-secret-key-0123456789abcdef0123456789",
         TESSERA_ALLOW_PRIVATE_OUTBOUND="1",
-        # the suite logs in many times from one address
-        TESSERA_LOGIN_RATE_LIMIT="1000 per minute",
         PYTHONUNBUFFERED="1",
+        **GENEROUS_BUDGETS,  # the suite logs in many times from one address
     )
     sites = {
         "a": Site("e2e-site-a", f"e2e-site-a-{secrets.token_urlsafe(24)}", "Site A", f"http://127.0.0.1:{free_port()}"),

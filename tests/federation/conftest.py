@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from tests.conftest import GENEROUS_BUDGETS
 from tests.processes import REPO_ROOT, TESSERA, free_port, tessera_server
 from tests.test_live_server import _env, _run
 
@@ -55,7 +56,7 @@ def upstream_op(tmp_path_factory):
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = _env(workdir, issuer)
-    env["TESSERA_LOGIN_RATE_LIMIT"] = "1000 per minute"  # every test logs in from 127.0.0.1
+    env.update(GENEROUS_BUDGETS)  # every test logs in from 127.0.0.1
     alice = UpstreamUser("+14155550201", "alice-upstream-pw", "alice@example.com", "Alice Upstream")
     bob = UpstreamUser("+14155550202", "bob-upstream-pw", "bob@example.com", "Bob Upstream")
     _run(["db", "upgrade"], workdir, env)

@@ -226,6 +226,25 @@ def test_link_to_an_existing_account_needs_its_password(app, http, rp, factories
     assert sub_at_rp(rp, request2, response)["sub"] == claims["sub"]
 
 
+def test_link_proofs_draw_on_the_shared_credential_budget(app, http, rp, factories, upstream_op, budgets):
+    budgets(TESSERA_CREDENTIAL_BUDGET_TARGET="3 per 15 minutes")
+    oidc_provider(app, upstream_op)
+    mine = factories.account()
+    # Two wrong passwords for the account at the hub's own login page, from other addresses ...
+    for n in range(2):
+        elsewhere = Browser(app.test_client(), ISSUER)
+        elsewhere.http.environ_base["REMOTE_ADDR"] = f"203.0.113.{90 + n}"
+        assert elsewhere.login(elsewhere.go(f"{ISSUER}/account/login"), mine.phone, "guess").status_code == 401
+    browser = Browser(http, ISSUER)
+    _, upstream_url = start_at_hub(browser, rp, "tessera-up")
+    page = browser.go(through_upstream_op(upstream_op, requests.Session(), upstream_url, upstream_op.alice))
+    # ... and one at the link page spend the account's budget: the right password is refused next.
+    assert link_on(browser, page, mine.phone, "guess").status_code == 401
+    refused = link_on(browser, browser.go(page.request.url), mine.phone, mine.password)
+    assert refused.status_code == 429 and "too many attempts" in refused.get_data(as_text=True)
+    assert upstream_identities(app) == []
+
+
 def test_an_unverified_upstream_email_never_links_or_suggests(app, http, rp, factories, upstream_op):
     oidc_provider(app, upstream_op, slug="tessera-match", matching_mode="verified_email")
     bob_here = factories.account(email=upstream_op.bob.email)        # verified here, unverified upstream

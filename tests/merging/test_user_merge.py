@@ -21,12 +21,17 @@ def _status(app, account_id):
         return db.session.execute(text("SELECT status, merged_into_id FROM accounts WHERE id = :i"), {"i": account_id}).one()
 
 
-def test_merge_with_the_other_accounts_password(app, factories):
+def test_merge_with_the_other_accounts_password_and_its_phone_code(app, factories, outbox):
     mine = factories.account(name="Me")
     other = factories.account(nickname="alt", password="other password 1")
     browser = _account_login(app, mine)
     page = browser.go("/account/merge/")
-    preview = browser.submit(page, {"login": other.phone, "password": "other password 1", "submit": "Continue"})
+    code_page = browser.submit(page, {"login": other.phone, "password": "other password 1", "submit": "Continue"})
+    # The password alone does not absorb an account with a verified phone: its code too.
+    assert "Enter the code" in code_page.get_data(as_text=True)
+    assert "Prove again" in browser.go("/account/merge/preview").get_data(as_text=True)
+    code_page = browser.go("/account/merge/code")
+    preview = browser.submit(code_page, {"code": outbox.code(other.phone), "submit": "Confirm"})
     html = preview.get_data(as_text=True)
     assert "Before you merge" in html and other.phone in html and "nickname" in html
     done = browser.submit(preview, {"survivor": "this", "submit": "Merge the accounts"})
@@ -34,6 +39,21 @@ def test_merge_with_the_other_accounts_password(app, factories):
     assert tuple(_status(app, other.id)) == ("merged", mine.id)
     with app.app_context():
         assert db.session.execute(text("SELECT origin FROM merge_records")).scalar() == "user"
+
+
+def test_merge_with_the_password_of_an_account_without_a_phone(app, factories, outbox):
+    from app.accounts.service import create_account
+
+    mine = factories.account()
+    with app.app_context():
+        other_id = create_account(email="alt@example.com", password="other password 1").id
+    browser = _account_login(app, mine)
+    page = browser.go("/account/merge/")
+    preview = browser.submit(page, {"login": "alt@example.com", "password": "other password 1", "submit": "Continue"})
+    assert "Before you merge" in preview.get_data(as_text=True)
+    done = browser.submit(preview, {"survivor": "this", "submit": "Merge the accounts"})
+    assert "now one" in done.get_data(as_text=True)
+    assert tuple(_status(app, other_id)) == ("merged", mine.id)
 
 
 def test_wrong_password_merges_nothing(app, factories):

@@ -113,14 +113,8 @@ def test_session_cookie_flags(factories, http, browser, account):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
 
 
-@pytest.fixture
-def strict_login_limit(app):
-    app.config["TESSERA_LOGIN_RATE_LIMIT"] = "3 per minute"
-    yield
-    app.config["TESSERA_LOGIN_RATE_LIMIT"] = "1000 per minute"
-
-
-def test_login_rate_limit(strict_login_limit, factories, http, browser):
+def test_login_rate_limit(budgets, factories, http, browser):
+    budgets(TESSERA_CREDENTIAL_BUDGET_ADDRESS="3 per minute")
     account = factories.account()
     rp = RelyingParty.for_client(http, ISSUER, factories.client())
     page = browser.go(rp.authorization_request().url)
