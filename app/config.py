@@ -125,6 +125,10 @@ def load_config() -> dict:
         "TESSERA_MERGE_CLAIM_RULES": json.loads(_env("MERGE_CLAIM_RULES", "{}")),
         # Number of reverse proxies in front of the hub whose X-Forwarded-* headers are trusted.
         "TESSERA_TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # Largest request body accepted, in bytes (Flask's MAX_CONTENT_LENGTH): a bigger one is
+        # refused with 413 before it is read (an RFC 9457 problem on the JSON APIs). No endpoint
+        # takes more than a few kilobytes; the bulk import reads files, not requests.
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
         # Flask / Flask-WTF settings derived from the above.
         # Connections are recycled rather than pinged before every use (a round trip saved per request).
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": _int("DB_POOL_RECYCLE", 300)},

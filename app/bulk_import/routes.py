@@ -17,6 +17,7 @@ from app.bulk_import import sync
 from app.bulk_import.records import InvalidRecord, _timestamp
 from app.errors import TesseraError
 from app.extensions import csrf, db
+from app.json_input import MalformedJSON, json_body
 from app.partners.auth import client_token_required
 from app.partners.problems import problem
 
@@ -59,9 +60,10 @@ def _answer(result: sync.SyncResult, status: int = 200):
 @client_token_required(SYNC_SCOPE)
 @_tenant_of_client
 def put_account(tenant, legacy_id: str):
-    body = request.get_json(silent=True)
-    if body is None:
-        return problem(400, "Invalid input", "the body is a JSON object (an import record)", reason="invalid_json")
+    try:
+        body = json_body(require_content_type=True)
+    except MalformedJSON as exc:
+        return problem(400, "Invalid input", f"{exc.detail}: it is a JSON object (an import record)", reason="invalid_json")
     try:
         record, order = sync.parse_change(legacy_id, body)
         result = sync.apply_change(tenant, record, order, source="sync", actor=f"client:{g.client.client_id}",
