@@ -5,15 +5,18 @@ tenant with the ``sync:write`` scope; every refusal an RFC 9457 problem with a s
     PUT    /api/sync/<tenant>/accounts/<legacy_id>   create or update (an import record + version)
     DELETE /api/sync/<tenant>/accounts/<legacy_id>   ?version=… or ?updated_at=… (optional)
     GET    /api/sync/<tenant>/accounts/<legacy_id>   what the hub holds
+
+The contract is served at /api/sync/openapi.json (app/bulk_import/openapi.py).
 """
 
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from app.bulk_import import sync
+from app.bulk_import.openapi import openapi_document
 from app.bulk_import.records import InvalidRecord, _timestamp
 from app.errors import TesseraError
 from app.extensions import csrf, db
@@ -54,6 +57,11 @@ def _answer(result: sync.SyncResult, status: int = 200):
         body["warnings"] = result.warnings
     db.session.commit()  # the client's subject, recorded on first sight
     return jsonify(body), status
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(current_app.config["TESSERA_ISSUER"]))
 
 
 @bp.put("/<tenant>/accounts/<legacy_id>")

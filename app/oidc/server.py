@@ -50,9 +50,11 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         try:
             return super().authenticate_client(request, methods, endpoint)
-        except UnicodeDecodeError:
-            # RFC 6749 2.3.1: Basic credentials are UTF-8 (form-encoded); bytes that are not name no client.
-            raise InvalidClientError(status_code=401, description="the Basic credentials are not UTF-8") from None
+        except ValueError as exc:
+            # Authlib's Basic parser raises on a header of blanks, and on credentials that are not
+            # UTF-8 (RFC 6749 2.3.1: they are form-encoded UTF-8): they name no client.
+            current_app.logger.info("unreadable client credentials: %s", exc)
+            raise InvalidClientError(status_code=401, description="the Basic credentials are malformed") from None
 
 
 def _query_client(client_id: str):

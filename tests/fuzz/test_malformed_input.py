@@ -101,3 +101,13 @@ def test_authorize_refuses_a_deeply_nested_claims_parameter(http, relying_party)
     response = http.get("/authorize", query_string=params)
     assert response.status_code == 302 and "error=invalid_request" in response.location
     assert response.location.startswith(relying_party.redirect_uri + "?")
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/revoke", "/introspect"])
+@pytest.mark.parametrize("header", ["\xa0 ", " \x85", "\x1f \x1e"], ids=["nbsp", "nel", "separators"])
+def test_an_authorization_header_of_blanks_is_invalid_client(http, endpoint, header):
+    """Authlib splits the header on whitespace and found nothing to unpack (a ValueError)."""
+    response = http.post(endpoint, data={"grant_type": "client_credentials", "token": "x"},
+                         headers={"Authorization": header})
+    assert response.status_code in (400, 401), response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_client"
