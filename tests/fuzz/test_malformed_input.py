@@ -111,3 +111,12 @@ def test_an_authorization_header_of_blanks_is_invalid_client(http, endpoint, hea
                          headers={"Authorization": header})
     assert response.status_code in (400, 401), response.get_data(as_text=True)
     assert response.get_json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("field", ["attributes", "address", "upstreams"])
+def test_sync_record_fields_holding_json_text_nested_too_deep_are_invalid(http, sync_api, field):
+    """Record fields may hold JSON as text (CSV cells): parsed by the same guarded parser."""
+    response = http.put(f"/api/sync/{sync_api.tenant}/accounts/L1",
+                        json={"username": "deep", "version": 1, field: "[" * 5000},
+                        headers=sync_api.headers)
+    _problem(response, 400, "invalid_record")
