@@ -13,11 +13,14 @@ from app.oidc import authorization, chain, logout
 from app.oidc.clients import get_client
 from app.oidc.discovery import provider_metadata
 from app.oidc.keys import public_jwks
-from app.oidc.sessions import clear_session_cookie, current_session, remember_client, session_state
+from app.oidc.sessions import (
+    clear_session_cookie, current_session, refresh_browser_state_cookie, remember_client, session_state,
+)
 from app.oidc.userinfo import BearerError, userinfo_for
 
 bp = Blueprint("oidc", __name__)
 csrf.exempt(bp)  # protocol endpoints: clients authenticate, there are no browser forms here
+bp.after_app_request(refresh_browser_state_cookie)  # on every response of the hub that used the session
 
 
 def _server():
