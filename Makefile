@@ -7,6 +7,12 @@ PORT   ?= 5000
 # The PostgreSQL the suite also runs against when it is reachable (CI has one on localhost).
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
+# The browser of the e2e tests (tests/e2e/conftest.py reads E2E_CHROMIUM too).
+CHROMIUM ?= /usr/bin/chromium
+export E2E_CHROMIUM := $(CHROMIUM)
+# CI=true (CI sets it; .ci/run too): a PostgreSQL that is not reachable or a Chromium that cannot be
+# installed FAILS the run, so a green CI run has run every test. Elsewhere they are skipped with a warning.
+STRICT := $(filter 1 true yes,$(shell echo '$(CI)' | tr '[:upper:]' '[:lower:]'))
 
 .PHONY: install run test test-sqlite test-postgres clean
 
@@ -32,6 +38,9 @@ test-postgres: install
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "== PostgreSQL run ($(PG_TEST_URL)) =="; \
 		TESSERA_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS); \
+	elif [ -n "$(STRICT)" ]; then \
+		echo "!! CI=true and PostgreSQL is not reachable at $(PG_TEST_URL): FAILING (set PG_TEST_URL, start PostgreSQL)" >&2; \
+		exit 1; \
 	else \
 		echo "!! PostgreSQL is not reachable at $(PG_TEST_URL): the PostgreSQL run was SKIPPED"; \
 	fi
@@ -47,15 +56,20 @@ demo: install
 	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.demo
 
 # Debian's Chromium for tests/e2e (Playwright drives it; Playwright never downloads a browser).
+# Under CI=true a Chromium that cannot be installed fails the run (and the e2e tests fail, not skip).
 e2e-deps:
-	@if [ -x /usr/bin/chromium ]; then \
-		echo "Chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium \
-		|| echo "!! could not install Chromium: the e2e tests will be SKIPPED"; \
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "Chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	elif [ "$(CHROMIUM)" = /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 \
+		&& SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+		&& $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium \
+		&& [ -x $(CHROMIUM) ]; then \
+		echo "Chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	elif [ -n "$(STRICT)" ]; then \
+		echo "!! CI=true and $(CHROMIUM) is missing and could not be installed (apt-get install chromium): FAILING" >&2; \
+		exit 1; \
 	else \
-		echo "!! /usr/bin/chromium is missing and apt-get is not available: the e2e tests will be SKIPPED"; \
+		echo "!! $(CHROMIUM) is missing and could not be installed: the e2e tests will be SKIPPED"; \
 	fi
 
 # Benchmarks (bench/README.md): one gunicorn sync worker pinned to core 0 against PostgreSQL

@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, make_response, render_template, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import check_production_safety, load_config
 from app.errors import TesseraError
 from app.extensions import csrf, db, limiter
+from app.http_headers import add_security_headers
+from app.partners.problems import problem
+
+#: ``reason`` of the problems the JSON APIs answer for werkzeug's own refusals.
+HTTP_ERROR_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+                      415: "unsupported_media_type"}
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -77,6 +84,19 @@ def create_app(overrides: dict | None = None) -> Flask:
         if request.blueprint == "oidc":  # protocol clients get JSON, people get a page
             return jsonify(error="invalid_request", error_description="too many requests, slow down"), 429
         return render_template("errors/rate_limited.html"), 429
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        """werkzeug's own refusals (413 beyond MAX_CONTENT_LENGTH, 405, an unreadable form, and the
+        500 of an unhandled exception, logged by Flask first) are RFC 9457 problems on the JSON
+        APIs under /api; elsewhere werkzeug's page."""
+        if error.code is None or not request.path.startswith("/api/"):
+            return error
+        reason = HTTP_ERROR_REASONS.get(error.code, "invalid_request" if error.code < 500 else "server_error")
+        headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}  # Allow, …
+        return problem(error.code, error.name, error.description, headers=headers, reason=reason)
+
+    app.after_request(add_security_headers)
 
     @app.teardown_appcontext
     def _remove_session(exc):  # noqa: ARG001

@@ -165,6 +165,10 @@ def load_config() -> dict:
         # gets 404. A request forwarded by a proxy that TESSERA_TRUSTED_PROXIES does not count is
         # never taken for a local one.
         "TESSERA_METRICS_ALLOW": _networks("METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        # Largest request body accepted, in bytes (Flask's MAX_CONTENT_LENGTH): a bigger one is
+        # refused with 413 before it is read (an RFC 9457 problem on the JSON APIs). No endpoint
+        # takes more than a few kilobytes; the bulk import reads files, not requests.
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
         # Flask / Flask-WTF settings derived from the above.
         # Connections are recycled rather than pinged before every use (a round trip saved per request).
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": _int("DB_POOL_RECYCLE", 300)},

@@ -8,6 +8,7 @@ import os
 import tempfile
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 
 from app import create_app
@@ -16,6 +17,15 @@ from tests.factories import Factories
 from tests.rp import Browser
 
 ISSUER = "http://localhost"
+
+# Hypothesis (the fuzz suite in tests/fuzz, and the property tests): no deadline (the machine may be
+# loaded), and the blob that replays a failure printed with it (README "Reproducing a Hypothesis
+# failure"). In CI (CI=true) the examples are derived from each test's name (derandomize), so a red
+# run is the same run again; elsewhere they are random and remembered in .hypothesis/.
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True, database=None)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
 def _database_url(tmp_dir: str) -> str:

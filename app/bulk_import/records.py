@@ -25,6 +25,7 @@ import orjson
 import phonenumbers
 from phonenumbers import PhoneMetadata
 
+from app import json_input
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
 from app.accounts.models import PROFILE_CLAIMS, Account
 from app.errors import InvalidInput
@@ -464,7 +465,7 @@ def _json(data: dict, key: str):
     value = data.get(key)
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json_input.loads(value)  # a JSON text nested thousands deep is refused, not a crash
         except ValueError as exc:
             raise InvalidRecord(f"{key} is not JSON: {exc}") from None
     return value

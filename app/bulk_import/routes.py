@@ -7,18 +7,22 @@ tenant with the ``sync:write`` scope; every refusal an RFC 9457 problem with a s
                                                      account the tenant did not create
     DELETE /api/sync/<tenant>/accounts/<legacy_id>   ?version=… or ?updated_at=… (optional)
     GET    /api/sync/<tenant>/accounts/<legacy_id>   what the hub holds
+
+The contract is served at /api/sync/openapi.json (app/bulk_import/openapi.py).
 """
 
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from app.bulk_import import sync
+from app.bulk_import.openapi import openapi_document
 from app.bulk_import.records import InvalidRecord, _timestamp
 from app.errors import TesseraError
 from app.extensions import csrf, db
+from app.json_input import MalformedJSON, json_body
 from app.partners.auth import client_token_required
 from app.partners.problems import problem
 
@@ -62,13 +66,19 @@ def _answer(result: sync.SyncResult, status: int = 200):
     return jsonify(body), status
 
 
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(current_app.config["TESSERA_ISSUER"]))
+
+
 @bp.put("/<tenant>/accounts/<legacy_id>")
 @client_token_required(SYNC_SCOPE)
 @_tenant_of_client
 def put_account(tenant, legacy_id: str):
-    body = request.get_json(silent=True)
-    if body is None:
-        return problem(400, "Invalid input", "the body is a JSON object (an import record)", reason="invalid_json")
+    try:
+        body = json_body(require_content_type=True)
+    except MalformedJSON as exc:
+        return problem(400, "Invalid input", f"{exc.detail}: it is a JSON object (an import record)", reason="invalid_json")
     try:
         record, order = sync.parse_change(legacy_id, body)
         result = sync.apply_change(tenant, record, order, source="sync", actor=f"client:{g.client.client_id}",

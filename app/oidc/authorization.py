@@ -22,6 +22,7 @@ consent            Core 3.1.2.4: remembered or implied (trusted client) consent,
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +46,11 @@ from app.security import new_secret, token_hash, utcnow
 
 PROMPT_VALUES = {"none", "login", "consent", "select_account"}
 
+# RFC 3986 2: the characters a URI may hold (a redirect URI is an absolute URI, RFC 6749 3.1.2).
+URI_RE = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+# RFC 6749 A.3: response-type = response-name *( SP response-name ); response-char = "_" / DIGIT / ALPHA
+RESPONSE_TYPE_RE = re.compile(r"[A-Za-z0-9_]+( [A-Za-z0-9_]+)*")
+
 
 @dataclass
 class AuthContext:
@@ -67,11 +73,23 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
+def check_syntax(data) -> None:
+    """Before Authlib sees the request: ``redirect_uri`` and ``response_type`` follow their grammar.
+    Authlib quotes both in its error descriptions, which RFC 6749 4.1.2.1 limits to printable ASCII
+    without ``"`` and ``\\``; and a redirect URI that is not a URI is never redirected to."""
+    redirect_uri, response_type = data.get("redirect_uri"), data.get("response_type")
+    if redirect_uri and not URI_RE.fullmatch(redirect_uri):
+        raise InvalidRequestError("redirect_uri is not a URI (RFC 3986)")
+    if response_type and not RESPONSE_TYPE_RE.fullmatch(response_type):
+        raise InvalidRequestError("response_type is malformed (RFC 6749 A.3)")
+
+
 def parse_prompt(data) -> set[str]:
     prompts = set((data.get("prompt") or "").split())
     unknown = prompts - PROMPT_VALUES
     if unknown:
-        raise InvalidRequestError(f"unsupported prompt value: {' '.join(sorted(unknown))}")
+        # Not quoted back: the description must stay printable ASCII (RFC 6749 4.1.2.1).
+        raise InvalidRequestError(f"unsupported prompt value (supported: {', '.join(sorted(PROMPT_VALUES))})")
     if "none" in prompts and len(prompts) > 1:
         # Core 3.1.2.1: prompt=none with any other value is an error.
         raise InvalidRequestError("prompt=none cannot be combined with other values")

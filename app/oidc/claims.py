@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from app import json_input
 from app.accounts.models import PROFILE_CLAIMS, Account
 from app.oidc.models import Client
 from app.oidc.subjects import subject_for
@@ -24,7 +23,7 @@ def parse_claims_request(raw: str | None) -> dict | None:
     """The ``claims`` request parameter (OIDC Core 5.5), or ValueError if it is malformed."""
     if not raw:
         return None
-    value = json.loads(raw)
+    value = json_input.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("claims must be a JSON object")
     for member in ("userinfo", "id_token"):

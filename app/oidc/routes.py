@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
 from app.budgets import BudgetSpent
@@ -13,11 +14,14 @@ from app.oidc import authorization, chain, logout
 from app.oidc.clients import get_client
 from app.oidc.discovery import provider_metadata
 from app.oidc.keys import public_jwks
-from app.oidc.sessions import clear_session_cookie, current_session, remember_client, session_state
+from app.oidc.sessions import (
+    clear_session_cookie, current_session, refresh_browser_state_cookie, remember_client, session_state,
+)
 from app.oidc.userinfo import BearerError, userinfo_for
 
 bp = Blueprint("oidc", __name__)
 csrf.exempt(bp)  # protocol endpoints: clients authenticate, there are no browser forms here
+bp.after_app_request(refresh_browser_state_cookie)  # on every response of the hub that used the session
 
 
 def _server():
@@ -44,10 +48,17 @@ def _authorize(oauth_request=None, interaction=None):
     oauth_request = server.create_oauth2_request(oauth_request)
     state = oauth_request.payload.state
     try:
+        authorization.check_syntax(oauth_request.payload.data)
         grant = server.get_consent_grant(request=oauth_request)
     except OAuth2Error as error:
         db.session.rollback()
         return _authorization_error(oauth_request, error, state)
+    except ValueError as exc:
+        # Authlib refused to build an error whose description would quote a character RFC 6749
+        # forbids there: a malformed request, answered without redirecting (nothing was verified).
+        current_app.logger.warning("malformed authorization request: %s", exc)
+        db.session.rollback()
+        return _authorization_error(oauth_request, InvalidRequestError("malformed authorization request"), state)
     try:
         decision = authorization.decide(grant, interaction)
     except OAuth2Error as error:
@@ -198,9 +209,10 @@ def end_session():
 @bp.get("/session/check")
 def check_session_iframe():
     """Session Management 1.0 section 3.3: the OP iframe. It reads the browser-state cookie and
-    answers the RP iframe's postMessage with changed / unchanged / error."""
+    answers the RP iframe's postMessage with changed / unchanged / error. Every RP frames it:
+    the one page the hub lets any site frame (no X-Frame-Options)."""
     response = make_response(render_template("oidc/check_session.html"))
-    response.headers["Content-Security-Policy"] = "default-src 'none'; script-src 'unsafe-inline'"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; script-src 'unsafe-inline'; frame-ancestors *"
     return response
 
 

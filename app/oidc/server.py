@@ -15,7 +15,9 @@ from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.oauth2 import OAuth2Request
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError, grants,
+)
 from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
@@ -54,7 +56,10 @@ CLIENT_AUTHENTICATIONS = Budget("client-auth", {
 def _claimed_client_id(request) -> str | None:
     """The client_id a request claims, before it is authenticated: from HTTP Basic, the form, or
     the (unverified) ``sub`` of a client assertion. Only a budget key, never trusted."""
-    client_id, _ = extract_basic_authorization(request.headers)
+    try:
+        client_id, _ = extract_basic_authorization(request.headers)
+    except ValueError:  # Basic credentials that are not UTF-8 name no client
+        client_id = None
     client_id = client_id or request.payload.data.get("client_id")
     assertion = request.payload.data.get("client_assertion")
     if not client_id and isinstance(assertion, str) and assertion.count(".") == 2:
@@ -87,6 +92,11 @@ class AuthorizationServer(FlaskAuthorizationServer):
             client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
             raise  # a failure: the units stay spent
+        except ValueError as exc:
+            # Authlib's Basic parser raises on a header of blanks, and on credentials that are not
+            # UTF-8 (RFC 6749 2.3.1: they are form-encoded UTF-8): they name no client (a failure).
+            current_app.logger.info("unreadable client credentials: %s", exc)
+            raise InvalidClientError(status_code=401, description="the Basic credentials are malformed") from None
         except BaseException:
             reservation.refund()
             raise

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request
@@ -26,6 +26,9 @@ from app.security import new_secret, token_hash, utcnow
 COOKIE_NAME = "tessera_session"
 #: Session Management 1.0 browser state: readable by the check_session_iframe's script, it changes
 #: at every login and logout. "anonymous" when nobody is logged in; absent if the browser blocks it.
+#: While a session lives the value is ``<browser state>.<deadline>``: the Unix time at which the
+#: session ends unless used again (idle or absolute timeout), after which the iframe takes the
+#: browser state to be "anonymous". Each request that records the session's use moves it.
 BROWSER_STATE_COOKIE = "tessera_bs"
 ANONYMOUS_STATE = "anonymous"
 #: How stale last_seen_at may get before a request writes it again (keeps reads read-only).
@@ -100,6 +103,7 @@ def current_session() -> SSOSession | None:
         elif session is not None and session.last_seen_at + TOUCH_INTERVAL <= now:
             session.last_seen_at = now
             db.session.commit()
+            g.hub_session_touched = True  # a later idle deadline for the browser-state cookie
     g.hub_session = session
     return session
 
@@ -137,6 +141,12 @@ def browser_state(session: SSOSession | None) -> str:
     return hmac.new(current_app.config["SECRET_KEY"].encode(), f"bs:{session.sid}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def session_deadline(session: SSOSession) -> int:
+    """Unix time at which the session ends if it is not used before: the idle or the absolute timeout."""
+    idle_end = session.last_seen_at + timedelta(seconds=current_app.config["TESSERA_SESSION_IDLE_TTL"])
+    return int(min(idle_end, session.expires_at).replace(tzinfo=UTC).timestamp())
+
+
 def session_state(client_id: str, redirect_uri: str, session: SSOSession | None) -> str:
     """Session Management 1.0 section 3: a salted hash of client_id, RP origin and browser state."""
     parts = urlsplit(redirect_uri)
@@ -157,7 +167,23 @@ def _cookie_flags() -> dict:
 def set_session_cookie(response, cookie_value: str, session: SSOSession) -> None:
     max_age = current_app.config["TESSERA_SESSION_MAX_TTL"]
     response.set_cookie(COOKIE_NAME, cookie_value, httponly=True, max_age=max_age, **_cookie_flags())
-    response.set_cookie(BROWSER_STATE_COOKIE, browser_state(session), httponly=False, max_age=max_age, **_cookie_flags())
+    _set_browser_state_cookie(response, session)
+
+
+def _set_browser_state_cookie(response, session: SSOSession) -> None:
+    value = f"{browser_state(session)}.{session_deadline(session)}"
+    max_age = current_app.config["TESSERA_SESSION_MAX_TTL"]
+    response.set_cookie(BROWSER_STATE_COOKIE, value, httponly=False, max_age=max_age, **_cookie_flags())
+
+
+def refresh_browser_state_cookie(response):
+    """``after_request``: the request recorded the session's use, so its idle deadline moved; the
+    check_session iframe learns the new one (Session Management 1.0 with idle timeouts)."""
+    session = g.get("hub_session")
+    if g.get("hub_session_touched") and session is not None and session.ended_at is None:
+        if not any(h.startswith(BROWSER_STATE_COOKIE + "=") for h in response.headers.getlist("Set-Cookie")):
+            _set_browser_state_cookie(response, session)
+    return response
 
 
 def clear_session_cookie(response) -> None:

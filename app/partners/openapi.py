@@ -19,6 +19,7 @@ REASONS = {
     404: ["user_not_found", "address_not_found", "unknown_subject", "not_found"],
     409: ["already_registered"],
     412: ["etag_mismatch"],
+    413: ["body_too_large"],
     422: ["invalid_value", "unknown_claim", "use_addresses_resource", "invalid_phone", "invalid_phone_hash",
           "too_many_addresses"],
     428: ["if_match_required"],
@@ -29,7 +30,8 @@ DESCRIPTIONS = {
     400: "Malformed request", 401: "No valid bearer token", 403: "Not allowed (scope, contract, policy)",
     404: "Unknown, not related to this client or its tenant, or not shared with it (one answer for all)",
     409: "Conflict (register-on-write: the number has an account, whoever holds it)",
-    412: "The ETag in If-Match is no longer current", 422: "Invalid value", 428: "If-Match is required",
+    412: "The ETag in If-Match is no longer current", 413: "Body larger than MAX_CONTENT_LENGTH", 422: "Invalid value",
+    428: "If-Match is required",
     429: "Rate limit of this client exceeded", 503: "The account is being merged: retry shortly",
 }
 
@@ -136,7 +138,7 @@ def openapi_document(issuer: str) -> dict:
                 "application/merge-patch+json": {"schema": _ref("UserPatch")},
                 "application/json": {"schema": _ref("UserPatch")}}},
             "responses": {"200": _json(_ref("User"), "The person after the change", etag=True),
-                          **_errors(400, 403, 404, 412, 422, 428, 503)},
+                          **_errors(400, 403, 404, 412, 413, 422, 428, 503)},
         },
     }
     return {
@@ -167,7 +169,7 @@ def openapi_document(issuer: str) -> dict:
                     "properties": {"users": {"type": "array", "items": _ref("BatchUser")},
                                    "not_found": {"type": "array", "items": {"type": "string"}}}},
                     "The people found (not_found: unknown or not shared, one list for both)"),
-                    **_errors(400, 403)},
+                    **_errors(400, 403, 413)},
             }},
             "/api/users:lookup": {"post": {
                 "operationId": "lookupUser", "summary": "The sub of the person a shared identifier names",
@@ -179,7 +181,7 @@ def openapi_document(issuer: str) -> dict:
                      "properties": {"phone_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$",
                                                    "description": "hex SHA-256 of the contract's salt followed by the E.164 number"}}},
                 ]}),
-                "responses": {"200": _json(_ref("Sub"), "The sub this client sees"), **_errors(400, 403, 404, 422)},
+                "responses": {"200": _json(_ref("Sub"), "The sub this client sees"), **_errors(400, 403, 404, 413, 422)},
             }},
             "/api/users": {"post": {
                 "operationId": "registerUser", "summary": "Register-on-write: create the account of an unregistered phone",
@@ -188,7 +190,7 @@ def openapi_document(issuer: str) -> dict:
                                       "properties": {"phone": {"type": "string", "maxLength": 32}}}),
                 "responses": {"201": {**_json(_ref("Sub"), "The new account's sub for this client"),
                                       "headers": {"Location": {"schema": {"type": "string"}}}},
-                              **_errors(400, 403, 409, 422)},
+                              **_errors(400, 403, 409, 413, 422)},
             }},
             "/api/users/{sub}/addresses": {
                 "get": {
@@ -203,7 +205,7 @@ def openapi_document(issuer: str) -> dict:
                     "security": [{"partner": ["partner:write"]}], "parameters": [SUB_PARAM],
                     "requestBody": _body(_ref("AddressInput")),
                     "responses": {"201": _json(_ref("Address"), "The new entry", etag=True),
-                                  **_errors(400, 403, 404, 422, 503)},
+                                  **_errors(400, 403, 404, 413, 422, 503)},
                 },
             },
             "/api/users/{sub}/addresses/{address_id}": {
@@ -212,7 +214,7 @@ def openapi_document(issuer: str) -> dict:
                     "tags": ["addresses"], "security": [{"partner": ["partner:write"]}],
                     "parameters": [SUB_PARAM, ADDRESS_PARAM, IF_MATCH], "requestBody": _body(_ref("AddressInput")),
                     "responses": {"200": _json(_ref("Address"), "The entry after the change", etag=True),
-                                  **_errors(400, 403, 404, 412, 422, 428, 503)},
+                                  **_errors(400, 403, 404, 412, 413, 422, 428, 503)},
                 },
                 "delete": {
                     "operationId": "deleteAddress", "summary": "Remove an entry (If-Match: the entry's ETag)",

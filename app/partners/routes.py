@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from app.errors import TesseraError
 from app.extensions import csrf
+from app.json_input import json_body
 from app.partners import service
 from app.partners.auth import client_token_required
 from app.partners.changes import changes_since
@@ -42,7 +43,7 @@ def rate_limited(error):
 
 
 def _json_body():
-    body = request.get_json(force=True, silent=True)
+    body = json_body()  # MalformedJSON (400, invalid_request) if it is not a JSON document
     if body is None:
         raise PartnerError(400, "invalid_request", "Invalid request", "the body must be JSON")
     return body

@@ -8,10 +8,11 @@ driven by Playwright.
 * The sites (``python -m examples.rp_site``): A on http://127.0.0.1, B on http://localhost — two
   different *sites* for the browser's cookies — and C on http://127.0.0.1, which only the login
   chain may log in (it does no silent sign-on of its own). B's tenant lists C in its login chain.
-* The browser: ``/usr/bin/chromium``, headless. Playwright never downloads a browser; when
-  Chromium is missing, every browser test is skipped with a loud reason (``make e2e-deps``);
-  the relying party's own checks (``test_rp_site.py``, ``test_rp_events.py``) need no browser and
-  always run.
+* The browser: ``/usr/bin/chromium`` (``E2E_CHROMIUM``, which the Makefile sets from ``CHROMIUM``),
+  headless. Playwright never downloads a browser; when Chromium is missing, every browser test is
+  skipped with a loud reason (``make e2e-deps``) — and under ``CI=true`` it FAILS instead, so a green
+  CI run has run them. The relying party's own checks (``test_rp_site.py``, ``test_rp_events.py``)
+  need no browser and always run.
 * The sites run with ``--debug-endpoints``: tests read and seed their business data
   (``Site.business``, ``Site.seed``); ``Deployment.tessera`` runs operator commands against the hub's
   database.
@@ -33,10 +34,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import GENEROUS_BUDGETS
+from tests.conftest import GENEROUS_BUDGETS, IN_CI
 from tests.processes import REPO_ROOT, TESSERA, Proc, Processes, free_port  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("E2E_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -72,6 +73,15 @@ def _chromium_missing_reason() -> str | None:
     except ImportError:
         return "!! REAL-BROWSER E2E TESTS SKIPPED: the playwright Python package is not installed"
     return None
+
+
+def _require_chromium() -> None:
+    """Skip the browser tests without Chromium — or, under CI=true, fail them."""
+    reason = _chromium_missing_reason()
+    if reason and IN_CI:
+        pytest.fail(reason.replace("SKIPPED", "FAILED (CI=true: a CI run must run them)"), pytrace=False)
+    if reason:
+        pytest.skip(reason)
 
 
 # --- processes: tests/processes.py ---------------------------------------------------------------
@@ -128,9 +138,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    reason = _chromium_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    _require_chromium()
     workdir = tmp_path_factory.mktemp("e2e")
     hub_port = free_port()
     issuer = f"http://127.0.0.1:{hub_port}"
@@ -193,9 +201,7 @@ def deployment(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def chromium():
-    reason = _chromium_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    _require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

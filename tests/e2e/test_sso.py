@@ -200,3 +200,43 @@ def test_hub_initiated_login_lands_on_the_target_page_of_the_partner(deployment,
     assert not shown, f"the hub showed a page: {shown}"
     sub = page.locator("#sub").inner_text()
     assert [s["via"] for s in c.sessions() if s["sub"] == sub][-1] == "initiate-login"
+
+
+_ASK_CHECK_SESSION = """async ([src, message, origin]) => {
+  const frame = document.createElement("iframe");
+  frame.src = src;
+  await new Promise((loaded) => { frame.onload = loaded; document.body.appendChild(frame); });
+  return await new Promise((answer) => {
+    window.addEventListener("message", (e) => { if (e.origin === origin) answer(e.data); });
+    frame.contentWindow.postMessage(message, origin);
+  });
+}"""
+
+
+def test_check_session_iframe_reports_changed_once_the_session_is_idle_expired(deployment, context):
+    """Session Management 1.0 with idle timeouts: the browser-state cookie carries the session's
+    idle deadline, and past it the OP iframe answers "changed" (the session is over on the hub
+    too), not "unchanged". The browser's clock is moved, not the test's."""
+    import hashlib
+
+    a, issuer = deployment.sites["a"], deployment.issuer
+    page = context.new_page()
+    page.goto(issuer + "/account/login")
+    hub_login(page, issuer)
+    page.wait_for_url(issuer + "/account/**")
+    cookie = next(c["value"] for c in context.cookies(issuer) if c["name"] == "tessera_bs")
+    state, _, deadline = cookie.rpartition(".")
+    assert state and deadline.isdigit(), f"the browser-state cookie carries no idle deadline: {cookie!r}"
+    assert 0 < int(deadline) - time.time() <= 2 * 3600 + 60  # TESSERA_SESSION_IDLE_TTL's default
+
+    salt = "0123456789abcdef"
+    digest = hashlib.sha256(f"{a.client_id} {a.url} {state} {salt}".encode()).hexdigest()
+    message = f"{a.client_id} {digest}.{salt}"
+    rp_page = context.new_page()  # an RP page (site A: same site as the hub, so the cookie is readable)
+    rp_page.goto(a.url + "/healthz")
+    ask = [issuer + "/session/check", message, issuer]
+    assert rp_page.evaluate(_ASK_CHECK_SESSION, ask) == "unchanged"
+
+    context.clock.set_fixed_time(int(deadline) + 5)  # the browser idles past the deadline
+    rp_page.reload()
+    assert rp_page.evaluate(_ASK_CHECK_SESSION, ask) == "changed"

@@ -150,11 +150,44 @@ def test_session_state_and_check_session_iframe(factories, http, browser, accoun
     digest, salt = state.rsplit(".", 1)
     import hashlib
 
-    browser_state = [c for c in browser.http._cookies.values() if c.key == "tessera_bs"][0].value
+    browser_state = _browser_state_cookie(browser).rpartition(".")[0]  # "<state>.<idle deadline>"
     expected = hashlib.sha256(f"{site.client_id} https://a.example.com {browser_state} {salt}".encode()).hexdigest()
     assert digest == expected
     page = http.get("/session/check")
     assert page.status_code == 200 and "postMessage" in page.get_data(as_text=True)
+
+
+def _browser_state_cookie(browser) -> str:
+    return [c for c in browser.http._cookies.values() if c.key == "tessera_bs"][0].value
+
+
+def test_browser_state_cookie_carries_the_idle_deadline_and_use_moves_it(app, factories, http, browser, account, receiver):
+    """Session Management with idle timeouts: the check_session iframe can only tell an idle-expired
+    session if the cookie it reads says when the session goes idle (tests/e2e/test_sso.py runs the
+    iframe itself past that deadline). Using the hub moves the deadline."""
+    import time
+
+    site = _site(factories, receiver, "a", "a.example.com")
+    _login(http, browser, site, account)
+    idle = app.config["TESSERA_SESSION_IDLE_TTL"]
+    state, _, deadline = _browser_state_cookie(browser).rpartition(".")
+    assert len(state) == 32 and abs(int(deadline) - (time.time() + idle)) < 120
+
+    with app.app_context():  # the session was last used an hour ago
+        from sqlalchemy import text
+
+        db.session.execute(text("UPDATE sso_sessions SET last_seen_at = last_seen_at - INTERVAL '1' HOUR")
+                           if db.engine.dialect.name == "postgresql"
+                           else text("UPDATE sso_sessions SET last_seen_at = datetime(last_seen_at, '-1 hour')"))
+        db.session.commit()
+    browser.http.get("/")  # any page of the hub that sees the session records its use
+    state_after, _, moved = _browser_state_cookie(browser).rpartition(".")
+    assert state_after == state and abs(int(moved) - (time.time() + idle)) < 120
+
+    with app.app_context():  # now it has idled past the deadline: the hub agrees it is over
+        db.session.execute(text("UPDATE sso_sessions SET last_seen_at = '2000-01-01 00:00:00'"))
+        db.session.commit()
+    assert "/account/login" in browser.http.get("/account/").location
 
 
 def test_timed_out_session_tells_its_clients(app, factories, http, browser, account, receiver):
