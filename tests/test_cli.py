@@ -183,7 +183,7 @@ def test_migration_0012_rewrites_unsalted_secret_hashes(tessera):
     conn = sqlite3.connect(tessera.db_file)
     with conn:
         conn.execute("UPDATE clients SET secret_hash = ?", (legacy,))
-        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+        conn.execute("UPDATE alembic_version SET version_num = '0010'")
     conn.close()
     tessera.ok("db", "upgrade")
     assert tessera.query("SELECT secret_hash FROM clients") == [(keyed_secret_hash(client["client_secret"]),)]
