@@ -205,7 +205,8 @@ watch(Tenant, CLIENTS_CACHE)
 
 
 def _load(**by) -> ClientInfo | None:
-    row = db.session.scalar(db.select(Client).filter_by(**by))
+    # populate_existing: a long-lived session (a worker) may hold the row as it was loaded before.
+    row = db.session.scalar(db.select(Client).filter_by(**by).execution_options(populate_existing=True))
     return ClientInfo.of(row) if row is not None else None
 
 

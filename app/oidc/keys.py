@@ -87,10 +87,12 @@ class _Keys:
 
 def _load() -> _Keys:
     cutoff = utcnow() - timedelta(seconds=current_app.config["TESSERA_KEY_RETIRED_TTL"])
-    rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+    # populate_existing: a long-lived session (a worker) may hold rows as they were before a rotation.
+    query = db.select(SigningKey).order_by(SigningKey.id).execution_options(populate_existing=True)
+    rows = list(db.session.scalars(query))
     if not any(r.state == "current" for r in rows):
         ensure_keys()
-        rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+        rows = list(db.session.scalars(query))
     signing, published = {}, []
     for row in rows:
         if row.state == "current":
