@@ -284,6 +284,40 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
             click.echo(f"client_secret: {registered.client_secret}   (shown once; only its hash is stored)")
 
 
+def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
+    from app.accounts import audit
+    from app.oidc.clients import client_metadata, set_client_disabled
+
+    audit.record("client.disabled" if disabled else "client.enabled", actor="operator:cli", client=client_id)
+    try:
+        row = set_client_disabled(client_id, disabled)
+    except TesseraError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(client_metadata(row))
+    else:
+        click.echo(f"{client_id}: {'disabled' if disabled else 'enabled'}")
+
+
+@clients_group.command("disable")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def clients_disable(client_id, as_json) -> None:
+    """Refuse the client everywhere: no authorization, no token, and its tokens stop working.
+    Every hub process honours it within TESSERA_CACHE_CHECK_INTERVAL."""
+    _set_client_disabled(client_id, True, as_json)
+
+
+@clients_group.command("enable")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def clients_enable(client_id, as_json) -> None:
+    """Accept a disabled client again."""
+    _set_client_disabled(client_id, False, as_json)
+
+
 @click.group("users")
 def users_group() -> None:
     """Accounts."""

@@ -70,10 +70,14 @@ def load_config() -> dict:
         "TESSERA_SESSION_MAX_TTL": _int("SESSION_MAX_TTL", 10 * 3600),
         # Retired signing keys stay in the JWKS this long so tokens signed before a rotation verify.
         "TESSERA_KEY_RETIRED_TTL": _int("KEY_RETIRED_TTL", 7 * 24 * 3600),
-        # Seconds a worker keeps the signing keys cached before it looks at the database again.
+        # Seconds a worker keeps the signing keys cached at most (a backstop, as for clients).
         "TESSERA_KEY_CACHE_TTL": _int("KEY_CACHE_TTL", 30),
-        # Seconds a worker keeps a client's registration cached (changes made elsewhere apply after this).
+        # Seconds a worker keeps a client's registration cached at most (a backstop: changes are
+        # seen through the cache version check below).
         "TESSERA_CLIENT_CACHE_TTL": _int("CLIENT_CACHE_TTL", 30),
+        # Milliseconds between two checks of the cache versions in the database by a process: a
+        # client, tenant or key changed by any process (or the CLI) is honoured by all within this.
+        "TESSERA_CACHE_CHECK_INTERVAL": _int("CACHE_CHECK_INTERVAL", 500),
         # Optional Redis (rate-limit storage shared by every worker and host).
         "TESSERA_REDIS_URL": _env("REDIS_URL"),
         # The credential-check budget (app.accounts.budget; flask-limiter syntax, ";" for several

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import String
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -30,3 +31,12 @@ def commit_if_begun() -> None:
     on a cache miss (a first subject mapping) otherwise cost no transaction at all."""
     if db.session().in_transaction():
         db.session.commit()
+
+
+def autocommit_engine():
+    """The app's engine with autocommit: a read that needs no transaction of its own (a token
+    lookup, the cache versions) costs no BEGIN … ROLLBACK round trips."""
+    engine = current_app.extensions.get("tessera_read_engine")
+    if engine is None:
+        engine = current_app.extensions["tessera_read_engine"] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine

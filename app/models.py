@@ -11,3 +11,4 @@ from app.bulk_import.models import AccountAttributes, ImportConflict, ImportJob,
 from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401
 from app.partners.models import AccountAddress, ClaimChange, ClaimProvenance, DataContract  # noqa: F401
+from app.caches import CacheVersion  # noqa: F401

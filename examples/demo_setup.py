@@ -68,11 +68,10 @@ def _with(values, extra) -> list[str]:
 def setup_address_book(client_id: str) -> str | None:
     """Grant, scopes and contract of the shared address book (idempotent); a line when changed."""
     from app.extensions import db
-    from app.oidc.clients import forget_client
-    from app.oidc.models import Client
+    from app.oidc.clients import load_client_row
     from app.partners.contracts import contract_for, set_contract
 
-    client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    client = load_client_row(client_id)
     changed = []
     grants = _with(client.grant_types, [PARTNER_GRANT])
     if grants != list(client.grant_types or []):
@@ -80,8 +79,7 @@ def setup_address_book(client_id: str) -> str | None:
     scope = " ".join(_with((client.scope or "").split(), PARTNER_SCOPES))
     if scope != client.scope:
         client.scope, changed = scope, changed + ["scopes partner:read partner:write"]
-    db.session.commit()
-    forget_client(client_id)
+    db.session.commit()  # every hub process drops its cached snapshot of the client (app/caches.py)
     contract = contract_for(client)
     if contract is None or not (contract.can_read(ADDRESS_CLAIM) and contract.can_write(ADDRESS_CLAIM)
                                 and contract.subscribe):
@@ -95,7 +93,7 @@ def setup_address_book(client_id: str) -> str | None:
 def setup_sites(sites: list[dict]) -> list[str]:
     """Create or update tenants and clients; returns a line of text per site."""
     from app.extensions import db
-    from app.oidc.clients import create_client, forget_client
+    from app.oidc.clients import create_client
     from app.oidc.models import Client
     from app.oidc.keys import ensure_keys
     from app.security import client_secret_hash
@@ -113,8 +111,7 @@ def setup_sites(sites: list[dict]) -> list[str]:
             tenant.policy = dict(tenant.policy or {}, login_chain=list(spec["login_chain"]))
             db.session.commit()
         uris = site_uris(spec["base_url"])
-        # the row itself, not get_client()'s cached snapshot: that one is detached and a change
-        # to it would never reach the database
+        # the row itself: get_client() hands out a frozen snapshot, for reading
         client = db.session.scalar(db.select(Client).filter_by(client_id=spec["client_id"]))
         if client is None:
             create_client(tenant=spec["tenant"], name=spec["name"], trusted=True, client_id=spec["client_id"],
@@ -131,7 +128,6 @@ def setup_sites(sites: list[dict]) -> list[str]:
             if not client.check_client_secret(spec["client_secret"]):  # seeded with an older demo secret
                 client.secret_hash, changed = client_secret_hash(spec["client_secret"]), True
             db.session.commit()
-            forget_client(client.client_id)
             lines.append(f"{'updated' if changed else 'kept'} {spec['client_id']} ({spec['name']})")
         if spec.get("address_book", True):
             line = setup_address_book(spec["client_id"])

@@ -83,7 +83,7 @@ def app(database_url):
 def _empty_tables(app) -> None:
     # The per-process caches assume rows are never deleted and ids never reused, which only
     # holds outside tests: empty them with the tables.
-    for cache in ("tessera_clients", "tessera_clients_by_pk", "tessera_subjects", "tessera_session_clients"):
+    for cache in ("tessera_caches", "tessera_subjects", "tessera_session_clients"):
         app.extensions.pop(cache, None)
     with app.app_context():
         db.session.remove()

@@ -187,6 +187,21 @@ def test_migration_0012_rewrites_unsalted_secret_hashes(tessera):
     conn.close()
     tessera.ok("db", "upgrade")
     assert tessera.query("SELECT secret_hash FROM clients") == [(keyed_secret_hash(client["client_secret"]),)]
+def test_disable_and_enable_a_client(tessera):
+    tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
+    client_id = tessera.json("clients", "create", "--tenant", "s", "--name", "N",
+                             "--redirect-uri", "https://rp.example.com/cb")["client_id"]
+    assert tessera.json("clients", "disable", client_id)["disabled"] is True
+    assert tessera.query("SELECT disabled FROM clients WHERE client_id = ?", client_id) == [(1,)]
+    # every process drops its cached clients: the version of the "clients" cache moved
+    (version,) = tessera.query("SELECT version FROM cache_versions WHERE name = 'clients'")[0]
+    assert "enabled" in tessera.ok("clients", "enable", client_id).stdout
+    assert tessera.query("SELECT disabled FROM clients WHERE client_id = ?", client_id) == [(0,)]
+    assert tessera.query("SELECT version FROM cache_versions WHERE name = 'clients'") == [(version + 1,)]
+    assert [r[0] for r in tessera.query("SELECT kind FROM audit_events ORDER BY id")] == ["client.disabled", "client.enabled"]
+
+    assert "no client" in tessera.fails("clients", "disable", "no-such-client")
+    assert tessera.count("audit_events") == 2
 
 
 def test_public_client_has_no_secret(tessera):

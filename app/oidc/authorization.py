@@ -39,6 +39,7 @@ from app.accounts.models import Account
 from app.extensions import db
 from app.oidc.claims import parse_claims_request, scopes_for_claims
 from app.oidc.id_tokens import decode_id_token_hint
+from app.oidc.clients import ClientInfo
 from app.oidc.models import Client, Consent, Interaction, SSOSession
 from app.oidc.sessions import current_account, current_session
 from app.oidc.subjects import subject_for
@@ -121,9 +122,9 @@ def consent_scope(scope: str, claims_request: dict | None) -> str:
     return " ".join(sorted(set(scope.split()) | scopes_for_claims(claims_request)))
 
 
-def is_trusted(client: Client) -> bool:
+def is_trusted(client: ClientInfo) -> bool:
     """A first-party client: consent is implied (its own flag, or its tenant's policy)."""
-    return client.trusted or bool((client.tenant.policy or {}).get("trust_all_clients"))
+    return client.trusted or bool(client.tenant.policy.get("trust_all_clients"))
 
 
 def has_consent(account_id: int, client: Client, scope: str) -> bool:

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Select, bindparam, select
 
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
+from app.dbutil import autocommit_engine
 from app.extensions import db
 from app.oidc.models import Token, TokenLifetime
 from app.security import token_hash
@@ -122,16 +123,6 @@ _STATEMENTS = {
 }
 
 
-def _read_engine():
-    """The app's engine with autocommit: a read needs no transaction of its own."""
-    from flask import current_app
-
-    engine = current_app.extensions.get("tessera_read_engine")
-    if engine is None:
-        engine = current_app.extensions["tessera_read_engine"] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
-
-
 def find_access_token(token_string: str, with_claims: bool = False) -> TokenRecord | None:
     """The token whose access token is ``token_string``; ``with_claims`` also reads the account's
     claim-bearing fields (userinfo)."""
@@ -147,7 +138,7 @@ def find_token(token_string: str, hint: str | None = None) -> TokenRecord | None
 
 def _find(token_string: str, kinds: tuple[str, ...], with_claims: bool) -> TokenRecord | None:
     digest = token_hash(token_string)
-    with _read_engine().connect() as connection:
+    with autocommit_engine().connect() as connection:
         for kind in kinds:
             row = connection.execute(_STATEMENTS[(f"{kind}_hash", with_claims)], {"digest": digest}).first()
             if row is not None:

@@ -20,14 +20,14 @@ from urllib.parse import urlencode
 from flask import current_app
 
 from app.extensions import db
-from app.oidc.clients import get_client
-from app.oidc.models import Client, Interaction, LoginChain
+from app.oidc.clients import ClientInfo, usable_client
+from app.oidc.models import Interaction, LoginChain
 from app.security import new_secret, utcnow
 
 MAX_PARTNERS = 5
 
 
-def initiate_login_url(client: Client, target_link_uri: str | None = None, login_hint: str | None = None) -> str:
+def initiate_login_url(client: ClientInfo, target_link_uri: str | None = None, login_hint: str | None = None) -> str:
     params = {"iss": current_app.config["TESSERA_ISSUER"]}
     if target_link_uri:
         params["target_link_uri"] = target_link_uri
@@ -37,12 +37,12 @@ def initiate_login_url(client: Client, target_link_uri: str | None = None, login
     return f"{client.initiate_login_uri}{sep}{urlencode(params)}"
 
 
-def chain_partners(client: Client) -> list[str]:
+def chain_partners(client: ClientInfo) -> list[str]:
     """client_ids to log in after a login at ``client``: its own list, else its tenant's."""
-    listed = client.login_chain if client.login_chain is not None else (client.tenant.policy or {}).get("login_chain", [])
+    listed = client.login_chain if client.login_chain is not None else client.tenant.policy.get("login_chain", ())
     partners = []
     for client_id in listed:
-        partner = get_client(client_id)
+        partner = usable_client(client_id)
         if partner is not None and partner.id != client.id and partner.initiate_login_uri and client_id not in partners:
             partners.append(client_id)
     return partners[:MAX_PARTNERS]
@@ -62,7 +62,7 @@ def next_step(chain: LoginChain, hub_step_url: str) -> str | None:
     while chain.remaining:
         client_id, *rest = chain.remaining
         chain.remaining = rest
-        partner = get_client(client_id)
+        partner = usable_client(client_id)
         db.session.commit()
         if partner is not None and partner.initiate_login_uri:
             return initiate_login_url(partner, target_link_uri=hub_step_url)

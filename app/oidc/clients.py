@@ -4,25 +4,29 @@ the client with its secret hashed. The clear secret is returned once, to the cal
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from flask import current_app
 
-from app.errors import InvalidInput
+from app.caches import caches, freeze, watch
+from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.net import OutboundError, fetch
 from app.oidc.keys import SUPPORTED_ALGS
-from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client
+from app.oidc.models import DEFAULT_CLIENT_SCOPE, Client, ClientRules
 from app.oidc.redirects import is_loopback_host, validate_redirect_uri
 from app.oidc.subjects import PUBLIC_SECTOR
 from app.security import client_secret_hash, client_secret_weakness, new_secret
+from app.tenants.models import Tenant, TenantInfo
 from app.tenants.service import get_tenant
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SUBJECT_TYPES = ("pairwise", "public")
+CLIENTS_CACHE = "clients"
 
 
 @dataclass
@@ -157,39 +161,99 @@ def create_client(
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
     db.session.add(client)
     db.session.commit()
-    forget_client(client.client_id)
     return RegisteredClient(client=client, client_secret=secret)
 
 
-def get_client(client_id: str) -> Client | None:
-    """The client registered under ``client_id``, from a per-process cache of
-    ``TESSERA_CLIENT_CACHE_TTL`` seconds (clients are read on every token and userinfo request).
-    Cached rows are detached, read-only snapshots: never modify them."""
+@dataclass(frozen=True, slots=True)
+class ClientInfo(ClientRules):
+    """A client's registration as every request but its writers sees it: a frozen snapshot of the
+    row's columns (lists as tuples, JSON objects as read-only mappings) and of its tenant, with
+    the methods Authlib calls (``ClientRules``). Cached across requests, so it never holds an ORM
+    row; code that changes a client loads the row (``load_client_row``)."""
+
+    id: int
+    client_id: str
+    tenant_id: int
+    tenant: TenantInfo
+    name: str
+    secret_hash: str | None
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+    scope: str
+    token_endpoint_auth_method: str
+    subject_type: str
+    sector_identifier: str
+    sector_identifier_uri: str | None
+    trusted: bool
+    jwks: MappingProxyType | None
+    id_token_signed_response_alg: str
+    initiate_login_uri: str | None
+    login_chain: tuple[str, ...] | None
+    frontchannel_logout_uri: str | None
+    backchannel_logout_uri: str | None
+    events_endpoint: str | None
+    disabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Client) -> ClientInfo:
+        # Every column, by name: a column added to Client without its field here fails at once.
+        columns = {column.key: freeze(getattr(row, column.key)) for column in Client.__table__.columns}
+        return cls(**columns, tenant=TenantInfo.of(row.tenant))
+
+
+# Any change to a client or a tenant (a client snapshot holds its tenant's values) drops the
+# client snapshots in every process (app/caches.py).
+watch(Client, CLIENTS_CACHE)
+watch(Tenant, CLIENTS_CACHE)
+
+
+def _load(**by) -> ClientInfo | None:
+    # populate_existing: a long-lived session (a worker) may hold the row as it was loaded before.
+    row = db.session.scalar(db.select(Client).filter_by(**by).execution_options(populate_existing=True))
+    return ClientInfo.of(row) if row is not None else None
+
+
+def get_client(client_id: str) -> ClientInfo | None:
+    """The client registered under ``client_id`` (disabled ones too: see ``usable_client``), from a
+    per-process cache (clients are read on every token and userinfo request). Dropped in every
+    process within ``TESSERA_CACHE_CHECK_INTERVAL`` of a change, kept ``TESSERA_CLIENT_CACHE_TTL``
+    seconds at most."""
     if not client_id:
         return None
-    cache = current_app.extensions.setdefault("tessera_clients", {})
-    entry = cache.get(client_id)
-    now = time.monotonic()
-    if entry is not None and entry[0] > now:
-        return entry[1]
-    client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
-    if client is not None:
-        db.session.expunge(client)
-        cache[client_id] = (now + current_app.config["TESSERA_CLIENT_CACHE_TTL"], client)
-        current_app.extensions.setdefault("tessera_clients_by_pk", {})[client.id] = client_id
-    return client
+    return caches().lookup(CLIENTS_CACHE, client_id, lambda: _load(client_id=client_id),
+                           current_app.config["TESSERA_CLIENT_CACHE_TTL"])
 
 
-def get_client_by_pk(pk: int) -> Client | None:
-    client_id = current_app.extensions.get("tessera_clients_by_pk", {}).get(pk)
-    if client_id is None:
-        client_id = db.session.scalar(db.select(Client.client_id).filter_by(id=pk))
-    return get_client(client_id) if client_id else None
+def get_client_by_pk(pk: int) -> ClientInfo | None:
+    """``get_client`` by the row id (tokens, codes and consents name their client by it)."""
+    return caches().lookup(CLIENTS_CACHE, ("pk", pk), lambda: _load(id=pk),
+                           current_app.config["TESSERA_CLIENT_CACHE_TTL"])
 
 
-def forget_client(client_id: str) -> None:
-    """Drop a client from this process's cache (after a change made here)."""
-    current_app.extensions.get("tessera_clients", {}).pop(client_id, None)
+def usable_client(client_id: str) -> ClientInfo | None:
+    """The client, unless it is unknown or disabled: what every protocol endpoint accepts."""
+    client = get_client(client_id)
+    return client if client is not None and not client.disabled else None
+
+
+def load_client_row(client_id: str) -> Client:
+    """The client's row in this request's session, for a change."""
+    row = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
+    if row is None:
+        raise NotFound(f"no client {client_id!r}")
+    return row
+
+
+def set_client_disabled(client_id: str, disabled: bool) -> Client:
+    """Disable a client (every endpoint refuses it and the tokens it holds, in every process within
+    ``TESSERA_CACHE_CHECK_INTERVAL``), or enable it again."""
+    row = load_client_row(client_id)
+    row.disabled = disabled
+    db.session.commit()
+    return row
 
 
 def client_metadata(client: Client) -> dict:
@@ -208,6 +272,7 @@ def client_metadata(client: Client) -> dict:
         "sector_identifier": client.sector_identifier,
         "sector_identifier_uri": client.sector_identifier_uri,
         "trusted": client.trusted,
+        "disabled": client.disabled,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "initiate_login_uri": client.initiate_login_uri,
         "frontchannel_logout_uri": client.frontchannel_logout_uri,

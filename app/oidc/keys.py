@@ -1,20 +1,21 @@
 """Signing keys: creation, rotation (next → current → retired), the JWKS, and a per-process cache.
 
 Rotation never breaks a token already issued: the ``next`` key is published in the JWKS before it
-signs anything, and a ``retired`` key stays published for ``TESSERA_KEY_RETIRED_TTL``. A worker
-keeps the keys cached for ``TESSERA_KEY_CACHE_TTL`` seconds; if it signs with the old current key
-for those few seconds after a rotation elsewhere, that key is still in the JWKS as ``retired``.
+signs anything, and a ``retired`` key stays published for ``TESSERA_KEY_RETIRED_TTL``. Every
+process drops its cached keys within ``TESSERA_CACHE_CHECK_INTERVAL`` of a rotation anywhere
+(``app/caches.py``; ``TESSERA_KEY_CACHE_TTL`` is the backstop); if it signs with the old current
+key in that moment, that key is still in the JWKS as ``retired``.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from joserfc import jwk, jwt
 
+from app.caches import caches, watch
 from app.crypto import decrypt_json, encrypt_json
 from app.extensions import db
 from app.oidc.models import SigningKey
@@ -22,6 +23,10 @@ from app.security import utcnow
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 DEFAULT_ALG = "RS256"
+KEYS_CACHE = "keys"
+
+# Any change to a signing key (creation, rotation) drops the cached keys in every process.
+watch(SigningKey, KEYS_CACHE)
 
 
 def _generate(alg: str):
@@ -53,8 +58,6 @@ def ensure_keys() -> list[SigningKey]:
             if state not in states:
                 created.append(_new_key(alg, state))
     db.session.commit()
-    if created:
-        invalidate_cache()
     return created
 
 
@@ -69,7 +72,6 @@ def rotate_keys() -> list[SigningKey]:
             row.state, row.activated_at = "current", now
         _new_key(alg, "next")
     db.session.commit()
-    invalidate_cache()
     return list_keys()
 
 
@@ -77,38 +79,32 @@ def list_keys() -> list[SigningKey]:
     return list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
 
 
-@dataclass
-class _KeyCache:
-    loaded_at: float
+@dataclass(frozen=True)
+class _Keys:
     signing: dict  # alg -> (kid, joserfc key)
     jwks: dict
 
 
-def _load() -> _KeyCache:
+def _load() -> _Keys:
     cutoff = utcnow() - timedelta(seconds=current_app.config["TESSERA_KEY_RETIRED_TTL"])
-    rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+    # populate_existing: a long-lived session (a worker) may hold rows as they were before a rotation.
+    query = db.select(SigningKey).order_by(SigningKey.id).execution_options(populate_existing=True)
+    rows = list(db.session.scalars(query))
     if not any(r.state == "current" for r in rows):
         ensure_keys()
-        rows = list(db.session.scalars(db.select(SigningKey).order_by(SigningKey.id)))
+        rows = list(db.session.scalars(query))
     signing, published = {}, []
     for row in rows:
         if row.state == "current":
             signing[row.alg] = (row.kid, jwk.import_key(decrypt_json(row.private_jwk_encrypted)))
         if row.state in ("current", "next") or (row.retired_at and row.retired_at > cutoff):
-            published.append(row.public_jwk)
-    return _KeyCache(loaded_at=time.monotonic(), signing=signing, jwks={"keys": published})
+            published.append(dict(row.public_jwk))
+    return _Keys(signing=signing, jwks={"keys": published})
 
 
-def _cache() -> _KeyCache:
-    cache = current_app.extensions.get("tessera_keys")
-    if cache is None or time.monotonic() - cache.loaded_at > current_app.config["TESSERA_KEY_CACHE_TTL"]:
-        cache = _load()
-        current_app.extensions["tessera_keys"] = cache
-    return cache
-
-
-def invalidate_cache() -> None:
-    current_app.extensions.pop("tessera_keys", None)
+def _cache() -> _Keys:
+    """The signing keys and the JWKS, from this process's cache."""
+    return caches().lookup(KEYS_CACHE, KEYS_CACHE, _load, current_app.config["TESSERA_KEY_CACHE_TTL"])
 
 
 def signing_key(alg: str = DEFAULT_ALG):

@@ -19,7 +19,7 @@ from app.dbutil import insert_ignoring_conflicts
 from app.errors import InvalidInput
 from app.events.service import enqueue
 from app.extensions import db
-from app.oidc.clients import get_client
+from app.oidc.clients import ClientInfo, get_client
 from app.oidc.id_tokens import decode_id_token_hint
 from app.oidc.keys import sign_for_client
 from app.oidc.models import Client, SessionClient, SSOSession
@@ -33,7 +33,7 @@ LOGOUT_TOKEN_TTL = 120
 
 @dataclass
 class EndSessionRequest:
-    client: Client | None
+    client: ClientInfo | None
     post_logout_redirect_uri: str | None
     state: str | None
     #: True when the request proves it comes from the session's user (a valid id_token_hint of
@@ -41,7 +41,7 @@ class EndSessionRequest:
     trusted: bool
 
 
-def issue_logout_token(client: Client, account_id: int, sid: str) -> tuple[str, str]:
+def issue_logout_token(client: Client | ClientInfo, account_id: int, sid: str) -> tuple[str, str]:
     """A Back-Channel Logout 1.0 section 2.4 logout token; returns (jwt, jti)."""
     now = int(time.time())
     jti = new_secret(24)

@@ -20,48 +20,16 @@ from app.tenants.models import Tenant
 DEFAULT_CLIENT_SCOPE = "openid profile email phone address offline_access"
 
 
-class Client(db.Model):
-    __tablename__ = "clients"
+class ClientRules:
+    """What Authlib asks a client (its ``ClientMixin``), answered from the registration's columns:
+    shared by the ORM row and the cached snapshot ``app.oidc.clients.ClientInfo``."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    #: The client secret's keyed hash ("hmac$…", ``app.security.client_secret_hash``: one HMAC keeps
-    #: client authentication cheap); an unsalted SHA-256 hex digest in rows from before revision
-    #: 0012, rewritten at the next successful authentication. None for public clients and private_key_jwt.
-    secret_hash: Mapped[str | None] = mapped_column(String(64))
-    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
-    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
-    grant_types: Mapped[list] = mapped_column(JSON, default=list)
-    response_types: Mapped[list] = mapped_column(JSON, default=list)
-    scope: Mapped[str] = mapped_column(String(1000), default=DEFAULT_CLIENT_SCOPE)
-    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), default="client_secret_basic")
-    #: "pairwise" (default) or "public" (OIDC Core 8).
-    subject_type: Mapped[str] = mapped_column(String(16), default="pairwise")
-    #: The sector the pairwise subjects of this client are computed for (a host name).
-    sector_identifier: Mapped[str] = mapped_column(String(255))
-    sector_identifier_uri: Mapped[str | None] = mapped_column(String(500))
-    trusted: Mapped[bool] = mapped_column(default=False)
-    #: Public keys of a private_key_jwt client (a JWK Set).
-    jwks: Mapped[dict | None] = mapped_column(JSON)
-    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
-    initiate_login_uri: Mapped[str | None] = mapped_column(String(500))
-    #: Partner clients logged in automatically right after a login here (overrides the tenant's list).
-    login_chain: Mapped[list | None] = mapped_column(JSON)
-    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
-    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
-    #: Where Security Event Tokens (account merged, …) are pushed (RFC 8935).
-    events_endpoint: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    __slots__ = ()
 
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"
 
-    # --- authlib ClientMixin -------------------------------------------------------------
     @property
     def client_metadata(self) -> dict:
         return {"id_token_signed_response_alg": self.id_token_signed_response_alg}
@@ -101,6 +69,47 @@ class Client(db.Model):
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
+
+
+class Client(ClientRules, db.Model):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: The client secret's keyed hash ("hmac$…", ``app.security.client_secret_hash``: one HMAC keeps
+    #: client authentication cheap); an unsalted SHA-256 hex digest in rows from before revision
+    #: 0012, rewritten at the next successful authentication. None for public clients and private_key_jwt.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list] = mapped_column(JSON, default=list)
+    response_types: Mapped[list] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(String(1000), default=DEFAULT_CLIENT_SCOPE)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), default="client_secret_basic")
+    #: "pairwise" (default) or "public" (OIDC Core 8).
+    subject_type: Mapped[str] = mapped_column(String(16), default="pairwise")
+    #: The sector the pairwise subjects of this client are computed for (a host name).
+    sector_identifier: Mapped[str] = mapped_column(String(255))
+    sector_identifier_uri: Mapped[str | None] = mapped_column(String(500))
+    trusted: Mapped[bool] = mapped_column(default=False)
+    #: Public keys of a private_key_jwt client (a JWK Set).
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    initiate_login_uri: Mapped[str | None] = mapped_column(String(500))
+    #: Partner clients logged in automatically right after a login here (overrides the tenant's list).
+    login_chain: Mapped[list | None] = mapped_column(JSON)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    #: Where Security Event Tokens (account merged, …) are pushed (RFC 8935).
+    events_endpoint: Mapped[str | None] = mapped_column(String(500))
+    #: A disabled client is refused at every endpoint: no authorization, no token, and the tokens
+    #: it holds stop working (``tessera clients disable``).
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
 
 
 class AuthorizationCode(db.Model):

@@ -11,7 +11,7 @@ from app.budgets import BudgetSpent
 from app.extensions import csrf, db, limiter
 from app.errors import InvalidInput
 from app.oidc import authorization, chain, logout
-from app.oidc.clients import get_client
+from app.oidc.clients import usable_client
 from app.oidc.discovery import provider_metadata
 from app.oidc.keys import public_jwks
 from app.oidc.sessions import (
@@ -220,7 +220,7 @@ def check_session_iframe():
 @bp.get("/initiate")
 def initiate_login():
     """Send the browser to a client's initiate_login_uri (OIDC Core 4, third-party-initiated login)."""
-    client = get_client(request.args.get("client_id", ""))
+    client = usable_client(request.args.get("client_id", ""))
     if client is None or not client.initiate_login_uri:
         return render_template("errors/bad_request.html", detail="unknown client, or it registered no initiate_login_uri"), 400
     return redirect(chain.initiate_login_url(client, request.args.get("target_link_uri"), request.args.get("login_hint")))

@@ -31,10 +31,11 @@ from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, insert, update
 
 from app.budgets import Budget, BudgetSpent, Dimension, client_address
+from app.caches import thaw
 from app.dbutil import commit_if_begun
 from app.extensions import db
 from app.oidc.bearer import active_account_claims, find_access_token, find_token
-from app.oidc.clients import get_client, get_client_by_pk
+from app.oidc.clients import get_client_by_pk, usable_client
 from app.oidc.id_tokens import issue_id_token
 from app.oidc.models import AuthorizationCode, Token, UsedAssertion
 from app.oidc.subjects import subject_for
@@ -105,7 +106,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
 
 def _query_client(client_id: str):
-    return get_client(client_id)
+    # A disabled client is unknown to every endpoint Authlib runs (authorize, token, revoke, introspect).
+    return usable_client(client_id)
 
 
 # New codes and tokens: Core INSERTs with bound parameters (one cached statement each); nothing in
@@ -335,7 +337,7 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         subject = find_access_token(data["subject_token"])
         origin = get_client_by_pk(subject.client_id) if subject is not None else None
         user = active_account_claims(subject.account_id) if subject is not None and subject.account_id else None
-        if (user is None or not subject.is_active() or origin is None
+        if (user is None or not subject.is_active() or origin is None or origin.disabled
                 or (origin.id != client.id and (origin.tenant_id, origin.sector_identifier) != (client.tenant_id, client.sector_identifier))):
             raise InvalidGrantError("subject_token is not a live access token of a person for this client's sector")
         if contract_for(client) is None or not may_access(client, user.id):
@@ -365,7 +367,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
 
     def resolve_client_public_key(self, client):
-        return KeySet.import_key_set(client.jwks or {"keys": []})
+        return KeySet.import_key_set(thaw(client.jwks) or {"keys": []})  # joserfc wants plain dicts
 
     def validate_jti(self, claims, jti):
         key = token_hash(f"{claims['iss']}\x00{jti}")
@@ -407,9 +409,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     def create_introspection_payload(self, token):
         # RFC 7662 2.2: unknown, foreign, expired or revoked tokens, and tokens of closed or
         # merged-away accounts, are all just inactive.
-        if token is None or not token.is_active():
+        client = get_client_by_pk(token.client_id) if token is not None else None
+        if token is None or not token.is_active() or client is None or client.disabled:
             return {"active": False}
-        client = get_client_by_pk(token.client_id)
         access = token.presented_as == "access_token"
         payload = {
             "active": True,

@@ -26,7 +26,10 @@ def userinfo_for(access_token: str | None) -> dict:
         raise BearerError("insufficient_scope", "the access token lacks the openid scope", 403)
     if token.account is None or not token.account_active:
         raise BearerError("invalid_token", "the account of this token is no longer active", 401)
-    claims = account_claims(token.account, get_client_by_pk(token.client_id), token.scope,
+    client = get_client_by_pk(token.client_id)
+    if client is None or client.disabled:
+        raise BearerError("invalid_token", "the client of this token is disabled", 401)
+    claims = account_claims(token.account, client, token.scope,
                             (token.claims or {}).get("userinfo"))
     commit_if_begun()  # the first subject mapping of this (sector, account) may have been recorded
     return claims

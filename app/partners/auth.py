@@ -35,14 +35,15 @@ def client_token_required(scope: str, rate_limit=_rate_limit):
                 return problem(401, "Authentication required", "send a bearer access token (client credentials)",
                                headers={"WWW-Authenticate": 'Bearer realm="tessera"'}, reason="token_missing")
             token = find_access_token(auth[7:].strip())
-            if token is None or not token.is_active():
+            client = get_client_by_pk(token.client_id) if token is not None else None
+            if token is None or not token.is_active() or client is None or client.disabled:
                 return problem(401, "Invalid token", "the access token is invalid, expired or revoked",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, reason="token_invalid")
             if not token.has_scope(scope):
                 return problem(403, "Insufficient scope", f"the access token lacks the {scope!r} scope",
                                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
                                reason="insufficient_scope")
-            g.client = get_client_by_pk(token.client_id)
+            g.client = client
             g.token_account_id = token.account_id
             return limited(*args, **kwargs)
         return wrapper

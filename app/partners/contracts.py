@@ -93,7 +93,6 @@ def _validate_claims(names: list[str], allowed: tuple[str, ...], what: str) -> l
 def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe: bool,
                  token_exchange: bool | None = None) -> tuple[Client, DataContract]:
     """Create or replace a client's data contract; optionally allow it the Token Exchange grant."""
-    from app.oidc.clients import forget_client
     from app.oidc.server import TOKEN_EXCHANGE_GRANT
 
     client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
@@ -110,7 +109,6 @@ def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe
         grants = [g for g in client.grant_types if g != TOKEN_EXCHANGE_GRANT]
         client.grant_types = grants + [TOKEN_EXCHANGE_GRANT] if token_exchange else grants
     db.session.commit()
-    forget_client(client.client_id)
     return client, contract
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.caches import freeze
 from app.extensions import db
 from app.security import utcnow
 
@@ -24,3 +27,19 @@ class Tenant(db.Model):
     def to_dict(self) -> dict:
         return {"id": self.id, "slug": self.slug, "name": self.name,
                 "branding": self.branding or {}, "policy": self.policy or {}}
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    """A tenant as the hot paths see it (inside a cached ``ClientInfo``): plain, read-only values."""
+
+    id: int
+    slug: str
+    name: str
+    branding: MappingProxyType
+    policy: MappingProxyType
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantInfo:
+        return cls(id=tenant.id, slug=tenant.slug, name=tenant.name,
+                   branding=freeze(tenant.branding or {}), policy=freeze(tenant.policy or {}))
