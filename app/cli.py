@@ -97,7 +97,7 @@ def demo_seed() -> None:
     """Create the demo tenant, user and clients if they do not exist (idempotent)."""
     from app.accounts.service import create_account, find_identity
     from app.extensions import db
-    from app.oidc.clients import create_client, forget_client, get_client
+    from app.oidc.clients import create_client, get_client
     from app.oidc.keys import ensure_keys
     from app.oidc.models import Client
     from app.security import client_secret_hash
@@ -119,8 +119,7 @@ def demo_seed() -> None:
             client = db.session.scalar(db.select(Client).filter_by(client_id=spec["client_id"]))
             if not client.check_client_secret(spec["client_secret"]):
                 client.secret_hash = client_secret_hash(spec["client_secret"])
-                db.session.commit()
-                forget_client(client.client_id)
+                db.session.commit()  # every process drops its snapshot of the client (app.caches)
     click.echo("Demo data ready:")
     click.echo(f"  user:    phone {u['phone']} / email {u['email']}, password {u['password']}")
     for spec in DEMO["clients"]:

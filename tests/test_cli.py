@@ -180,10 +180,11 @@ def test_migration_0012_rewrites_unsalted_secret_hashes(tessera):
     tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
     client = tessera.json("clients", "create", "--tenant", "s", "--name", "N", "--redirect-uri", "https://rp.example.com/cb")
     legacy = hashlib.sha256(client["client_secret"].encode()).hexdigest()
+    tessera.ok("db", "downgrade", "0012")  # the later revisions' own tables and columns go
     conn = sqlite3.connect(tessera.db_file)
     with conn:
         conn.execute("UPDATE clients SET secret_hash = ?", (legacy,))
-        conn.execute("UPDATE alembic_version SET version_num = '0010'")
+        conn.execute("UPDATE alembic_version SET version_num = '0010'")  # 0012's downgrade is a no-op
     conn.close()
     tessera.ok("db", "upgrade")
     assert tessera.query("SELECT secret_hash FROM clients") == [(keyed_secret_hash(client["client_secret"]),)]

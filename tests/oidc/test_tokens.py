@@ -11,7 +11,7 @@ from joserfc import jwk, jwt
 from sqlalchemy import text
 
 from app.extensions import db
-from app.oidc.clients import forget_client
+from app.caches import caches
 from app.security import client_secret_hash, token_hash
 from tests.conftest import ISSUER
 from tests.rp import Browser, RelyingParty, authorize, code_from
@@ -117,7 +117,7 @@ def _legacy_client(app, factories):
         db.session.execute(text("UPDATE clients SET secret_hash = :h WHERE client_id = :c"),
                            {"h": token_hash(client.client_secret), "c": client.client_id})
         db.session.commit()
-        forget_client(client.client_id)
+        caches().drop("clients")  # a raw UPDATE bumps no cache version
     return client
 
 
@@ -135,7 +135,7 @@ def test_legacy_secret_hash_still_authenticates_and_is_rewritten_keyed(app, fact
         assert stored.startswith("hmac$") and stored != token_hash(client.client_secret)
     with app.app_context():
         assert stored == client_secret_hash(client.client_secret)
-        forget_client(client.client_id)
+        caches().drop("clients")  # a raw UPDATE bumps no cache version
     assert rp.token_request({"grant_type": "client_credentials", "scope": "partner:read"}).status_code == 200
 
 
