@@ -31,7 +31,7 @@ REDIS_URL = os.environ.get("TESSERA_TEST_NODES_REDIS_URL", "redis://127.0.0.1:63
 #: What "within a second" means here: a request started this long after a change sees it.
 BOUND = 1.0
 REDIRECT_URI = "https://shop.example.org/cb"
-#: POSTs to the login form per client address per hour, counted in Redis by both nodes.
+#: Wrong passwords for one identifier until the credential budget refuses, counted in Redis by both nodes.
 LOGIN_BUDGET = 6
 
 
@@ -83,7 +83,8 @@ def nodes(app, seeded, redis_db, tmp_path):
         TESSERA_INSTANCE_DIR=str(tmp_path / "instance"),
         # The suite's secret key: the signing keys in the database are encrypted with it.
         TESSERA_SECRET_KEY=app.config["SECRET_KEY"],
-        TESSERA_LOGIN_RATE_LIMIT=f"{LOGIN_BUDGET} per hour",
+        # The credential budget per identifier: LOGIN_BUDGET - 1 failures, the next check refused.
+        TESSERA_CREDENTIAL_BUDGET_TARGET=f"{LOGIN_BUDGET - 1} per hour",
     )
     processes = Processes(tmp_path, env)
     try:

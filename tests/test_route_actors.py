@@ -1,0 +1,168 @@
+"""Every route has an actor (docs/security.md, "Routes and who may call them"), and every route that
+is not for the anonymous refuses the anonymous and the wrong kind of caller, through HTTP.
+
+The table here is the one in docs/security.md: a route added without saying who may call it fails
+``test_every_route_has_an_actor_in_the_threat_model``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ISSUER
+from tests.rp import RelyingParty
+
+SECURITY_MD = Path(__file__).resolve().parent.parent / "docs" / "security.md"
+
+#: endpoint → who may call it (the actors of docs/security.md).
+ACTORS = {
+    # the anonymous: protocol metadata and the start of every interaction
+    "oidc.discovery": "anonymous", "oidc.jwks": "anonymous", "oidc.authorize": "anonymous",
+    "oidc.resume": "anonymous", "oidc.chain_step": "anonymous", "oidc.initiate_login": "anonymous",
+    "oidc.end_session": "anonymous", "oidc.check_session_iframe": "anonymous",
+    "accounts.login": "anonymous", "accounts.otp_phone": "anonymous", "accounts.otp_code": "anonymous",
+    "accounts.otp_signup": "anonymous", "accounts.otp_dormant": "anonymous", "accounts.otp_fresh": "anonymous",
+    "accounts.consent": "anonymous", "accounts.confirm_logout": "anonymous", "accounts.verify_email": "anonymous",
+    "account.login": "anonymous", "federation.start": "anonymous", "federation.callback": "anonymous",
+    "federation.pending": "anonymous", "federation.create_account": "anonymous",
+    "federation.link_with_password": "anonymous", "federation.send_link_code": "anonymous",
+    "federation.link_with_code": "anonymous",
+    "partners.openapi": "anonymous", "partners.unknown": "anonymous", "sync.openapi": "anonymous",
+    "web.index": "anonymous", "static": "anonymous",
+    # a person, logged in to the hub (the session cookie)
+    "account.index": "person", "account.profile": "person", "account.confirm": "person",
+    "account.send_phone_code": "person", "account.confirm_phone": "person", "account.add_email": "person",
+    "account.unbind": "person", "account.revoke_session": "person", "account.revoke_client": "person",
+    "account.deregister": "person", "merging.start": "person", "merging.code": "person",
+    "merging.preview": "person",
+    # a relying party (client authentication, or a user's access token it holds)
+    "oidc.token": "relying party", "oidc.revoke": "relying party", "oidc.introspect": "relying party",
+    "oidc.userinfo": "relying party",
+    # a partner (client-credentials token with partner scopes and a data contract)
+    "partners.read_user": "partner", "partners.patch_user": "partner", "partners.register_user": "partner",
+    "partners.batch_read": "partner", "partners.lookup_user": "partner", "partners.list_addresses": "partner",
+    "partners.add_address": "partner", "partners.replace_address": "partner", "partners.delete_address": "partner",
+    "partners.list_changes": "partner", "partners.subject_status": "partner",
+    # a tenant's legacy system (client-credentials token of its tenant with sync:write)
+    "sync.put_account": "legacy system", "sync.get_account": "legacy system", "sync.delete_account": "legacy system",
+    # the operators' monitoring
+    "web.metrics": "operator",
+}
+
+#: A concrete request for each route that is not the anonymous': (method, path, body).
+PROBES = {
+    "account.index": ("GET", "/account/", None),
+    "account.profile": ("POST", "/account/profile", {"name": "Mallory"}),
+    "account.confirm": ("POST", "/account/confirm", {"password": "x"}),
+    "account.send_phone_code": ("POST", "/account/phone/bind", {"phone": "+14155550199"}),
+    "account.confirm_phone": ("POST", "/account/phone/bind/abc", {"code": "000000"}),
+    "account.add_email": ("POST", "/account/email", {"email": "m@example.com"}),
+    "account.unbind": ("POST", "/account/identities/1/unbind", {}),
+    "account.revoke_session": ("POST", "/account/sessions/1/revoke", {}),
+    "account.revoke_client": ("POST", "/account/clients/1/revoke", {}),
+    "account.deregister": ("POST", "/account/deregister", {}),
+    "merging.start": ("POST", "/account/merge/", {"login": "+14155550123", "password": "x"}),
+    "merging.code": ("POST", "/account/merge/code", {"code": "000000"}),
+    "merging.preview": ("POST", "/account/merge/preview", {}),
+    "oidc.token": ("POST", "/token", {"grant_type": "client_credentials"}),
+    "oidc.revoke": ("POST", "/revoke", {"token": "x"}),
+    "oidc.introspect": ("POST", "/introspect", {"token": "x"}),
+    "oidc.userinfo": ("GET", "/userinfo", None),
+    "partners.read_user": ("GET", "/api/users/some-sub", None),
+    "partners.patch_user": ("PATCH", "/api/users/some-sub", {"nickname": "x"}),
+    "partners.register_user": ("POST", "/api/users", {"phone_number": "+14155550199"}),
+    "partners.batch_read": ("POST", "/api/users:batch-read", {"subs": ["a"]}),
+    "partners.lookup_user": ("POST", "/api/users:lookup", {"phone_number": "+14155550199"}),
+    "partners.list_addresses": ("GET", "/api/users/some-sub/addresses", None),
+    "partners.add_address": ("POST", "/api/users/some-sub/addresses", {"street_address": "x"}),
+    "partners.replace_address": ("PUT", "/api/users/some-sub/addresses/1", {"street_address": "x"}),
+    "partners.delete_address": ("DELETE", "/api/users/some-sub/addresses/1", None),
+    "partners.list_changes": ("GET", "/api/changes", None),
+    "partners.subject_status": ("GET", "/api/subjects/some-sub", None),
+    "sync.put_account": ("PUT", "/api/sync/TENANT/accounts/L1", {"phone": "+14155550199", "version": 1}),
+    "sync.get_account": ("GET", "/api/sync/TENANT/accounts/L1", None),
+    "sync.delete_account": ("DELETE", "/api/sync/TENANT/accounts/L1", None),
+    "web.metrics": ("GET", "/metrics", None),
+}
+
+REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def _call(http, method, path, body, headers=None):
+    kwargs = {"headers": headers or {}, "environ_base": REMOTE}
+    if body is not None:
+        if path.startswith("/api/"):
+            kwargs["json"] = body
+        else:
+            kwargs["data"] = body
+    return http.open(path, method=method, **kwargs)
+
+
+def _refused(response) -> bool:
+    """Not served: a refusal (401, 403, 404), a malformed-request answer (400), or the login page."""
+    if response.status_code in (301, 302, 303):
+        return "/login" in response.headers.get("Location", "")
+    return response.status_code in (400, 401, 403, 404)
+
+
+def test_every_route_has_an_actor_in_the_threat_model(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints - set(ACTORS) == set(), "say who may call these routes (here and in docs/security.md)"
+    assert set(ACTORS) - endpoints == set(), "routes that no longer exist"
+    assert set(PROBES) == {e for e, actor in ACTORS.items() if actor != "anonymous"}
+    documented = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", SECURITY_MD.read_text(encoding="utf-8")))
+    assert {e for e in ACTORS if e != "static"} - documented == set(), "docs/security.md lacks these routes"
+
+
+@pytest.mark.parametrize("endpoint", sorted(PROBES))
+def test_the_anonymous_are_refused(http, factories, endpoint):
+    tenant = factories.tenant()
+    method, path, body = PROBES[endpoint]
+    response = _call(http, method, path.replace("TENANT", tenant), body)
+    assert _refused(response), (endpoint, response.status_code, response.get_data(as_text=True)[:300])
+
+
+def _client_token(http, client, scope):
+    rp = RelyingParty(http, ISSUER, client.client_id, client.client_secret, None)
+    response = rp.token_request({"grant_type": "client_credentials", "scope": scope})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["access_token"]
+
+
+@pytest.fixture
+def wrong_callers(app, http, factories):
+    """Tokens of the wrong actors: a relying party's client-credentials token without API scopes,
+    a partner's token, and a legacy system's token of another tenant."""
+    tenant = factories.tenant()
+    plain = factories.client(tenant=tenant, grant_types=["client_credentials"], redirect_uris=[], scope="openid")
+    partner = factories.client(tenant=tenant, grant_types=["client_credentials"], redirect_uris=[],
+                               scope="partner:read partner:write partner:lookup partner:register")
+    other_tenant = factories.tenant()
+    legacy = factories.client(tenant=other_tenant, grant_types=["client_credentials"], redirect_uris=[],
+                              scope="sync:write")
+    return {
+        "tenant": tenant,
+        "relying party": _client_token(http, plain, "openid"),
+        "partner": _client_token(http, partner, "partner:read partner:write partner:lookup partner:register"),
+        "legacy system of another tenant": _client_token(http, legacy, "sync:write"),
+    }
+
+
+@pytest.mark.parametrize("endpoint", sorted(e for e, a in ACTORS.items() if a in ("partner", "legacy system")))
+def test_bearer_apis_refuse_the_wrong_actor(http, wrong_callers, endpoint):
+    method, path, body = PROBES[endpoint]
+    path = path.replace("TENANT", wrong_callers["tenant"])
+    for who in ("relying party", "partner", "legacy system of another tenant"):
+        if ACTORS[endpoint] == "partner" and who == "partner":
+            continue  # the right actor (it still reaches only related people: tests/partners)
+        response = _call(http, method, path, body, {"Authorization": f"Bearer {wrong_callers[who]}"})
+        assert response.status_code in (401, 403, 404), (endpoint, who, response.status_code, response.get_json())
+        assert response.mimetype == "application/problem+json", (endpoint, who)
+
+
+def test_userinfo_refuses_a_token_with_no_person(http, wrong_callers):
+    """A client-credentials token names no person: UserInfo is for a user's access token."""
+    response = http.get("/userinfo", headers={"Authorization": f"Bearer {wrong_callers['partner']}"})
+    assert response.status_code in (401, 403)
