@@ -5,6 +5,7 @@ which audits it."""
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, session, url_for
@@ -87,9 +88,15 @@ def _recent_login_or_confirm():
     return redirect(url_for("account.confirm", next=back))
 
 
+_PRINTABLE_PATH = re.compile(r"[\x21-\x7e]+")
+
+
 def _local_account_path(value: str | None) -> str:
-    """Where /account/confirm may send the browser back to: a path of these pages, nothing else."""
-    if value and value.startswith("/account/") and "//" not in value and "\\" not in value:
+    """Where /account/confirm may send the browser back to: a path of these pages, nothing else.
+    Printable ASCII only: a control character (CR, LF, TAB, NUL…) or a non-ASCII one cannot go into
+    the Location header (werkzeug refuses it: a 500), and a browser strips some of them."""
+    if (value and value.startswith("/account/") and "//" not in value and "\\" not in value
+            and _PRINTABLE_PATH.fullmatch(value)):
         return value
     return url_for("account.index")
 

@@ -102,3 +102,17 @@ def test_confirm_only_sends_the_browser_back_to_the_account_pages(app, sms):
         page = browser.submit(page, {"password": PASSWORD, "submit": "Confirm"}, url=page.request.url)
         assert page.request.path == "/account/", target
         age_login(app, me)
+
+
+def test_confirm_never_answers_5xx_for_a_return_path_with_control_characters(app, sms):
+    """A ``next`` of the account pages holding CR, LF, TAB or NUL cannot go into a Location
+    header (werkzeug refuses it: a 500 after the right password): it falls back to /account/."""
+    me = make_account(app, phone=PHONE)
+    browser = hub_login(app, PHONE)
+    for target in ("/account/%0D%0AX-Injected:%201", "/account/%0Aprofile", "/account/%09profile", "/account/%00",
+                   "/account/%7F", "/account/%C2%85"):
+        age_login(app, me)
+        page = browser.go(f"{ISSUER}/account/confirm?next={target}")
+        assert page.status_code == 200, target
+        page = browser.submit(page, {"password": PASSWORD, "submit": "Confirm"}, url=page.request.url)
+        assert page.request.path == "/account/", target
