@@ -93,11 +93,30 @@ def verify_client_secret(secret: str | None, stored: str | None) -> tuple[bool, 
 _CHARACTER_CLASSES = ((string.ascii_lowercase, 26), (string.ascii_uppercase, 26), (string.digits, 10))
 
 
+def _unpredicted_characters(secret: str) -> int:
+    """How many characters of ``secret`` neither repeat what came before (a trigram already seen:
+    a block written twice) nor continue a run (the same small step as the two before: ``abcd``,
+    ``1234``, ``aaaa``)."""
+    seen: set[str] = set()
+    count = 0
+    for i, char in enumerate(secret):
+        trigram = secret[i - 2:i + 1] if i >= 2 else None
+        step = ord(char) - ord(secret[i - 1]) if i >= 1 else None
+        run = i >= 2 and abs(step) <= 3 and step == ord(secret[i - 1]) - ord(secret[i - 2])
+        if not (run or trigram in seen):
+            count += 1
+        if trigram:
+            seen.add(trigram)
+    return count
+
+
 def estimated_entropy_bits(secret: str) -> float:
-    """A deliberately rough upper estimate of a secret's entropy: its length times the lesser of
-    log2(size of the character classes it uses) and the Shannon entropy of its characters. It
-    catches the short, the repetitive and the small-alphabet; it cannot see that a long phrase is
-    guessable, so operators should let the hub generate secrets."""
+    """A deliberately rough upper estimate of a secret's entropy: the number of its characters
+    that are not predictable from the ones before (not a repeated trigram, not a run) times the
+    lesser of log2(size of the character classes it uses) and the Shannon entropy of its
+    characters. It catches the short, the repetitive (a block written twice included), runs and
+    the small-alphabet; it cannot see that a long phrase is guessable, so operators should let the
+    hub generate secrets."""
     if not secret:
         return 0.0
     pool = sum(size for chars, size in _CHARACTER_CLASSES if any(c in chars for c in secret))
@@ -105,7 +124,7 @@ def estimated_entropy_bits(secret: str) -> float:
         pool += 33  # printable ASCII punctuation and space; anything else counts no more
     n = len(secret)
     shannon = -sum(count / n * math.log2(count / n) for count in Counter(secret).values())
-    return n * min(math.log2(pool), shannon)
+    return _unpredicted_characters(secret) * min(math.log2(pool), shannon)
 
 
 def client_secret_weakness(secret: str) -> str | None:

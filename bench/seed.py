@@ -17,12 +17,12 @@ from app import create_app
 
 TENANT = "bench"
 PASSWORD = "bench-password-123"
-WEB = {"client_id": "bench-web", "client_secret": "bench-web-secret-0123456789abcdef",
+WEB = {"client_id": "bench-web", "client_secret": "bench-web-nJocCn1uwMKVXdQo-OfbXzgGDbEtUbZX",
        "redirect_uri": "http://127.0.0.1:5001/callback"}
 APP = {"client_id": "bench-app", "redirect_uri": "http://127.0.0.1/callback"}
-PARTNER = {"client_id": "bench-partner", "client_secret": "bench-partner-secret-0123456789abcdef"}
+PARTNER = {"client_id": "bench-partner", "client_secret": "bench-partner-0hWXZtcEsUTCJbFXn3LELcglVkhUSBYp"}
 #: A first-party partner server of the tenant with a read contract (scenario g: batch read).
-READER = {"client_id": "bench-reader", "client_secret": "bench-reader-secret-0123456789abcdef"}
+READER = {"client_id": "bench-reader", "client_secret": "bench-reader-xO6coPX1pHBEukah4hKb01cteUl0i_-M"}
 READER_CLAIMS = ["name", "nickname", "locale", "phone_number", "phone_number_verified", "email", "email_verified",
                  "addresses"]
 

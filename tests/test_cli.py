@@ -147,6 +147,10 @@ def test_confidential_client_gets_a_secret_and_only_its_hash_is_stored(tessera):
     "a" * 40,                                       # long, one character
     "abababababababababababababababababababab",     # long, two characters
     "f88cb45e082e4a41b5b44cb6faacbb5a",             # 128 random bits as hex: estimated below 128
+    "0123456789abcdef" * 2,                         # a run, repeated
+    "Password1234567890" * 2,                       # a phrase, repeated
+    "Zr8WqT2vN5kXp3Lh" * 2,                         # a random block, repeated: 16 random characters
+    "abcdefghijklmnopqrstuvwxyzABCDEF",             # the alphabet in order
 ])
 def test_weak_chosen_client_secret_is_refused(tessera, weak):
     tessera.ok("tenants", "create", "--slug", "s", "--name", "N")
