@@ -10,8 +10,10 @@ dimension         counts failed checks …                               setting
 ``address``       from one client address, every route together        TESSERA_CREDENTIAL_BUDGET_ADDRESS
 ``identifier``    against one typed identifier (normalized), from      TESSERA_CREDENTIAL_BUDGET_TARGET
                   every address
-``account``       against one account (whichever of its identifiers,   TESSERA_CREDENTIAL_BUDGET_TARGET
-                  whichever route), from every address
+``account``       against one account named without a typed            TESSERA_CREDENTIAL_BUDGET_TARGET
+                  identifier (``/account/confirm``), from every
+                  address; a typed identifier counts on itself only,
+                  so a lockout never links two identifiers
 ``logged_in``     by one logged-in person proving something (merge,    TESSERA_CREDENTIAL_BUDGET_LOGGED_IN
                   confirm, binding codes)
 ``spray``         distinct identifiers (or accounts) one address       TESSERA_CREDENTIAL_BUDGET_SPRAY
@@ -89,9 +91,13 @@ def credential_check(method: str, *, identifier: str | None = None, account_id: 
     address = client_address()
     typed = identifier_key(identifier)
     target = typed or (f"account:{account_id}" if account_id is not None else None)
+    # A check against a typed identifier counts on that identifier only, never on the account it
+    # names: a lockout shared by all of an account's identifiers would tell whoever spent it on
+    # one identifier (an email) that another (a phone) belongs to the same person. The account
+    # dimension is for checks that name an account, not an identifier (/account/confirm).
     try:
         reservation = CREDENTIAL_CHECKS.reserve(
-            address=address, identifier=typed, account=account_id, logged_in=logged_in,
+            address=address, identifier=typed, account=None if typed else account_id, logged_in=logged_in,
             spray=(address, target) if address and target else None,
         )
     except BudgetSpent as spent:

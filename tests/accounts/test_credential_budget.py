@@ -56,7 +56,7 @@ def test_a_distributed_guess_against_one_identifier_is_bounded(app, budgets, fac
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert "too many attempts" in refused.get_data(as_text=True)
     # Audited once, when the budget ran out.
-    assert [(e.account_id, e.details["budgets"]) for e in locked_audits(app)] == [(account.id, ["account", "identifier"])]
+    assert [(e.account_id, e.details["budgets"]) for e in locked_audits(app)] == [(account.id, ["identifier"])]
 
 
 def test_lockout_answers_the_same_for_known_and_unknown_identifiers(app, budgets, factories):
@@ -105,27 +105,43 @@ def test_spraying_one_address_over_many_identifiers_across_routes(app, budgets, 
     assert hub_login(browser_at(app), known[0].phone, known[0].password).status_code == 200
 
 
-def test_failures_on_one_route_count_on_the_others_for_the_same_account(app, budgets, factories, rp, outbox):
+def test_failures_on_one_route_count_on_the_others_for_the_same_identifier(app, budgets, factories, rp, outbox):
     budgets(TESSERA_CREDENTIAL_BUDGET_TARGET="3 per 15 minutes")
     owner = factories.account(email="owner@example.com")
     session = browser_at(app)
     assert hub_login(session, owner.phone, owner.password).status_code == 200  # a success costs nothing
-    # Two wrong passwords at a site's login page (by email), one wrong code on the phone route.
+    # Two wrong passwords at a site's login page, one wrong code on the phone route: all on the phone.
     for _ in range(2):
-        assert interaction_login(browser_at(app), rp, "owner@example.com", "guess").status_code == 401
+        assert interaction_login(browser_at(app), rp, owner.phone, "guess").status_code == 401
     phone_browser = browser_at(app)
     code_page = phone_browser.send_code(phone_browser.otp_page(rp), owner.phone)
     assert phone_browser.enter_code(code_page, "000000").status_code == 401
-    # The account's budget is spent everywhere: /account/confirm with the right password ...
-    confirm = session.go(f"{ISSUER}/account/confirm")
-    assert session.submit(confirm, {"password": owner.password, "submit": "Confirm"}).status_code == 429
-    # ... and a merge proof with its right password, from another person's session.
+    # The phone's budget is spent everywhere: the hub's own login with the right password ...
+    assert hub_login(browser_at(app), owner.phone, owner.password).status_code == 429
+    # ... and a merge proof naming that phone with its right password, from another person's session.
     other = factories.account()
     prover = browser_at(app)
     assert hub_login(prover, other.phone, other.password).status_code == 200
     merge = prover.go(f"{ISSUER}/account/merge/")
     proof = prover.submit(merge, {"login": owner.phone, "password": owner.password, "submit": "Continue"})
     assert proof.status_code == 429
+
+
+def test_a_lockout_never_tells_that_two_identifiers_are_one_account(app, budgets, factories, rp):
+    """Found by the attacker re-check: with one lockout for all of an account's identifiers, ten wrong
+    passwords on its email and one try on a phone told whether the phone was the same person's."""
+    budgets(TESSERA_CREDENTIAL_BUDGET_TARGET="3 per 15 minutes")
+    owner = factories.account(email="owner@example.com")
+    stranger = factories.account()
+    for _ in range(3):
+        assert interaction_login(browser_at(app), rp, "owner@example.com", "guess").status_code == 401
+    assert interaction_login(browser_at(app), rp, "owner@example.com", "guess").status_code == 429
+    own_phone = interaction_login(browser_at(app), rp, owner.phone, "guess")
+    strangers_phone = interaction_login(browser_at(app), rp, stranger.phone, "guess")
+    unknown_phone = interaction_login(browser_at(app), rp, new_phone(), "guess")
+    assert own_phone.status_code == strangers_phone.status_code == unknown_phone.status_code == 401
+    # ... and the owner still gets in with the phone and the right password.
+    assert hub_login(browser_at(app), owner.phone, owner.password).status_code == 200
 
 
 def test_a_logged_in_person_guessing_codes_is_bounded_across_addresses(app, budgets, factories, outbox):

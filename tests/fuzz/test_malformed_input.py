@@ -120,3 +120,11 @@ def test_sync_record_fields_holding_json_text_nested_too_deep_are_invalid(http, 
                         json={"username": "deep", "version": 1, field: "[" * 5000},
                         headers=sync_api.headers)
     _problem(response, 400, "invalid_record")
+
+
+@pytest.mark.parametrize("cursor", ["2147483648", "3000000000", "999999999999999999"])
+def test_a_change_feed_cursor_beyond_any_change_id_is_invalid(http, partner_api, cursor):
+    """Found by the schemathesis run on PostgreSQL: a cursor past 32 bits reached the database
+    (integer out of range, a 500)."""
+    response = http.get("/api/changes", query_string={"cursor": cursor}, headers=partner_api.headers)
+    _problem(response, 400, "invalid_cursor")
