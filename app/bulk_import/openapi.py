@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from app.accounts.models import PROFILE_CLAIMS
 from app.bulk_import.records import MAX_LEGACY_ID
+from app.partners.openapi import problem_answer, problem_schema
 
 # The stable "reason" member of each problem, per status.
 REASONS = {
@@ -33,8 +34,7 @@ TIMESTAMP = {"type": ["string", "null"], "description": "ISO 8601 (UTC when no o
 
 
 def _problem(status: int) -> dict:
-    return {"description": DESCRIPTIONS[status] + " (reasons: " + ", ".join(REASONS[status]) + ")",
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return problem_answer(status, DESCRIPTIONS, REASONS)
 
 
 def _errors(*statuses: int) -> dict:
@@ -91,12 +91,7 @@ def _schemas() -> dict:
         },
     }
     return {
-        "Problem": {
-            "type": "object", "required": ["type", "title", "status", "detail", "reason"],
-            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                           "detail": {"type": "string"},
-                           "reason": {"type": "string", "enum": sorted({r for rs in REASONS.values() for r in rs})}},
-        },
+        "Problem": problem_schema(REASONS),
         "Record": record,
         "LegacyAccount": state,
     }

@@ -36,9 +36,24 @@ DESCRIPTIONS = {
 }
 
 
-def _problem(status: int) -> dict:
-    return {"description": DESCRIPTIONS[status] + " (reasons: " + ", ".join(REASONS[status]) + ")",
+def problem_answer(status: int, descriptions: dict, reasons: dict) -> dict:
+    """An RFC 9457 problem answer of a JSON API's document (the partner and the sync API)."""
+    return {"description": descriptions[status] + " (reasons: " + ", ".join(reasons[status]) + ")",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def problem_schema(reasons: dict) -> dict:
+    """The Problem schema of a JSON API's document: RFC 9457 members and the API's ``reason``s."""
+    return {
+        "type": "object", "required": ["type", "title", "status", "detail", "reason"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                       "detail": {"type": "string"},
+                       "reason": {"type": "string", "enum": sorted({r for rs in reasons.values() for r in rs})}},
+    }
+
+
+def _problem(status: int) -> dict:
+    return problem_answer(status, DESCRIPTIONS, REASONS)
 
 
 def _errors(*statuses: int) -> dict:
@@ -94,12 +109,7 @@ def _schemas() -> dict:
         },
     }
     return {
-        "Problem": {
-            "type": "object", "required": ["type", "title", "status", "detail", "reason"],
-            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                           "detail": {"type": "string"},
-                           "reason": {"type": "string", "enum": sorted({r for rs in REASONS.values() for r in rs})}},
-        },
+        "Problem": problem_schema(REASONS),
         "Provenance": {
             "type": "object", "required": ["source", "client_id", "at"],
             "properties": {"source": {"type": "string", "enum": ["partner", "self", "registration", "hub"]},
