@@ -58,6 +58,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
 
 def _query_client(client_id: str):
+    if "\x00" in client_id:  # from Basic credentials: no stored client_id holds NUL (nor can PostgreSQL text)
+        return None
     return get_client(client_id)
 
 
