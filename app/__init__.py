@@ -12,6 +12,7 @@ from app.config import check_production_safety, load_config
 from app.errors import TesseraError
 from app.extensions import csrf, db, limiter
 from app.http_headers import add_security_headers
+from app.input_guard import refuse_nul_characters
 from app.partners.problems import problem
 
 #: ``reason`` of the problems the JSON APIs answer for werkzeug's own refusals.
@@ -96,6 +97,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}  # Allow, …
         return problem(error.code, error.name, error.description, headers=headers, reason=reason)
 
+    app.before_request(refuse_nul_characters)
     app.after_request(add_security_headers)
 
     @app.teardown_appcontext

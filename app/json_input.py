@@ -4,7 +4,7 @@ parser, so every malformed document is the same clear refusal, never a crash.
 ``json.loads`` alone lets through what later breaks: a document nested thousands deep (a
 ``RecursionError`` in the parser, or later when it is serialized again), ``NaN`` and ``Infinity``
 (not JSON, RFC 8259 6, and refused by PostgreSQL's JSON columns), numbers that overflow to
-infinity, strings with lone surrogates, and bytes that are not UTF-8.
+infinity, strings with lone surrogates or NUL, and bytes that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def _finite_float(text: str) -> float:
 
 def _check_structure(value) -> None:
     """ValueError if ``value`` nests deeper than MAX_DEPTH or holds a string that is not Unicode
-    text (a lone surrogate such as ``"\\ud800"``: valid JSON syntax, but no database stores it;
-    I-JSON, RFC 7493 2.1, refuses it). Without recursion."""
+    text the hub can store (a lone surrogate such as ``"\\ud800"``: valid JSON syntax, but no
+    database stores it, and I-JSON, RFC 7493 2.1, refuses it; or NUL). Without recursion."""
     stack = [(value, 0)]
     while stack:
         node, depth = stack.pop()
@@ -59,6 +59,8 @@ def _check_structure(value) -> None:
 
 
 def _require_text(text: str) -> None:
+    if "\x00" in text:  # no PostgreSQL text column holds NUL (U+0000)
+        raise ValueError("a string holds a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

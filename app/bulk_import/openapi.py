@@ -10,7 +10,7 @@ from app.partners.openapi import problem_answer, problem_schema
 
 # The stable "reason" member of each problem, per status.
 REASONS = {
-    400: ["invalid_json", "invalid_record"],
+    400: ["invalid_json", "invalid_record", "invalid_request"],
     401: ["token_missing", "token_invalid"],
     403: ["insufficient_scope", "wrong_tenant"],
     404: ["unknown_legacy_id"],
@@ -38,7 +38,7 @@ def _problem(status: int) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    return {str(s): _problem(s) for s in (401, 403, 429, *statuses)}
+    return {str(s): _problem(s) for s in sorted({400, 401, 403, 429, *statuses})}  # 400: any request may be malformed
 
 
 def _state(description: str) -> dict:

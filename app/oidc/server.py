@@ -106,6 +106,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
 
 def _query_client(client_id: str):
+    if "\x00" in client_id:  # from Basic credentials: no stored client_id holds NUL (nor can PostgreSQL text)
+        return None
     # A disabled client is unknown to every endpoint Authlib runs (authorize, token, revoke, introspect).
     return usable_client(client_id)
 

@@ -57,7 +57,7 @@ def _problem(status: int) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    return {str(s): _problem(s) for s in (401, 429, *statuses)}
+    return {str(s): _problem(s) for s in sorted({400, 401, 429, *statuses})}  # 400: any request may be malformed
 
 
 def _json(schema: dict, description: str, etag: bool = False) -> dict:

@@ -21,8 +21,9 @@ from app.partners.problems import problem
 bp = Blueprint("partners", __name__, url_prefix="/api")
 csrf.exempt(bp)  # bearer-token API, no cookies
 
-MAX_CURSOR = 2**31 - 1
 CURSOR_RE = re.compile(r"^[0-9]{1,18}$")
+#: A cursor is the id of a change-log row: a 32-bit integer (PostgreSQL refuses a bigger one in the query).
+MAX_CURSOR = 2**31 - 1
 
 
 @bp.errorhandler(PartnerError)
@@ -149,8 +150,6 @@ def delete_address(sub: str, address_id: str):
 @client_token_required("partner:read")
 def list_changes():
     cursor, limit = request.args.get("cursor", "0"), request.args.get("limit", "100")
-    # Change ids are 32-bit integers: a larger cursor was never handed out (and PostgreSQL would
-    # refuse to compare it with the column).
     if not CURSOR_RE.match(cursor) or int(cursor) > MAX_CURSOR:
         raise PartnerError(400, "invalid_cursor", "Invalid cursor", "cursor is the next_cursor of an earlier answer")
     if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= 500:
