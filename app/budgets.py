@@ -26,6 +26,7 @@ import hmac
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from flask import current_app, has_request_context, request
 from limits import parse_many
@@ -83,8 +84,19 @@ def client_address() -> str | None:
     return (request.remote_addr or "unknown") if has_request_context() else None
 
 
+@lru_cache(maxsize=8)
+def _digest_key(secret_key: str) -> bytes:
+    return hashlib.sha256(b"tessera-budget-key:" + secret_key.encode("utf-8")).digest()
+
+
+@lru_cache(maxsize=64)
+def _limits(setting_value: str) -> tuple:
+    """The parsed limits of a setting (flask-limiter syntax), parsed once per distinct value."""
+    return tuple(parse_many(setting_value))
+
+
 def _digest(value) -> str:
-    key = hashlib.sha256(b"tessera-budget-key:" + current_app.config["SECRET_KEY"].encode("utf-8")).digest()
+    key = _digest_key(current_app.config["SECRET_KEY"])
     return hmac.new(key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
@@ -112,7 +124,7 @@ class Budget:
             scope, member = value if dimension.distinct else (value, None)
             if scope is None or (dimension.distinct and member is None):
                 continue
-            for item in parse_many(current_app.config[dimension.setting]):
+            for item in _limits(current_app.config[dimension.setting]):
                 expiry = item.get_expiry()
                 if dimension.distinct:
                     seen = item.key_for("budget", self.name, name, "seen", _digest(scope), _digest(member))
@@ -123,6 +135,26 @@ class Budget:
                     spent.append((name, key))
         if spent:
             reservation.refund()
-            retry_after = max(storage.get_expiry(key) - now for _, key in spent)
-            raise BudgetSpent(self.spent_detail, max(1, math.ceil(retry_after)), sorted({n for n, _ in spent}))
+            self._raise_spent(spent, now)
         return reservation
+
+    def check(self, **values) -> None:
+        """BudgetSpent when a named (non-distinct) dimension is spent; takes nothing. For checks
+        whose failures are charged afterwards with ``reserve`` (a client secret: a race between
+        parallel guesses of a 256-bit value buys nothing), so that a success costs reads only."""
+        if not current_app.config["TESSERA_RATE_LIMITS_ENABLED"]:
+            return
+        storage, spent, now = limiter.storage, [], time.time()
+        for name, value in values.items():
+            if value is None:
+                continue
+            for item in _limits(current_app.config[self.dimensions[name].setting]):
+                key = item.key_for("budget", self.name, name, _digest(value))
+                if storage.get(key) >= item.amount:
+                    spent.append((name, key))
+        if spent:
+            self._raise_spent(spent, now)
+
+    def _raise_spent(self, spent: list[tuple[str, str]], now: float):
+        retry_after = max(limiter.storage.get_expiry(key) - now for _, key in spent)
+        raise BudgetSpent(self.spent_detail, max(1, math.ceil(retry_after)), sorted({n for n, _ in spent}))

@@ -9,6 +9,7 @@ reuse detection, ID tokens with pairwise subjects and ``sid``, private_key_jwt w
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from datetime import timedelta
@@ -81,28 +82,32 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Authlib's client authentication (RFC 6749 2.3), on the failed-authentication budget
-        per client address and per claimed client_id; BudgetSpent (429) when it is spent."""
-        claimed = _claimed_client_id(request)
+        per client address and per claimed client_id; BudgetSpent (429) when it is spent. A
+        success only reads the budget (the hot path of every backend); a failure is charged."""
+        budget = {"address": client_address(), "client": _claimed_client_id(request)}
         try:
-            reservation = CLIENT_AUTHENTICATIONS.reserve(address=client_address(), client=claimed)
+            CLIENT_AUTHENTICATIONS.check(**budget)
         except BudgetSpent as spent:
             current_app.logger.warning("client authentication refused (%s spent): client_id=%r address=%s",
-                                       ",".join(spent.dimensions), claimed, client_address())
+                                       ",".join(spent.dimensions), budget["client"], budget["address"])
             raise
         try:
-            client = super().authenticate_client(request, methods, endpoint)
+            return super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
-            raise  # a failure: the units stay spent
+            _charge_failure(budget)
+            raise
         except ValueError as exc:
             # Authlib's Basic parser raises on a header of blanks, and on credentials that are not
             # UTF-8 (RFC 6749 2.3.1: they are form-encoded UTF-8): they name no client (a failure).
             current_app.logger.info("unreadable client credentials: %s", exc)
+            _charge_failure(budget)
             raise InvalidClientError(status_code=401, description="the Basic credentials are malformed") from None
-        except BaseException:
-            reservation.refund()
-            raise
-        reservation.refund()
-        return client
+
+
+def _charge_failure(budget: dict) -> None:
+    """One failed client authentication on the budget (the next check sees it spent)."""
+    with contextlib.suppress(BudgetSpent):
+        CLIENT_AUTHENTICATIONS.reserve(**budget)
 
 
 def _query_client(client_id: str):
