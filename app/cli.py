@@ -37,7 +37,7 @@ def _fail(exc: TesseraError):
 
 
 def create_cli_app():
-    from app import create_app, init_migrations
+    from app.factory import create_app, init_migrations
 
     app = create_app()
     init_migrations(app)
@@ -74,7 +74,7 @@ def worker_command(once: bool, interval: float) -> None:
 
     from flask import current_app
 
-    from app.events.service import run_once, run_worker
+    from app.worker import run_once, run_worker
 
     if once:
         click.echo(f"attempted {run_once()} deliveries")
@@ -95,7 +95,8 @@ def demo_group() -> None:
 @with_appcontext
 def demo_seed() -> None:
     """Create the demo tenant, user and clients if they do not exist (idempotent)."""
-    from app.accounts.service import create_account, find_identity
+    from app.accounts.login import find_identity
+    from app.accounts.profile import create_account
     from app.extensions import db
     from app.oidc.clients import create_client, get_client
     from app.oidc.keys import ensure_keys
@@ -284,7 +285,7 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
 
 
 def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
-    from app.accounts import audit
+    from app import audit
     from app.oidc.clients import client_metadata, set_client_disabled
 
     audit.record("client.disabled" if disabled else "client.enabled", actor="operator:cli", client=client_id)
@@ -330,7 +331,7 @@ def users_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def users_create(phone, password, email, name, as_json) -> None:
-    from app.accounts.service import account_to_dict, create_account
+    from app.accounts.profile import account_to_dict, create_account
 
     try:
         account = create_account(phone=phone, password=password, email=email, name=name)

@@ -37,10 +37,14 @@ class RateLimited(TesseraError):
 
 
 class NeedsMerge(Conflict):
-    """Binding would join two accounts that both hold data: that is a merge, not a bind."""
+    """Binding would join two accounts that both hold data: that is a merge, not a bind. ``origin``
+    names the proof the person just gave of the other account (``phone_binding``: a code to its
+    phone) and ``reason`` says why, for the merge record. Where a merge flow is installed, its
+    error handler takes over (app.merging.routes); elsewhere it is a 409 like any Conflict."""
 
     title = "Merge needed"
 
-    def __init__(self, detail: str, *, other_account_id: int):
+    def __init__(self, detail: str, *, other_account_id: int, origin: str = "phone_binding", reason: str = ""):
         super().__init__(detail)
         self.other_account_id = other_account_id
+        self.origin, self.reason = origin, reason

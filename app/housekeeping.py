@@ -11,7 +11,13 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, or_
 
+from app.accounts.models import OtpChallenge
+from app.events.models import OutboxEvent
 from app.extensions import db
+from app.federation.models import PendingUpstreamLogin
+from app.oidc.models import AuthorizationCode, Interaction, LoginChain, Token, UsedAssertion
+from app.partners.models import ClaimChange
+from app.registries import registries
 from app.security import utcnow
 
 #: Rows are kept this long past their expiry (reuse detection of codes, support questions).
@@ -19,12 +25,6 @@ GRACE = timedelta(days=1)
 
 
 def purge_expired() -> dict[str, int]:
-    from app.accounts.models import OtpChallenge
-    from app.events.models import OutboxEvent
-    from app.federation.models import PendingUpstreamLogin
-    from app.oidc.models import AuthorizationCode, Interaction, LoginChain, Token, UsedAssertion
-    from app.partners.models import ClaimChange
-
     now = utcnow()
     cutoff = now - GRACE
     epoch_cutoff = int(time.time() - GRACE.total_seconds())
@@ -61,3 +61,7 @@ def run_if_due() -> dict[str, int] | None:
         return None
     current_app.extensions["tessera_housekeeping_at"] = time.monotonic()
     return purge_expired()
+
+
+def init_app(app) -> None:
+    registries(app).add_periodic_job("housekeeping", run_if_due)

@@ -5,6 +5,8 @@ import ipaddress
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
+from app.events.outbox import delivery_counters
+from app.merging.service import merge_counters
 from app.oidc.sessions import current_account, current_session
 
 bp = Blueprint("web", __name__)
@@ -40,9 +42,6 @@ def metrics():
     """Prometheus text format, for operators: merges by status, outbox events by kind and status.
     Only for a scraper with TESSERA_METRICS_TOKEN or on an address of TESSERA_METRICS_ALLOW; anyone
     else gets the 404 of an unknown path."""
-    from app.events.service import delivery_counters
-    from app.merging.service import merge_counters
-
     if not _may_read_metrics():
         abort(404)
 
@@ -54,3 +53,7 @@ def metrics():
     for (kind, status), count in sorted(delivery_counters().items()):
         lines.append(f'tessera_outbox_events{{kind="{kind}",status="{status}"}} {count}')
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

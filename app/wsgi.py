@@ -1,8 +1,8 @@
 """gunicorn entry point (``tessera serve`` runs ``gunicorn app.wsgi:app``). Part of the package, so
 the server starts from any working directory."""
 
-from app import create_app
-from app.events.service import start_inprocess_worker
+from app.factory import create_app
+from app.worker import start_inprocess_worker
 
 app = create_app()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from app import create_app
+from app.factory import create_app
 
 TENANT = "bench"
 PASSWORD = "bench-password-123"
@@ -35,7 +35,7 @@ def main(n_users: int) -> dict:
     app = create_app()
     with app.app_context():
         from app.accounts.passwords import hash_password
-        from app.accounts.service import create_account
+        from app.accounts.profile import create_account
         from app.extensions import db
         from app.oidc.clients import create_client, get_client
         from app.oidc.subjects import subject_for

@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     sites = json.loads(args.sites_json) if args.sites_json else DEFAULT_SITES
 
-    from app import create_app
+    from app.factory import create_app
 
     app = create_app()
     with app.app_context():

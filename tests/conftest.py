@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 from sqlalchemy import text
 
-from app import create_app
+from app.factory import create_app
 from app.extensions import db
 from tests.factories import Factories
 from tests.rp import Browser

@@ -42,7 +42,7 @@ class Factories:
         return slug
 
     def account(self, phone: str | None = None, password: str = PASSWORD, email: str | None = None, **profile) -> TestAccount:
-        from app.accounts.service import create_account
+        from app.accounts.profile import create_account
 
         n = next(_seq)
         phone = phone or f"+1415555{n:04d}"

@@ -285,7 +285,7 @@ def test_keys_list_has_current_and_next_for_each_algorithm(tessera):
 
 def _published_jwks(db_file: Path) -> dict:
     """GET /jwks from an app on the same database (what a relying party would download)."""
-    from app import create_app
+    from app.factory import create_app
     from app.extensions import db
 
     app = create_app({

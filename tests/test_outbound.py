@@ -162,7 +162,7 @@ def test_rebinding_through_backchannel_logout(app, factories, http, browser, dns
 
     dns.answers["rebind.test"] = [[PUBLIC], ["127.0.0.1"]]
     with app.app_context():
-        from app.events.service import run_once
+        from app.worker import run_once
 
         assert run_once() == 1
         event = db.session.scalar(db.select(OutboxEvent).filter_by(url=f"https://rebind.test:{victim.port}/bc"))

@@ -29,7 +29,9 @@ from flask import current_app
 from sqlalchemy import delete, exists, update
 from sqlalchemy.exc import IntegrityError
 
-from app.accounts import audit, otp
+from app import audit
+from app.accounts import otp
+from app.accounts.claims import announcing_identity_claims
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
 from app.accounts.locking import lock_account
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
@@ -38,10 +40,10 @@ from app.accounts.mailer import send_mail
 from app.accounts.verification import confirm_email, read_email_link, send_email_claim, send_email_verification
 from app.errors import Conflict, InvalidInput, NeedsMerge, NotFound
 from app.extensions import db
-from app.oidc.logout import close_account_sessions
 from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
-from app.partners.changes import noting_identity_claims
+from app.registries import registries
 from app.security import utcnow
+from app.signals import account_closed, account_locked
 from app.tenants.models import Tenant
 
 
@@ -68,12 +70,9 @@ def has_business_data(account: Account) -> bool:
     silently closed."""
     if any(getattr(account, claim) for claim in PROFILE_CLAIMS) or account.address:
         return True
-    from app.bulk_import.models import AccountAttributes, LegacyMapping
-    from app.partners.models import AccountAddress
-
-    # Imported legacy records, tenant-scoped attributes and address-book entries (legacy or
-    # partner-written) are data too.
-    for model in (SubjectMapping, Token, Consent, AuthorizationCode, LegacyMapping, AccountAttributes, AccountAddress):
+    # The features register their tables (app.registries): imported legacy records, tenant-scoped
+    # attributes and address-book entries (legacy or partner-written) are data too.
+    for model in (SubjectMapping, Token, Consent, AuthorizationCode, *registries().business_data):
         if db.session.scalar(db.select(exists().where(model.account_id == account.id))):
             return True
     return False
@@ -115,7 +114,7 @@ def bind_phone(account_id: int, phone: str, challenge_uid: str, code: str) -> Bi
     account = _lock_accounts(account_id, holder_id)
     if any(i.kind == "phone" and i.value == phone for i in live_identities(account.id)):
         raise Conflict("this number is already bound to your account")
-    with _unique(BOUND_MEANWHILE), noting_identity_claims(account.id, holder_id, source="self"):
+    with _unique(BOUND_MEANWHILE), announcing_identity_claims(account.id, holder_id, source="self"):
         result = _attach_phone(account, phone)
     audit.record("identity.bound", account_id=account.id, actor="self", identity_kind="phone", value=phone,
                  closed_account=result.closed_account_id, released_from=result.released_from_account_id)
@@ -132,7 +131,7 @@ def rebind_phone(account_id: int, new_phone: str, challenge_uid: str, code: str)
     old = [i for i in live_identities(account.id) if i.kind == "phone"]
     if any(i.value == new_phone for i in old):
         raise InvalidInput("this is already your number")
-    with _unique(BOUND_MEANWHILE), noting_identity_claims(account.id, holder_id, source="self"):
+    with _unique(BOUND_MEANWHILE), announcing_identity_claims(account.id, holder_id, source="self"):
         result = _attach_phone(account, new_phone)
         now = utcnow()
         for identity in old:
@@ -154,7 +153,7 @@ def unbind_identity(account_id: int, identity_id: int) -> None:
     if not ways_in(account, [i for i in identities if i.id != identity_id]):
         raise Conflict("this is your last way to log in: add another one (a phone, or an email or "
                        "username with a password) before removing it")
-    with noting_identity_claims(account.id, source="self"):
+    with announcing_identity_claims(account.id, source="self"):
         identity.released_at = utcnow()
     audit.record("identity.unbound", account_id=account.id, actor="self", identity_kind=identity.kind, value=identity.value)
     db.session.commit()
@@ -174,7 +173,7 @@ def add_email(account_id: int, email: str) -> Identity | None:
         send_email_claim(account.id, value)
         return None
     # The first email becomes the email claim (unverified): noted like any claim change.
-    with _unique(taken), noting_identity_claims(account.id, source="self"):
+    with _unique(taken), announcing_identity_claims(account.id, source="self"):
         identity = _add_identity(account, "email", "", value, verified=False, taken=taken)
     _commit(taken)
     send_email_verification(identity)
@@ -205,7 +204,7 @@ def claim_email(account_id: int, value: str) -> Identity:
                                .with_for_update().execution_options(populate_existing=True))
     if holder is not None and holder.account_id == account.id:
         if not holder.verified:
-            with noting_identity_claims(account.id, source="self"):
+            with announcing_identity_claims(account.id, source="self"):
                 holder.verified = True
             audit.record("identity.verified", account_id=account.id, actor="self", identity="email", value=value,
                          method="link")
@@ -214,7 +213,7 @@ def claim_email(account_id: int, value: str) -> Identity:
     if holder is not None and holder.verified:
         raise InvalidInput(taken)
     released_from = holder.account_id if holder is not None else None
-    with _unique(taken), noting_identity_claims(account.id, released_from, source="self"):
+    with _unique(taken), announcing_identity_claims(account.id, released_from, source="self"):
         if holder is not None:
             holder.released_at = utcnow()
             audit.record("identity.released", account_id=released_from, actor="system", identity_kind="email",
@@ -258,7 +257,7 @@ def deregister(account_id: int) -> list[str]:
     account = _active_account(account_id, lock=True)
     now = utcnow()
     account.status, account.closed_at = "closed", now
-    frontchannel = close_account_sessions(account.id)
+    frontchannel = _announce(account_closed, account, "deregistered")
     revoked = db.session.execute(
         update(Token).where(Token.account_id == account.id, Token.revoked_at.is_(None)).values(revoked_at=now)
     ).rowcount
@@ -319,7 +318,8 @@ def _attach_phone(account: Account, phone: str) -> BindResult:
             "this number belongs to another account that was already used (at a site of the group, or "
             "with profile details). Combining two such accounts is a merge, which keeps the data of "
             "both; the number was not moved.",
-            other_account_id=holder.id,
+            other_account_id=holder.id, origin="phone_binding",
+            reason=f"bound {phone}, which belonged to another account",
         )
     return _absorb_empty(holder, account, holder_identity)  # (b)
 
@@ -339,7 +339,7 @@ def _absorb_empty(empty: Account, survivor: Account, phone_identity: Identity) -
         .values(account_id=survivor.id, alias=True)
     )
     empty.status, empty.closed_at = "closed", utcnow()
-    frontchannel = close_account_sessions(empty.id)
+    frontchannel = _announce(account_closed, empty, "emptied")
     audit.record("account.closed", account_id=empty.id, actor=f"account:{survivor.id}",
                  reason="emptied by a phone bind", into=survivor.id, identities=[i.value for i in moved])
     return BindResult(identity=phone_identity, closed_account_id=empty.id, frontchannel=frontchannel)
@@ -352,7 +352,7 @@ def _release_recycled(dormant: Account, phone_identity: Identity, newcomer: Acco
                  value=phone_identity.value, reason="recycled_number", by_account=newcomer.id)
     if not ways_in(dormant):
         dormant.status = "locked"
-        close_account_sessions(dormant.id)
+        _announce(account_locked, dormant, "recycled_number")
         audit.record("account.locked", account_id=dormant.id, actor="system",
                      reason="recycled_number: no way to log in left")
     db.session.flush()  # the released row leaves the live unique index before the new one arrives
@@ -399,6 +399,12 @@ def _phone_holder_id(phone: str) -> int | None:
     return db.session.scalar(
         db.select(Identity.account_id).filter_by(kind="phone", namespace="", value=phone, released_at=None)
     )
+
+
+def _announce(signal, account: Account, reason: str) -> list[str]:
+    """Send ``account_closed`` / ``account_locked`` (app/signals.py) in this transaction; returns
+    the front-channel logout URLs the receivers gave back (the sessions they ended)."""
+    return [url for _, urls in signal.send(account, reason=reason) for url in (urls or [])]
 
 
 def _lock_accounts(account_id: int, other_id: int | None) -> Account:

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 
 import phonenumbers
 
-from app.accounts import audit
+from app import audit
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone
 from app.budgets import Budget, BudgetSpent, Dimension, Reservation, client_address
 from app.errors import AuthenticationFailed, InvalidInput

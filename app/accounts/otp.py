@@ -19,7 +19,7 @@ from datetime import timedelta
 from flask import current_app, has_request_context, request
 from sqlalchemy import case, update
 
-from app.accounts import audit
+from app import audit
 from app.accounts.budget import credential_check, reserve_sms_send
 from app.accounts.identifiers import normalize_phone
 from app.accounts.models import Identity, OtpChallenge

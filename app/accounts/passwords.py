@@ -1,5 +1,5 @@
 """Password hashing: argon2id with the OWASP parameters (m=19 MiB, t=2, p=1), through a passlib
-CryptContext that also verifies legacy formats (app.bulk_import.hashes: bcrypt, *-crypt, PBKDF2,
+CryptContext that also verifies legacy formats (app.accounts.legacy_hashes: bcrypt, *-crypt, PBKDF2,
 Django, scrypt, phpass, Drupal 7, LDAP SSHA, salted hex digests) and asks for a rehash when a hash
 is not argon2id with the current parameters (``verify_and_update``)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from passlib.context import CryptContext
 
-from app.bulk_import.hashes import LEGACY_SCHEMES
+from app.accounts.legacy_hashes import LEGACY_SCHEMES
 
 password_context = CryptContext(
     schemes=["argon2", *LEGACY_SCHEMES],

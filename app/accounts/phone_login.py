@@ -32,16 +32,17 @@ from datetime import timedelta
 
 from flask import current_app
 
-from app.accounts import audit
+from app import audit
+from app.accounts.claims import announcing_identity_claims
 from app.accounts.budget import credential_check
 from app.accounts.identifiers import normalize_phone
 from app.accounts.locking import lock_account
 from app.accounts.models import Account, Identity, OtpChallenge
 from app.accounts.otp import send_code, verify_code
-from app.accounts.service import create_account, mark_login, password_matches
+from app.accounts.login import mark_login, password_matches
+from app.accounts.profile import create_account
 from app.errors import AuthenticationFailed, Conflict
 from app.extensions import db
-from app.partners.changes import noting_identity_claims
 from app.security import utcnow
 
 LOGIN_PURPOSES = ("login", "register")
@@ -173,7 +174,7 @@ def start_fresh(challenge_uid: str, name: str | None = None, password: str | Non
     if dormant is None or not dormant.is_active:
         raise AuthenticationFailed(START_OVER)
     identity = _phone_identity(result.phone)
-    with noting_identity_claims(dormant.id, source="recycled_number"):  # its clients see the phone go
+    with announcing_identity_claims(dormant.id, source="recycled_number"):  # its clients see the phone go
         identity.released_at = utcnow()
     audit.record("identity.released", account_id=dormant.id, actor="system", client_id=client_id,
                  identity="phone", value=result.phone, reason="recycled_number")

@@ -11,7 +11,7 @@ from app.accounts.forms import (
     CodeForm, ConsentForm, ContinueForm, LoginForm, LogoutForm, PasswordProofForm, PhoneForm, SignUpForm,
 )
 from app.accounts.identifiers import looks_like_phone
-from app.accounts.service import authenticate_password
+from app.accounts.login import authenticate_password
 from app.errors import AuthenticationFailed, InvalidInput, TesseraError
 from app.oidc import authorization, logout
 from app.oidc.routes import render_logged_out

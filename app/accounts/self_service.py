@@ -6,18 +6,21 @@ which audits it."""
 from __future__ import annotations
 
 import re
-from functools import wraps
 
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
-from app.accounts import audit, binding, otp, service
+from app import audit
+from app.accounts import binding, otp
 from app.accounts.forms import LoginForm, PhoneForm
+from app.accounts.guards import account_required
+from app.accounts.login import authenticate_password, confirm_password, confirm_phone_code
+from app.accounts.profile import update_profile
 from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
-from app.oidc import logout
+from app.oidc import connections, logout
 from app.oidc.routes import render_logged_out
 from app.oidc.sessions import (current_account, current_session, login_age, renew_auth_time, set_session_cookie,
                                 start_session)
@@ -66,18 +69,6 @@ class ActionForm(FlaskForm):
     submit = SubmitField("Confirm")
 
 
-def account_required(view):
-    """The account of the hub session, as ``g.account``; otherwise off to the hub's login."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        session, account = current_session(), current_account()
-        if account is None:
-            return redirect(url_for("account.login"))
-        g.account, g.hub_session = account, session
-        return view(*args, **kwargs)
-    return wrapper
-
-
 def _recent_login_or_confirm():
     """None when the hub session's login is recent enough for a change to how the person logs in
     (``TESSERA_REAUTH_MAX_AGE``); otherwise the redirect to /account/confirm, which comes back to
@@ -114,7 +105,7 @@ def confirm():
     # One page, three forms: the field that a form alone has tells which one was sent.
     if account.password_hash and "password" in request.form and password_form.validate_on_submit():
         try:
-            service.confirm_password(account.id, password_form.password.data)
+            confirm_password(account.id, password_form.password.data)
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
@@ -126,7 +117,7 @@ def confirm():
             session["account_reauth"] = challenge.uid
     elif phone and "code" in request.form and code_form.validate_on_submit():
         try:
-            service.confirm_phone_code(account.id, session.get("account_reauth") or "", code_form.code.data)
+            confirm_phone_code(account.id, session.get("account_reauth") or "", code_form.code.data)
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
@@ -147,7 +138,7 @@ def login():
     error = None
     if form.validate_on_submit():
         try:
-            account = service.authenticate_password(form.login.data, form.password.data)
+            account = authenticate_password(form.login.data, form.password.data)
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
@@ -169,8 +160,8 @@ def index():
         "account/index.html", account=account, identities=identities,
         removable=binding.removable_identities(account, identities),
         has_phone=any(i.kind == "phone" for i in identities),
-        sessions=service.live_sessions(account.id), current_sid=g.hub_session.sid,
-        clients=service.connected_clients(account.id), events=audit.recent_events(account.id),
+        sessions=connections.live_sessions(account.id), current_sid=g.hub_session.sid,
+        clients=connections.connected_clients(account.id), events=audit.recent_events(account.id),
         email_form=EmailForm(), action_form=ActionForm(),
     )
 
@@ -184,7 +175,7 @@ def profile():
     if form.validate_on_submit():
         address = {f: getattr(form, f).data.strip() for f in ADDRESS_FIELDS if (getattr(form, f).data or "").strip()}
         claims = {f: (getattr(form, f).data or "").strip() for f in ("name", "nickname", "picture", "locale")}
-        if _run(service.update_profile, account.id, address=address or None, **claims):
+        if _run(update_profile, account.id, address=address or None, **claims):
             flash("Profile saved.", "info")
             return redirect(url_for("account.index"))
     return render_template("account/profile.html", form=form)
@@ -225,23 +216,11 @@ def confirm_phone(purpose: str, uid: str):
         service_call = binding.bind_phone if purpose == "bind" else binding.rebind_phone
         try:
             result = service_call(g.account.id, phone, uid, form.code.data)
-        except NeedsMerge as exc:
+        except NeedsMerge:
             # The code proved the number, the anchor of the other account: that is the proof a
-            # merge needs. Merge at once where automatic merges are on, else offer the merge.
+            # merge needs. The merge flow decides (its error handler, app.merging.routes).
             session.pop("account_otp", None)
-            from app.merging import routes as merging_routes
-            from app.merging.service import auto_merge_allowed, merge_accounts
-
-            if auto_merge_allowed(g.account.id):
-                try:
-                    record = merge_accounts(g.account.id, exc.other_account_id, origin="phone_binding",
-                                            reason=f"bound {phone}, which belonged to another account", actor="self")
-                except TesseraError as merge_error:
-                    flash(merge_error.detail, "error")
-                    return redirect(url_for("account.index"))
-                return render_template("merging/done.html", record=record, kept_this=True)
-            merging_routes.remember_proof(exc.other_account_id, "phone_binding")  # the OTP to its phone
-            return render_template("account/needs_merge.html", detail=exc.detail), 409
+            raise
         except BudgetSpent:
             raise  # the 429 page with Retry-After, like every spent credential budget
         except TesseraError as exc:
@@ -281,7 +260,7 @@ def revoke_session(session_id: int):
     if not ActionForm().validate_on_submit():
         return redirect(url_for("account.index"))
     own = session_id == g.hub_session.id
-    frontchannel = _run(service.revoke_session, g.account.id, session_id)
+    frontchannel = _run(connections.revoke_session, g.account.id, session_id)
     if own and frontchannel is not False:
         return render_logged_out(frontchannel, None)  # this browser's own session: a logout
     if frontchannel is not False:
@@ -292,7 +271,7 @@ def revoke_session(session_id: int):
 @bp.post("/clients/<int:client_id>/revoke")
 @account_required
 def revoke_client(client_id: int):
-    if ActionForm().validate_on_submit() and _run(service.revoke_client_access, g.account.id, client_id) is not False:
+    if ActionForm().validate_on_submit() and _run(connections.revoke_client_access, g.account.id, client_id) is not False:
         flash("Access revoked.", "info")
     return redirect(url_for("account.index"))
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from app.accounts import audit
+from app import audit
+from app.accounts.claims import announcing_identity_claims
 from app.accounts.mailer import send_mail
 from app.accounts.models import Account, Identity
 from app.errors import InvalidInput
 from app.extensions import db
-from app.partners.changes import noting_identity_claims
 
 SALT = "email-verify"
 MAX_AGE = 24 * 3600
@@ -84,7 +84,7 @@ def confirm_email(data: dict) -> Identity:
     if account is None or not account.is_active:
         raise InvalidInput(INVALID)
     if not identity.verified:
-        with noting_identity_claims(identity.account_id, source="self"):
+        with announcing_identity_claims(identity.account_id, source="self"):
             identity.verified = True
         audit.record("identity.verified", account_id=identity.account_id, actor="self", identity="email",
                      value=identity.value, method="link")

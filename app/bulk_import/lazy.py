@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import logging
 
+from app import audit
+from app.accounts.locking import lock_account
+from app.accounts.login import find_identity
 from app.accounts.models import Account, Identity
 from app.accounts.passwords import hash_password
+from app.bulk_import import sync
+from app.bulk_import.models import LegacyMapping
 from app.errors import TesseraError
 from app.extensions import db
 from app.net import OutboundError, fetch
@@ -42,8 +47,6 @@ def wants_legacy_check(account: Account | None, tenant_id: int | None) -> bool:
         return False
     if account is None:
         return True
-    from app.bulk_import.models import LegacyMapping
-
     # Only an account this legacy system created: it never sets the password of one it was linked to.
     return account.password_hash is None and db.session.scalar(
         db.select(LegacyMapping.id).filter_by(tenant_id=tenant_id, account_id=account.id, deleted_at=None,
@@ -79,9 +82,6 @@ def migrate_on_login(login: str, password: str, tenant_id: int, known: Account |
     """Ask the legacy system about a login; on success import (or complete) the account with the
     hub's hash of ``password`` and return it with the identity ``login`` names. None: the login
     fails (nothing was written)."""
-    from app.accounts.service import find_identity
-    from app.bulk_import import sync
-
     body = ask_legacy_system(login, password, tenant_id)
     if body is None:
         return None
@@ -127,10 +127,18 @@ def migrate_on_login(login: str, password: str, tenant_id: int, known: Account |
 
 
 def _set_password(account: Account, mapping, password: str, tenant: Tenant) -> None:
-    from app.accounts import audit
-    from app.merging.service import lock_for_write
-
-    lock_for_write(account.id)
+    lock_account(account.id)
     account.password_hash = hash_password(password)
     audit.record("legacy.password_migrated", account_id=account.id, actor="system:lazy-migration",
                  tenant=tenant.slug, legacy_id=mapping.legacy_id)
+
+
+class LegacyVerification:
+    """The login fallback lazy migration registers (``app.registries``, by ``app.bulk_import.wiring``):
+    the account core asks it about the logins it cannot check itself."""
+
+    def wants(self, account: Account | None, tenant_id: int | None) -> bool:
+        return wants_legacy_check(account, tenant_id)
+
+    def migrate(self, login: str, password: str, tenant_id: int | None, account: Account | None):
+        return migrate_on_login(login, password, tenant_id, account)

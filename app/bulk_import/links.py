@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from app.bulk_import import sync
 from app.oidc.clients import get_client_by_pk
-from app.signals import account_logged_in
 
 
 def confirm_on_login(account, *, client_id: int | None = None, **_) -> None:
-    """Receiver of ``account_logged_in``."""
+    """Receiver of ``account_logged_in`` (connected by ``app.bulk_import.wiring``)."""
     if client_id is None:
         return
     client = get_client_by_pk(client_id)
@@ -24,6 +23,3 @@ def confirm_on_login(account, *, client_id: int | None = None, **_) -> None:
         return
     sync.confirm_links(account, client.tenant_id)
 
-
-def init_app(app) -> None:
-    account_logged_in.connect(confirm_on_login)

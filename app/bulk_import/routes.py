@@ -24,7 +24,7 @@ from app.errors import TesseraError
 from app.extensions import csrf, db
 from app.json_input import MalformedJSON, json_body
 from app.partners.auth import client_token_required
-from app.partners.problems import problem
+from app.problems import problem
 
 bp = Blueprint("sync", __name__, url_prefix="/api/sync")
 csrf.exempt(bp)  # bearer-token API, no cookies

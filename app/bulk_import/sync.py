@@ -36,16 +36,16 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from app.accounts import audit
+from app import audit
 from app.accounts.models import Account, Identity
+from app.accounts.claims import announce, announcing_identity_claims, attribute_claims
+from app.accounts.locking import lock_account
 from app.bulk_import.hashes import normalize_legacy_hash
 from app.bulk_import.models import AccountAttributes, LegacyMapping, SyncConflict
 from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, parse_record
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
-from app.merging.service import lock_for_write
 from app.oidc.clients import get_client_by_pk
-from app.partners.changes import attribute_claims, note_write, noting_identity_claims
 from app.security import utcnow
 from app.tenants.models import Tenant
 
@@ -209,12 +209,12 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             db.session.rollback()
             raise SyncError("this legacy account was deleted; a legacy id is never reused", "deleted")
         account = current_account(mapping)
-        lock_for_write(account.id)
+        lock_account(account.id)
         if not account.is_active:
             db.session.rollback()
             raise SyncError("the hub account of this legacy account is closed", "account_closed")
         created = mapping.created_account
-        with noting_identity_claims(account.id, source=source, client=writer) as also:
+        with announcing_identity_claims(account.id, source=source, client=writer) as also:
             changed = _update_identities(account, tenant, record, context, created=created, warnings=warnings)
             also += _set_profile(account, record.profile, fill_only=not created)
         changed += also
@@ -279,8 +279,8 @@ def _link(account: Account, tenant: Tenant, record: LegacyRecord, context: dict,
     """Join a new legacy id to an account it did not create (the tenant's own under another legacy
     id, or one the person proved): identifiers of the kinds the account lacks that cannot log in
     without the person's password, and the missing profile claims. Never its password."""
-    lock_for_write(account.id)
-    with noting_identity_claims(account.id, source=source, client=writer) as also:
+    lock_account(account.id)
+    with announcing_identity_claims(account.id, source=source, client=writer) as also:
         changed = _update_identities(account, tenant, record, context, created=False, warnings=warnings,
                                      skip_held=skip_held)
         also += _set_profile(account, record.profile, fill_only=True)
@@ -540,7 +540,7 @@ def _set_attributes(account: Account, tenant: Tenant, attributes: dict | None, *
         row.data = attributes
     if known:
         names = sorted(n for n in before.keys() | attributes.keys() if before.get(n) != attributes.get(n))
-        note_write(account.id, attribute_claims(names), source=source, client=writer, tenant_id=tenant.id)
+        announce(account.id, attribute_claims(names), source=source, client=writer, tenant_id=tenant.id)
     return ["attributes"]
 
 

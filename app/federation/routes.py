@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
 
-from app.accounts.service import authenticate_password
+from app.accounts.login import authenticate_password
 from app.accounts.sms import SmsDeliveryFailed
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
 from app.federation import service

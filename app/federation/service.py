@@ -30,10 +30,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.exc import IntegrityError
 
-from app.accounts import audit
+from app import audit
 from app.accounts.identifiers import normalize_email, normalize_phone
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
-from app.accounts.service import get_active_account, mark_login
+from app.accounts.login import get_active_account, mark_login
+from app.accounts.otp import send_code, verify_code
 from app.crypto import decrypt_json, encrypt_json
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
@@ -530,8 +531,6 @@ def create_account_from_pending(pending: PendingUpstreamLogin, client_id: int | 
 def send_link_code(phone: str) -> str:
     """Send a one-time code (purpose "link") to ``phone``; returns the challenge uid. Sent whether
     or not the number belongs to an account, so the answer reveals nothing about who exists."""
-    from app.accounts.otp import send_code
-
     return send_code(phone, "link").uid
 
 
@@ -539,8 +538,6 @@ def account_by_link_code(challenge_uid: str, code: str) -> Account:
     """The active account whose phone the code was sent to. AuthenticationFailed for a wrong,
     expired or used code, or a number that names no active account (only said after the code
     proved the number is the user's)."""
-    from app.accounts.otp import verify_code
-
     challenge = verify_code(challenge_uid, code, "link")
     identity = db.session.scalar(
         db.select(Identity).filter_by(kind="phone", namespace="", value=challenge.phone, released_at=None)

@@ -13,9 +13,10 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
-from app.accounts import otp, service
-from app.accounts.self_service import account_required
-from app.errors import AuthenticationFailed, TesseraError
+from app.accounts import login, otp
+from app.accounts.guards import account_required
+from app.error_pages import render_domain_error
+from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.merging import service as merging
 
 bp = Blueprint("merging", __name__, url_prefix="/account/merge")
@@ -47,6 +48,25 @@ def remember_proof(other_account_id: int, method: str) -> None:
                               "account": g.account.id}
 
 
+def offer_merge(error: NeedsMerge):
+    """Error handler for ``NeedsMerge`` (registered by ``app.merging.wiring``): a phone binding on
+    /account met another account with data, and the code just proved the number — the anchor of
+    that account, which is the proof a merge needs. Merge at once where automatic merges are on,
+    else offer the merge with the proof remembered. Anywhere else: the plain 409."""
+    if g.get("account") is None:
+        return render_domain_error(error)
+    if merging.auto_merge_allowed(g.account.id):
+        try:
+            record = merging.merge_accounts(g.account.id, error.other_account_id, origin=error.origin,
+                                            reason=error.reason, actor="self")
+        except TesseraError as merge_error:
+            flash(merge_error.detail, "error")
+            return redirect(url_for("account.index"))
+        return render_template("merging/done.html", record=record, kept_this=True)
+    remember_proof(error.other_account_id, error.origin)
+    return render_template("account/needs_merge.html", detail=error.detail), 409
+
+
 def _proof() -> int | None:
     proof = session.get("merge_proof") or {}
     if proof.get("account") != g.account.id or time.time() - proof.get("at", 0) > PROOF_TTL:
@@ -73,7 +93,7 @@ def start():
         if form.password.data:
             try:
                 # On the credential budget like every password check, with this person as the prover.
-                other = service.authenticate_password(form.login.data, form.password.data, logged_in=g.account.id)
+                other = login.authenticate_password(form.login.data, form.password.data, logged_in=g.account.id)
             except (AuthenticationFailed, merging.AccountBusy) as exc:
                 flash(exc.detail, "error")
                 return render_template("merging/start.html", form=form), 401
@@ -86,8 +106,8 @@ def start():
                 return _send_code(form, other, phone.value, after="pwd")
             remember_proof(other.id, "pwd")
             return redirect(url_for("merging.preview"))
-        identity = service.find_identity(form.login.data)
-        other = service.get_active_account(identity.account_id) if identity else None
+        identity = login.find_identity(form.login.data)
+        other = login.get_active_account(identity.account_id) if identity else None
         phone = other.identity("phone") if other is not None else None
         if phone is not None and other.id != g.account.id:
             return _send_code(form, other, phone.value)

@@ -36,19 +36,22 @@ from flask import current_app
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
-from app.accounts import audit
-from app.accounts.locking import lock_account, lock_row, register_write_guard
+from app import audit
+from app.accounts.claims import attribute_claims, identity_claims
+from app.accounts.locking import lock_account, lock_row
+from app.accounts.login import find_identity
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.bulk_import.models import AccountAttributes
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
-from app.events.service import enqueue, security_event_token
+from app.events.outbox import enqueue
+from app.oidc.keys import security_event_token
 from app.extensions import db
 from app.merging.models import STEPS, MergeLock, MergeRecord
 from app.oidc.clients import get_client, get_client_by_pk
 from app.oidc.logout import end_session
 from app.oidc.models import AuthorizationCode, Consent, SessionClient, SSOSession, SubjectMapping, Token
 from app.oidc.subjects import subject_for
-from app.partners.changes import attribute_claims, identity_claims, note_write
+from app.partners.changes import note_write
 from app.partners.models import AccountAddress
 from app.security import utcnow
 
@@ -85,8 +88,6 @@ def resolve_account(ref: str | int) -> Account:
     if isinstance(ref, int) or str(ref).isdigit():
         account = db.session.get(Account, int(ref))
     else:
-        from app.accounts.service import find_identity
-
         identity = find_identity(str(ref))
         account = db.session.get(Account, identity.account_id) if identity else None
     if account is None:
@@ -155,20 +156,6 @@ def ensure_not_locked(account_id: int) -> None:
     """Logins call this: while a merge runs, they get a clear retry answer."""
     if is_locked(account_id):
         raise AccountBusy("this account is being merged with another one: try again in a few seconds")
-
-
-def lock_for_write(account_id: int) -> Account | None:
-    """Writes to an account call this first, in their transaction: the account row is locked
-    (SELECT … FOR UPDATE on PostgreSQL) and then the merge lock checked — the one order of
-    ``app.accounts.locking``, which logins (``mark_login``) follow too. A merge takes the same
-    row locks before its merge lock, so a write either commits before the merge reads the
-    account, or sees the merge lock and gets the retry answer: no write is lost or lands on an
-    account that a merge closed."""
-    return lock_account(account_id)
-
-
-# The core asks before every write and login (app.accounts.locking): refused while a merge runs.
-register_write_guard(ensure_not_locked)
 
 
 # --- preview --------------------------------------------------------------------------------------

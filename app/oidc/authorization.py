@@ -34,7 +34,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import current_app, session as browser_session
 
-from app.accounts import audit
+from app import audit
 from app.accounts.models import Account
 from app.extensions import db
 from app.oidc.claims import parse_claims_request, scopes_for_claims

@@ -29,8 +29,8 @@ def provider_metadata() -> dict:
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
-                                  "urn:ietf:params:oauth:grant-type:token-exchange"],
+        # The grants registered with the server: oidc's, and the features' (partners: token exchange).
+        "grant_types_supported": list(current_app.extensions["tessera_authorization_server"].grant_types),
         "subject_types_supported": ["pairwise", "public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
         "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,

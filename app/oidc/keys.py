@@ -9,6 +9,7 @@ key in that moment, that key is still in the JWKS as ``retired``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from app.caches import caches, watch
 from app.crypto import decrypt_json, encrypt_json
 from app.extensions import db
 from app.oidc.models import SigningKey
-from app.security import utcnow
+from app.security import new_secret, utcnow
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 DEFAULT_ALG = "RS256"
@@ -124,3 +125,12 @@ def sign_for_client(client, claims: dict, typ: str = "JWT") -> str:
 
 def public_jwks() -> dict:
     return _cache().jwks
+
+
+def security_event_token(client, txn: str, events: dict) -> tuple[str, str]:
+    """An RFC 8417 Security Event Token for ``client`` (issuer, audience, a fresh ``jti``, ``txn``
+    and the ``events`` object), signed for it; returns (jwt, jti)."""
+    jti = new_secret(24)
+    claims = {"iss": current_app.config["TESSERA_ISSUER"], "iat": int(time.time()), "jti": jti,
+              "aud": client.client_id, "txn": txn, "events": events}
+    return sign_for_client(client, claims, typ="secevent+jwt"), jti

@@ -17,7 +17,7 @@ from flask import current_app
 
 from app.dbutil import insert_ignoring_conflicts
 from app.errors import InvalidInput
-from app.events.service import enqueue
+from app.events.outbox import enqueue
 from app.extensions import db
 from app.oidc.clients import ClientInfo, get_client
 from app.oidc.id_tokens import decode_id_token_hint
@@ -115,9 +115,15 @@ def end_session(session: SSOSession | None, commit: bool = True) -> list[str]:
 
 def close_account_sessions(account_id: int) -> list[str]:
     """End every live session of an account and tell its clients, inside the caller's
-    transaction (deregistration, an account closed by a bind). Returns front-channel URLs."""
+    transaction (deregistration, an account closed by a bind or a merge). Returns front-channel URLs."""
     sessions = db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None))
     return [url for session in list(sessions) for url in end_session(session, commit=False)]
+
+
+def end_sessions_of(account, **_) -> list[str]:
+    """Receiver of ``account_closed`` and ``account_locked`` (connected by ``app.oidc.wiring``):
+    the account's sessions end, its clients are told; returns the front-channel logout URLs."""
+    return close_account_sessions(account.id)
 
 
 def end_expired_sessions(limit: int = 100) -> int:

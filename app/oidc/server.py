@@ -74,6 +74,18 @@ def _claimed_client_id(request) -> str | None:
 
 
 class AuthorizationServer(FlaskAuthorizationServer):
+    """Authlib's server, remembering the grant types registered (by oidc here, by features in
+    their ``init_app``: the partner token exchange) for discovery's ``grant_types_supported``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grant_types: list[str] = []
+
+    def register_grant(self, grant_cls, extensions=None):
+        super().register_grant(grant_cls, extensions)
+        if grant_cls.GRANT_TYPE not in self.grant_types:
+            self.grant_types.append(grant_cls.GRANT_TYPE)
+
     def create_oauth2_request(self, request):
         # A paused request resumed from an interaction arrives as an OAuth2Request already.
         if isinstance(request, OAuth2Request):
@@ -317,53 +329,6 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
 
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-
-
-class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
-    """RFC 8693 Token Exchange, for the partner API: a partner backend trades a person's access
-    token (issued to it, or to a client of its sector and tenant) for a partner-API token bound to
-    that person, with the partner scopes its contract and the person's consent allow."""
-
-    GRANT_TYPE = TOKEN_EXCHANGE_GRANT
-    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
-
-    def validate_token_request(self):
-        from app.partners.contracts import USER_BOUND_SCOPES, contract_for, may_access
-
-        client = self.authenticate_token_endpoint_client()
-        if not client.check_grant_type(self.GRANT_TYPE):
-            raise UnauthorizedClientError(f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
-        data = self.request.payload.data
-        # RFC 8693 2.1: subject_token and subject_token_type are REQUIRED; only access tokens are taken.
-        if not data.get("subject_token") or data.get("subject_token_type") != ACCESS_TOKEN_TYPE:
-            raise InvalidRequestError(f"subject_token with subject_token_type {ACCESS_TOKEN_TYPE} is required")
-        if data.get("requested_token_type", ACCESS_TOKEN_TYPE) != ACCESS_TOKEN_TYPE or data.get("actor_token"):
-            raise InvalidRequestError("only access tokens are issued, and no actor tokens are taken")
-        subject = find_access_token(data["subject_token"])
-        origin = get_client_by_pk(subject.client_id) if subject is not None else None
-        user = active_account_claims(subject.account_id) if subject is not None and subject.account_id else None
-        if (user is None or not subject.is_active() or origin is None or origin.disabled
-                or (origin.id != client.id and (origin.tenant_id, origin.sector_identifier) != (client.tenant_id, client.sector_identifier))):
-            raise InvalidGrantError("subject_token is not a live access token of a person for this client's sector")
-        if contract_for(client) is None or not may_access(client, user.id):
-            raise InvalidGrantError("the person has not agreed to share data with this client")
-        wanted = (self.request.payload.scope or " ".join(USER_BOUND_SCOPES)).split()
-        scope = [s for s in USER_BOUND_SCOPES if s in wanted and s in client.scope.split()]
-        if not scope:
-            raise InvalidScopeError("a partner token can carry partner:read and partner:write only")
-        self.request.client, self.request.user, self.exchanged_scope = client, user, " ".join(scope)
-
-    @hooked
-    def create_token_response(self):
-        token = self.generate_token(user=self.request.user, scope=self.exchanged_scope, include_refresh_token=False,
-                                    expires_in=current_app.config["TESSERA_ACCESS_TOKEN_TTL"])
-        self.save_token(token)
-        token["issued_token_type"] = ACCESS_TOKEN_TYPE  # RFC 8693 2.2.1
-        return 200, token, self.TOKEN_RESPONSE_HEADER
-
-
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """private_key_jwt client authentication (OIDC Core 9, RFC 7523)."""
 
@@ -447,6 +412,5 @@ def init_authorization_server(app, server: AuthorizationServer) -> None:
     server.register_grant(AuthorizationCodeGrant, [PKCE(required=True), OpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant, [OpenIDCode(require_nonce=False)])
     server.register_grant(ClientCredentialsGrant)
-    server.register_grant(TokenExchangeGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)

@@ -10,7 +10,7 @@ from flask import current_app, g, request
 from app.extensions import limiter
 from app.oidc.bearer import find_access_token
 from app.oidc.clients import get_client_by_pk
-from app.partners.problems import problem
+from app.problems import problem
 
 
 def _rate_limit() -> str:

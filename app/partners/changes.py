@@ -1,21 +1,19 @@
 """Change propagation of shared claims: provenance, the change log (polling cursor) and
-claims-changed Security Event Tokens (RFC 8417) pushed through the outbox (RFC 8935)."""
+claims-changed Security Event Tokens (RFC 8417) pushed through the outbox (RFC 8935). Partners'
+own writes call ``note_write``; the account core's and the importer's changes arrive through the
+``claims_changed`` signal (``note_claims_changed``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from flask import current_app
 
-from app.accounts.models import Account
-from app.events.service import enqueue, security_event_token
+from app.events.outbox import enqueue
+from app.oidc.keys import security_event_token
 from app.extensions import db
-from app.oidc.claims import SCOPE_CLAIMS, claim_value
 from app.oidc.clients import get_client_by_pk
 from app.oidc.models import Client, SubjectMapping
 from app.oidc.subjects import sector_of, subject_for
-from app.partners.contracts import ATTRIBUTE_PREFIX, Contract, contract_for, may_access
+from app.partners.contracts import Contract, contract_for, may_access
 from app.partners.models import ClaimChange, ClaimProvenance, DataContract
 from app.security import utcnow
 
@@ -48,37 +46,11 @@ def note_write(account_id: int, claims: list[str], *, source: str, client: Clien
     _queue_events(change, writer=client)
 
 
-#: The claims clients see that come from an account's identities (OIDC Core 5.1): its primary
-#: live phone and email (``Account.identity``).
-IDENTITY_CLAIMS = SCOPE_CLAIMS["phone"] + SCOPE_CLAIMS["email"]
-
-
-def identity_claims(account_id: int) -> dict:
-    """The identity-derived claims of an account as they stand in this transaction, as a client
-    would read them (``oidc.claims.claim_value``)."""
-    db.session.flush()
-    account = db.session.get(Account, account_id)
-    db.session.expire(account, ["identities"])  # reloaded: identities were added or released meanwhile
-    return {claim: claim_value(account, claim) for claim in IDENTITY_CLAIMS}
-
-
-@contextmanager
-def noting_identity_claims(*account_ids: int | None, source: str, client: Client | None = None) -> Iterator[list[str]]:
-    """Around a change of identities (bind, rebind, unbind, a verified email, a recycled number, a
-    legacy sync): the identity-derived claims that changed on each account are noted like any
-    other write (provenance, change log, claims-changed SETs), in one change per account. The
-    list it yields takes other claims the caller changed on the first account meanwhile (profile
-    claims), noted in the same change. In the caller's transaction."""
-    accounts = [account_id for account_id in dict.fromkeys(account_ids) if account_id]
-    before = {account_id: identity_claims(account_id) for account_id in accounts}
-    also: list[str] = []
-    yield also
-    for account_id, old in before.items():
-        new = identity_claims(account_id)
-        changed = {claim for claim in new if new[claim] != old[claim]}
-        if account_id == accounts[0]:
-            changed.update(also)
-        note_write(account_id, sorted(changed), source=source, client=client)
+def note_claims_changed(account_id: int, *, claims: list[str], source: str, client: Client | None = None,
+                        tenant_id: int | None = None, **_) -> None:
+    """Receiver of ``app.signals.claims_changed`` (connected by ``app.partners.wiring``): the core's
+    changes are noted like a partner's own writes. In the sender's transaction."""
+    note_write(account_id, claims, source=source, client=client, tenant_id=tenant_id)
 
 
 def _visible_claims(change: ClaimChange, client: Client, contract: Contract) -> list[str]:
@@ -143,7 +115,3 @@ def changes_since(client: Client, contract: Contract, cursor: int, limit: int,
     next_cursor = rows[-1].id if rows else cursor
     db.session.commit()  # subjects recorded by subject_for
     return changes, next_cursor
-
-
-def attribute_claims(names) -> list[str]:
-    return [f"{ATTRIBUTE_PREFIX}{n}" for n in names]

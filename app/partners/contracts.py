@@ -14,6 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from app.accounts.claims import ATTRIBUTE_PREFIX
 from app.accounts.models import PROFILE_CLAIMS
 from app.errors import InvalidInput, TesseraError
 from app.extensions import db
@@ -28,8 +29,9 @@ CONSENT_SCOPE = "partner"
 SCOPES = ("partner:read", "partner:write", "partner:lookup", "partner:register")
 #: Scopes a token obtained by Token Exchange (on a person's behalf) may carry.
 USER_BOUND_SCOPES = ("partner:read", "partner:write")
+#: RFC 8693: the grant a partner backend trades a person's access token with (app.partners.token_exchange).
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 
-ATTRIBUTE_PREFIX = "attributes."
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Claims a contract may let a client read / write. Identities (phone, email) change only through
 #: binding with a code sent to them, never through a partner's write.
@@ -93,8 +95,6 @@ def _validate_claims(names: list[str], allowed: tuple[str, ...], what: str) -> l
 def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe: bool,
                  token_exchange: bool | None = None) -> tuple[Client, DataContract]:
     """Create or replace a client's data contract; optionally allow it the Token Exchange grant."""
-    from app.oidc.server import TOKEN_EXCHANGE_GRANT
-
     client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
     if client is None:
         raise InvalidInput(f"no client {client_id!r}")

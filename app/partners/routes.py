@@ -16,7 +16,7 @@ from app.partners.changes import changes_since
 from app.partners.contracts import PartnerError
 from app.partners.mapping import resolve_subject
 from app.partners.openapi import openapi_document
-from app.partners.problems import problem
+from app.problems import problem
 
 bp = Blueprint("partners", __name__, url_prefix="/api")
 csrf.exempt(bp)  # bearer-token API, no cookies

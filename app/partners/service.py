@@ -15,10 +15,12 @@ from collections import defaultdict
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
-from app.accounts import audit
+from app import audit
+from app.accounts.claims import ATTRIBUTE_PREFIX, attribute_claims
 from app.accounts.identifiers import normalize_phone
+from app.accounts.locking import lock_account
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
-from app.accounts.service import create_account
+from app.accounts.profile import create_account
 from app.bulk_import.models import AccountAttributes
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
@@ -26,9 +28,9 @@ from app.oidc.authorization import is_trusted
 from app.oidc.clients import get_client_by_pk
 from app.oidc.models import Client, Consent
 from app.oidc.subjects import accounts_for_subjects, subject_for
-from app.partners.changes import attribute_claims, namespace_of, note_write
+from app.partners.changes import namespace_of, note_write
 from app.partners.contracts import (
-    ATTRIBUTE_NAME_RE, ATTRIBUTE_PREFIX, CONSENT_SCOPE, READABLE, WRITABLE, Contract, PartnerError,
+    ATTRIBUTE_NAME_RE, CONSENT_SCOPE, READABLE, WRITABLE, Contract, PartnerError,
     accessible_accounts, contract_for, may_access, not_found,
 )
 from app.partners.models import AccountAddress, ClaimProvenance
@@ -259,9 +261,7 @@ def _check_if_match(if_match: str | None, current: str) -> None:
 
 
 def _lock(account: Account) -> Account:
-    from app.merging.service import lock_for_write
-
-    locked = lock_for_write(account.id)
+    locked = lock_account(account.id)
     if locked is None or not locked.is_active:
         raise not_found()
     return locked

@@ -31,7 +31,7 @@ def sms(app, outbox):
 
 
 def make_account(app, **kwargs) -> int:
-    from app.accounts.service import create_account
+    from app.accounts.profile import create_account
 
     kwargs.setdefault("password", PASSWORD)
     with app.app_context():
@@ -187,7 +187,7 @@ def test_rebind_with_a_code_to_the_new_number(app, sms):
 def test_a_phone_change_reaches_subscribed_partners_as_a_claims_change(app, sms, http, factories, receiver):
     """The phone_number claim follows the primary phone: a rebind changes it (a claims-changed SET
     and a change-log entry for the partners that may read it); a second phone does not."""
-    from app.events.service import run_once
+    from app.worker import run_once
     from tests.partners.conftest import Partners
 
     partners = Partners(app, factories, http)
@@ -250,7 +250,7 @@ def test_unbind_keeps_the_last_way_in(app):
 
 def test_an_unverified_email_or_an_email_without_password_is_no_way_in(app, ctx):
     from app.accounts import binding
-    from app.accounts.service import create_account
+    from app.accounts.profile import create_account
     from app.errors import Conflict
 
     unverified = create_account(phone=PHONE, password=PASSWORD)
@@ -265,7 +265,7 @@ def test_an_unverified_email_or_an_email_without_password_is_no_way_in(app, ctx)
 # --- deregistration -------------------------------------------------------------------------------
 
 def test_deregistration_ends_everything_and_releases_identities_after_the_cooling_off(app, http, factories, receiver):
-    from app.events.service import run_once
+    from app.worker import run_once
     from app.oidc.subjects import accounts_for_subjects
 
     me = make_account(app, phone=PHONE, email="me@example.com")

@@ -10,7 +10,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from app.accounts.models import AuditEvent, Identity
-from app.accounts.service import create_account
+from app.accounts.profile import create_account
 from app.accounts.verification import send_email_verification
 from app.extensions import db
 from app.security import utcnow

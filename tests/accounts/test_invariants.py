@@ -20,7 +20,7 @@ from sqlalchemy import func
 
 from app.accounts import binding, otp
 from app.accounts.models import Account, AuditEvent, Identity
-from app.accounts.service import create_account
+from app.accounts.profile import create_account
 from app.errors import TesseraError
 from app.extensions import db
 from app.oidc.clients import create_client

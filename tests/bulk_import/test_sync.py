@@ -240,7 +240,7 @@ def test_changes_pushed_by_the_legacy_system_reach_subscribed_partners(app, sync
     """A legacy update of a person a partner knows is a claims change like any other: the name
     and the phone (the phone_number claim) it changed, in one change; then the tenant attribute
     it changed, for a partner of that tenant."""
-    from app.events.service import run_once
+    from app.worker import run_once
     from tests.partners.conftest import Partners
 
     assert sync.put("L9", _record()).status_code == 201

@@ -13,7 +13,8 @@ from datetime import timedelta
 import pytest
 
 from app.events.models import DeliveryAttempt, OutboxEvent
-from app.events.service import enqueue, run_once
+from app.events.outbox import enqueue
+from app.worker import run_once
 from app.extensions import db
 from app.security import new_secret, utcnow
 

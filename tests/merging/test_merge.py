@@ -39,7 +39,7 @@ def _merge(app, survivor_id, absorbed_id, **kwargs):
 
 def _deliver(app):
     with app.app_context():
-        from app.events.service import run_once
+        from app.worker import run_once
 
         return run_once()
 

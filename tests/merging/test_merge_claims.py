@@ -8,7 +8,7 @@ from tests.partners.conftest import partners  # noqa: F401  (fixture)
 
 
 def test_a_merge_notes_the_survivors_changed_claims(app, http, factories, partners, receiver):  # noqa: F811
-    from app.events.service import run_once
+    from app.worker import run_once
     from app.merging.cli import merges_group
     from app.partners.models import AccountAddress
 

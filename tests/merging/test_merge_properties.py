@@ -16,7 +16,7 @@ CLAIMS = ("name", "nickname", "locale")
 
 
 def _new_account(values: dict) -> int:
-    from app.accounts.service import create_account
+    from app.accounts.profile import create_account
 
     return create_account(phone=f"+1415556{next(_phones) % 10000:04d}", **values).id
 

@@ -42,7 +42,7 @@ def test_merge_with_the_other_accounts_password_and_its_phone_code(app, factorie
 
 
 def test_merge_with_the_password_of_an_account_without_a_phone(app, factories, outbox):
-    from app.accounts.service import create_account
+    from app.accounts.profile import create_account
 
     mine = factories.account()
     with app.app_context():

@@ -27,7 +27,7 @@ def test_consent_is_audited(app, factories, http, browser, account):
     rp = RelyingParty.for_client(http, ISSUER, factories.client())
     authorize(browser, rp, account, scope="openid email")
     with app.app_context():
-        from app.accounts.audit import recent_events
+        from app.audit import recent_events
 
         kinds = [e.kind for e in recent_events(account.id)]
     assert "consent.granted" in kinds and "login.success" in kinds

@@ -33,7 +33,7 @@ def _site(factories, receiver, name, host):
 
 def _deliver(app):
     with app.app_context():
-        from app.events.service import run_once
+        from app.worker import run_once
 
         return run_once()
 

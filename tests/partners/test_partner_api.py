@@ -306,8 +306,8 @@ def test_register_on_write_is_rate_limited_per_client(app, http, partners):
 
 # --- change propagation ------------------------------------------------------------------------------
 def test_changes_reach_subscribers_as_sets_and_through_polling(app, http, factories, partners, receiver):
-    from app.accounts.service import update_profile
-    from app.events.service import run_once
+    from app.accounts.profile import update_profile
+    from app.worker import run_once
 
     tenant = partners.factories.tenant()
     writer = partners.make(tenant=tenant)

@@ -45,7 +45,7 @@ def test_a_trusted_partner_of_one_tenant_reaches_nobody_who_only_used_another_te
     person who only ever used tenant beta's site. Every answer is the answer about nobody, and
     nothing is written or handed out."""
     from app.accounts.models import Account, AuditEvent
-    from app.accounts.service import update_profile
+    from app.accounts.profile import update_profile
     from app.extensions import db
     from app.oidc.models import Consent, SubjectMapping
     from app.tenants.service import set_policy

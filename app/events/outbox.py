@@ -1,11 +1,11 @@
-"""Writing to the outbox and delivering from it."""
+"""The outbox: rows written in the transaction of the change that caused them, delivered by the
+worker (app/worker.py) with retries and backoff. A kernel module: it knows URLs and bodies, not
+who asked for them."""
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from datetime import timedelta
 
 from flask import current_app
@@ -14,22 +14,11 @@ from sqlalchemy import or_, update
 from app.extensions import db
 from app.events.models import DeliveryAttempt, OutboxEvent
 from app.net import OutboundError, fetch
-from app.security import new_secret, utcnow
+from app.security import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 3600
-
-
-def security_event_token(client, txn: str, events: dict) -> tuple[str, str]:
-    """An RFC 8417 Security Event Token for ``client`` (issuer, audience, a fresh ``jti``, ``txn``
-    and the ``events`` object), signed for it; returns (jwt, jti)."""
-    from app.oidc.keys import sign_for_client
-
-    jti = new_secret(24)
-    claims = {"iss": current_app.config["TESSERA_ISSUER"], "iat": int(time.time()), "jti": jti,
-              "aud": client.client_id, "txn": txn, "events": events}
-    return sign_for_client(client, claims, typ="secevent+jwt"), jti
 
 
 def enqueue(*, kind: str, client_id: int | None, url: str, body: str, content_type: str, jti: str,
@@ -108,47 +97,6 @@ def deliver(event: OutboxEvent) -> bool:
     if error:
         log.warning("delivery of event %s to %s failed (attempt %s): %s", event.jti, event.url, event.attempts, error)
     return error is None
-
-
-def run_once(limit: int = 20) -> int:
-    """One round of the worker: end timed-out sessions, release identities after deregistration,
-    resume interrupted merges, purge expired rows (now and then), deliver what is due. Returns
-    the number of deliveries attempted."""
-    from app.accounts.binding import release_expired_deregistrations
-    from app.housekeeping import run_if_due
-    from app.merging.service import resume_due_merges
-    from app.oidc.logout import end_expired_sessions
-
-    end_expired_sessions()  # sessions that timed out tell their clients too
-    release_expired_deregistrations()  # identities of accounts closed longer than the cooling-off
-    resume_due_merges()  # merges whose process died resume here
-    run_if_due()  # expired codes, interactions, old tokens, delivered events
-    events = claim_due(limit)
-    for event in events:
-        deliver(event)
-    return len(events)
-
-
-def run_worker(app, stop: threading.Event, interval: float = 1.0) -> None:
-    """Deliver until ``stop`` is set, polling every ``interval`` seconds when idle."""
-    while not stop.is_set():
-        try:
-            with app.app_context():
-                busy = run_once()
-        except Exception:  # keep the worker alive through database hiccups; the row stays pending
-            log.exception("outbox worker iteration failed")
-            busy = 0
-        if not busy:
-            stop.wait(interval)
-
-
-def start_inprocess_worker(app) -> threading.Thread:
-    """A delivery thread inside the web process (for `make run`); production runs `tessera worker`."""
-    stop = threading.Event()
-    thread = threading.Thread(target=run_worker, args=(app, stop), name="tessera-outbox", daemon=True)
-    thread.start()
-    app.extensions["tessera_outbox_worker"] = (thread, stop)
-    return thread
 
 
 def delivery_counters() -> dict[tuple[str, str], int]:

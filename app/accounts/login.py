@@ -1,58 +1,25 @@
-"""Account service: create accounts, resolve a login identifier, check a password."""
+"""Logging in: which account a typed identifier names, password and code checks (every one on the
+credential budget, app/accounts/budget.py), re-authentication, and recording a login — which
+the core announces (``app.signals.account_logged_in``). When the hub cannot check a password
+itself, it asks the registered login fallbacks (``app.registries``: lazy migration)."""
 
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.accounts import audit
+from app import audit
 from app.accounts.budget import credential_check
-from app.accounts.locking import lock_account
 from app.accounts.identifiers import looks_like_phone, normalize_email, normalize_phone, normalize_username
-from app.accounts.models import PROFILE_CLAIMS, Account, Identity
+from app.accounts.locking import lock_account
+from app.accounts.models import Account, Identity
 from app.accounts.otp import verify_code
-from app.accounts.passwords import MIN_PASSWORD_LENGTH, burn_verification_time, hash_password, verify_password
-from app.errors import AuthenticationFailed, Conflict, InvalidInput
+from app.accounts.passwords import burn_verification_time, verify_password
+from app.errors import AuthenticationFailed, InvalidInput
 from app.extensions import db
+from app.registries import registries
 from app.security import utcnow
 from app.signals import account_logged_in
-
-
-def create_account(
-    *, phone: str | None = None, password: str | None = None, email: str | None = None,
-    username: str | None = None, tenant_id: int | None = None, verified: bool = True, **profile,
-) -> Account:
-    """Create an active account with its identities, in one transaction."""
-    unknown = set(profile) - set(PROFILE_CLAIMS) - {"address"}
-    if unknown:
-        raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
-    identities = []
-    if phone:
-        identities.append(Identity(kind="phone", namespace="", value=normalize_phone(phone), verified=verified))
-    if email:
-        identities.append(Identity(kind="email", namespace="", value=normalize_email(email), verified=verified))
-    if username:
-        if tenant_id is None:
-            raise InvalidInput("a username belongs to a tenant")
-        identities.append(Identity(kind="username", namespace=str(tenant_id), value=normalize_username(username), verified=True))
-    if not identities:
-        raise InvalidInput("an account needs at least one identity (phone, email or username)")
-
-    account = Account(password_hash=hash_password(password) if password else None, **profile)
-    db.session.add(account)
-    try:
-        db.session.flush()
-        for identity in identities:
-            identity.account_id = account.id
-            db.session.add(identity)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("one of these identifiers already belongs to an account") from None
-    return account
 
 
 def find_identity(login: str, tenant_id: int | None = None) -> Identity | None:
@@ -102,19 +69,17 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
     One answer for every failure (unknown identifier, no password, wrong password, inactive
     account) and the same argon2 work in every case, so nothing can be learned about who exists.
     Successes and failures are audited. With ``tenant_id`` and a tenant verification webhook,
-    unknown identifiers are asked of the legacy system (app.bulk_import.lazy). The check draws on
+    unknown identifiers are asked of the registered login fallbacks (``app.registries``; lazy
+migration registers one for tenants with a verification webhook). The check draws on
     the credential budget (``logged_in``: the account of a logged-in person proving another
     account, as in a merge); BudgetSpent when it is spent.
     """
-    from app.bulk_import import lazy
-
     identity = find_identity(login, tenant_id)
     account = db.session.get(Account, identity.account_id) if identity else None
     with credential_check("pwd", identifier=login, account_id=account.id if account else None, logged_in=logged_in):
-        # Lazy migration: an identifier the hub does not know (or a migrated account without a
-        # password) is checked by the tenant's legacy system, if it has a verification webhook.
-        migrated = lazy.migrate_on_login(login, password or "", tenant_id, account) \
-            if lazy.wants_legacy_check(account, tenant_id) else None
+        # An identifier the hub does not know (or a migrated account without a password) is checked
+        # by the first login fallback that wants it (lazy migration: the tenant's legacy system).
+        migrated = _ask_fallbacks(login, password or "", tenant_id, account)
         if migrated is not None:
             account, identity = migrated
             ok = True  # the hub's argon2id hash of the password was just made
@@ -141,6 +106,15 @@ def authenticate_password(login: str, password: str, tenant_id: int | None = Non
                      identity=identity.kind)
         db.session.commit()
     return account
+
+
+def _ask_fallbacks(login: str, password: str, tenant_id: int | None, account: Account | None):
+    """(account, identity) from the first registered login fallback that wants this login and
+    vouches for the password; None when none wants it or the one asked says no."""
+    for fallback in registries().login_fallbacks:
+        if fallback.wants(account, tenant_id):
+            return fallback.migrate(login, password, tenant_id, account)
+    return None
 
 
 def confirm_password(account_id: int, password: str) -> None:
@@ -203,111 +177,3 @@ def mark_login(account: Account, identity: Identity, client_id: int | None = Non
 def get_active_account(account_id: int) -> Account | None:
     account = db.session.get(Account, account_id)
     return account if account is not None and account.is_active else None
-
-
-def account_to_dict(account: Account) -> dict:
-    data = {"id": account.id, "status": account.status}
-    for claim in PROFILE_CLAIMS:
-        if getattr(account, claim):
-            data[claim] = getattr(account, claim)
-    data["identities"] = [
-        {"kind": i.kind, "value": i.value, "verified": i.verified} for i in account.identities
-    ]
-    return data
-
-
-def update_profile(account_id: int, **claims) -> Account:
-    """Change profile claims (OIDC Core 5.1; empty values clear a claim), audited, one transaction."""
-    unknown = set(claims) - set(PROFILE_CLAIMS) - {"address"}
-    if unknown:
-        raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    account = lock_account(account_id)
-    if account is None or not account.is_active:
-        raise InvalidInput("this account is not active")
-    changed = {}
-    for claim, value in claims.items():
-        value = value or None
-        if getattr(account, claim) != value:
-            setattr(account, claim, value)
-            changed[claim] = value is not None
-    if changed:
-        from app.partners.changes import note_write
-
-        audit.record("profile.updated", account_id=account.id, actor="self", claims=sorted(changed))
-        note_write(account.id, sorted(changed), source="self")  # provenance, change log, claims-changed SETs
-    db.session.commit()
-    return account
-
-
-# --- self-service: sessions and connected clients (local imports: app.oidc imports this module) --
-
-def live_sessions(account_id: int) -> list:
-    """The account's hub sessions that have not ended or expired, newest first."""
-    from app.oidc.models import SSOSession
-
-    return list(db.session.scalars(
-        db.select(SSOSession)
-        .where(SSOSession.account_id == account_id, SSOSession.ended_at.is_(None), SSOSession.expires_at > utcnow())
-        .order_by(SSOSession.created_at.desc(), SSOSession.id.desc())
-    ))
-
-
-def revoke_session(account_id: int, session_id: int) -> list[str]:
-    """End one of the account's sessions (its clients are told, as for a logout); returns the
-    front-channel logout URLs."""
-    from app.errors import NotFound
-    from app.oidc.logout import end_session
-    from app.oidc.models import SSOSession
-
-    session = db.session.get(SSOSession, session_id)
-    if session is None or session.account_id != account_id or session.ended_at is not None:
-        raise NotFound("no such session")
-    frontchannel = end_session(session, commit=False)
-    audit.record("session.revoked", account_id=account_id, actor="self", sid=session.sid)
-    db.session.commit()
-    return frontchannel
-
-
-def connected_clients(account_id: int) -> list[dict]:
-    """Clients the account consented to or holds live tokens at: {client, scope, tokens}."""
-    import time
-
-    from app.oidc.models import Client, Consent, Token
-
-    now = int(time.time())
-    consents = {c.client_id: c for c in db.session.scalars(db.select(Consent).filter_by(account_id=account_id))}
-    live = (Token.revoked_at.is_(None)) & (
-        (Token.issued_at + Token.expires_in > now) | (Token.refresh_expires_at > now)
-    )
-    counts = dict(db.session.execute(
-        db.select(Token.client_id, db.func.count()).where(Token.account_id == account_id, live).group_by(Token.client_id)
-    ).all())
-    ids = set(consents) | set(counts)
-    clients = db.session.scalars(db.select(Client).where(Client.id.in_(ids)).order_by(Client.name)) if ids else []
-    return [
-        {"client": c, "scope": consents[c.id].scope if c.id in consents else "", "tokens": counts.get(c.id, 0)}
-        for c in clients
-    ]
-
-
-def revoke_client_access(account_id: int, client_pk: int) -> None:
-    """Withdraw consent from a client and revoke every token it holds for the account."""
-    from sqlalchemy import delete, update
-
-    from app.errors import NotFound
-    from app.oidc.models import Consent, Token
-
-    now = utcnow()
-    consents = db.session.execute(
-        delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_pk)
-    ).rowcount
-    tokens = db.session.execute(
-        update(Token).where(Token.account_id == account_id, Token.client_id == client_pk, Token.revoked_at.is_(None))
-        .values(revoked_at=now)
-    ).rowcount
-    if not consents and not tokens:
-        db.session.rollback()
-        raise NotFound("this site has no access to your account")
-    audit.record("consent.revoked", account_id=account_id, actor="self", client_id=client_pk,
-                 consent_removed=bool(consents), tokens_revoked=tokens)
-    db.session.commit()

@@ -1,4 +1,5 @@
-"""Audit events: every identity change, login success/failure and consent change."""
+"""Audit events: every identity change, login success/failure, consent change and operator action,
+added to the transaction of the change (a models-layer module: every layer above may record)."""
 
 from __future__ import annotations
 

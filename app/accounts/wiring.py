@@ -1,0 +1,17 @@
+"""The accounts domain's ``init_app``: the login pages (/login, /register, phone login), the
+person's own pages (/account), and the job that releases the identities of accounts whose
+deregistration cooling-off ended."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.accounts import routes, self_service
+from app.accounts.binding import release_expired_deregistrations
+from app.registries import registries
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(routes.bp)
+    app.register_blueprint(self_service.bp)
+    registries(app).add_periodic_job("release-expired-deregistrations", release_expired_deregistrations)

@@ -1,0 +1,23 @@
+"""The oidc domain's ``init_app``: the authorization server and its grants, the protocol blueprint,
+the receivers that end a closed or locked account's sessions, and the job that ends timed-out
+sessions (their clients are told, as for a logout)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.oidc import logout
+from app.oidc.routes import bp
+from app.oidc.server import AuthorizationServer, init_authorization_server
+from app.registries import registries
+from app.signals import account_closed, account_locked
+
+
+def init_app(app: Flask) -> None:
+    server = AuthorizationServer()
+    init_authorization_server(app, server)
+    app.extensions["tessera_authorization_server"] = server
+    app.register_blueprint(bp)
+    account_closed.connect(logout.end_sessions_of)
+    account_locked.connect(logout.end_sessions_of)
+    registries(app).add_periodic_job("end-expired-sessions", logout.end_expired_sessions)

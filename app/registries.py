@@ -1,0 +1,70 @@
+"""The hub's registries: where the account core and the worker *ask* for what the features provide
+(decisions, not effects — effects are signals, app/signals.py). Each app has one ``Registries``
+(``app.extensions["tessera_registries"]``), filled by the domains' ``init_app`` in ``create_app``
+(app/factory.py); a kernel module, so every layer may read it and none names a feature.
+
+- ``login_fallbacks``: asked by ``app.accounts.login.authenticate_password`` when the hub cannot
+  check a password itself (an identifier it does not know, a migrated account without a password).
+  The first fallback that ``wants`` the login ``migrate``\\ s it (lazy migration, app/bulk_import/lazy.py).
+- ``business_data``: the tables whose rows are an account's business data (``account_id`` column);
+  ``app.accounts.binding.has_business_data`` asks every one. An account with business data is
+  merged, never silently closed by a phone bind.
+- ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
+  (app/worker.py), in registration order (Warehouse's ``add_periodic_task``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flask import Flask, current_app
+
+
+class LoginFallback(Protocol):
+    """A way to check a password the hub cannot check itself. ``wants(account, tenant_id)``: whether
+    it should be asked (``account`` is the hub's account the identifier names, or None).
+    ``migrate(login, password, tenant_id, account)``: (account, identity) when the password is right
+    (the hub's own hash was just made, in the caller's transaction), None when it is not."""
+
+    def wants(self, account, tenant_id: int | None) -> bool: ...
+
+    def migrate(self, login: str, password: str, tenant_id: int | None, account): ...
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    run: Callable[[], object]
+
+
+@dataclass
+class Registries:
+    login_fallbacks: list[LoginFallback] = field(default_factory=list)
+    business_data: list[type] = field(default_factory=list)
+    periodic_jobs: list[PeriodicJob] = field(default_factory=list)
+
+    def add_login_fallback(self, fallback: LoginFallback) -> None:
+        self.login_fallbacks.append(fallback)
+
+    def add_business_data(self, *models: type) -> None:
+        """Models with an ``account_id`` column whose rows are data a merge must keep."""
+        self.business_data.extend(m for m in models if m not in self.business_data)
+
+    def add_periodic_job(self, name: str, run: Callable[[], object]) -> None:
+        """``run`` is called with an app context, once per worker round; it commits its own work
+        and must return quickly when there is nothing to do (it is called every second or so)."""
+        if any(job.name == name for job in self.periodic_jobs):
+            raise ValueError(f"periodic job {name!r} registered twice")
+        self.periodic_jobs.append(PeriodicJob(name, run))
+
+
+def init_app(app: Flask) -> Registries:
+    registries = app.extensions["tessera_registries"] = Registries()
+    return registries
+
+
+def registries(app: Flask | None = None) -> Registries:
+    """The registries of ``app`` (by default the current app)."""
+    return (app or current_app).extensions["tessera_registries"]
