@@ -21,7 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from flask import current_app
@@ -251,8 +251,6 @@ def _exchange_code(provider: UpstreamProvider, code: str, code_verifier: str) ->
         data["client_id"] = provider.client_id
     else:
         # RFC 6749 2.3.1: client_secret_basic, both parts form-encoded first.
-        from urllib.parse import quote_plus
-
         kwargs["auth"] = (quote_plus(provider.client_id), quote_plus(secret))
     response = fetch("POST", provider.token_endpoint, data=data, headers={"Accept": "application/json"}, **kwargs)
     token = _json(response, "token endpoint")
