@@ -14,7 +14,7 @@ export E2E_CHROMIUM := $(CHROMIUM)
 # installed FAILS the run, so a green CI run has run every test. Elsewhere they are skipped with a warning.
 STRICT := $(filter 1 true yes,$(shell echo '$(CI)' | tr '[:upper:]' '[:lower:]'))
 
-.PHONY: install run test test-sqlite test-postgres clean
+.PHONY: install run test lint test-sqlite test-postgres clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ run: install
 	$(BIN)/tessera demo seed
 	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 TESSERA_INPROCESS_WORKER=1 $(BIN)/tessera serve --host $(HOST) --port $(PORT)
 
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+# The layers of docs/architecture.md (import-linter; the contract is in pyproject.toml).
+lint: install
+	$(BIN)/lint-imports --no-cache
 
 test-sqlite: install e2e-deps
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,3 +1,5 @@
+"""The WTForms of the login, sign-up, consent and phone pages (CSRF on every one)."""
+
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional

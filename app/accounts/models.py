@@ -1,3 +1,5 @@
+"""People: Account (status, profile claims, password hash), Identity (phone, email, username or upstream subject; released, never deleted), OtpChallenge, AuditEvent."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""Legacy migration state: LegacyMapping (a legacy id of a tenant and its account), ImportJob, ImportConflict, AccountAttributes (a tenant's custom attributes of an account), SyncConflict (a link waiting for the person's proof)."""
+
 from __future__ import annotations
 
 from datetime import datetime

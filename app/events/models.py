@@ -1,3 +1,5 @@
+"""The outbox's tables: OutboxEvent (a message to a client, leased by one worker at a time) and DeliveryAttempt (each try's status or error)."""
+
 from __future__ import annotations
 
 from datetime import datetime

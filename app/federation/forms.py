@@ -1,3 +1,5 @@
+"""The WTForms of the upstream-login pages: create an account, or link one by password or a code to its phone."""
+
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length

@@ -1,3 +1,5 @@
+"""Upstream identity providers (UpstreamProvider, its client secret encrypted) and PendingUpstreamLogin (an upstream login waiting for the person to create or link an account)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""MergeRecord (a merge's request, state machine step and result) and MergeLock (an account under a running merge)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""Tenant: a subsidiary, its slug, policies and branding."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
