@@ -1,8 +1,9 @@
 """Legacy account records: streaming CSV / JSON Lines reader and per-record validation.
 
 One record is one legacy account (the format is in docs/flows/import.md). The reader never holds
-more than one record in memory and reports, for each record, the byte offset just after it: the
-importer commits that offset as its checkpoint, so a resumed run seeks straight to it.
+more than one record in memory and reports, for each record, the byte offset just after it: an
+import run (app.bulk_import.run) commits that offset as its checkpoint, so a resumed run seeks
+straight to it.
 
 Validation turns a raw record into a :class:`LegacyRecord` with normalized identifiers, or raises
 :class:`InvalidRecord` (the record is not imported; the report names the line). A malformed phone
