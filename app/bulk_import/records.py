@@ -490,6 +490,11 @@ def _upstreams(data: dict) -> list[Upstream]:
     return upstreams
 
 
+def iso_time(value: datetime | None) -> str | None:
+    """A stored time (naive UTC) as the sync API writes it: ISO 8601 with ``Z``."""
+    return value.isoformat() + "Z" if value else None
+
+
 def _timestamp(data: dict, key: str) -> datetime | None:
     value = data.get(key)
     if value is None or value == "":
