@@ -108,7 +108,8 @@ def import_group() -> None:
 def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
     """Dry run: validate every record and report every conflict; nothing is imported."""
     from app.bulk_import.conflicts import parse_policies
-    from app.bulk_import.importer import plan_job, start_job
+    from app.bulk_import.dry_run import plan_job
+    from app.bulk_import.jobs import start_job
 
     try:
         job = start_job(file, tenant, mode="plan", policies=parse_policies(policies), shard=_shard(shard))
@@ -138,7 +139,8 @@ def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_j
 def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
     """Import the file. Re-running it changes nothing; after a crash it resumes at its checkpoint."""
     from app.bulk_import.conflicts import parse_policies
-    from app.bulk_import.importer import ImportStopped, job_summary, run_job, start_job, write_report
+    from app.bulk_import.jobs import ImportStopped, job_summary, start_job, write_report
+    from app.bulk_import.run import run_job
     from app.extensions import db
 
     try:

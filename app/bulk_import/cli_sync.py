@@ -10,7 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from app.bulk_import.models import SyncConflict
-from app.bulk_import.sync import list_conflicts
+from app.bulk_import.sync_conflicts import list_conflicts
 from app.extensions import db
 from app.tenants.models import Tenant
 

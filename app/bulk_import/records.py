@@ -1,8 +1,9 @@
 """Legacy account records: streaming CSV / JSON Lines reader and per-record validation.
 
 One record is one legacy account (the format is in docs/flows/import.md). The reader never holds
-more than one record in memory and reports, for each record, the byte offset just after it: the
-importer commits that offset as its checkpoint, so a resumed run seeks straight to it.
+more than one record in memory and reports, for each record, the byte offset just after it: an
+import run (app.bulk_import.run) commits that offset as its checkpoint, so a resumed run seeks
+straight to it.
 
 Validation turns a raw record into a :class:`LegacyRecord` with normalized identifiers, or raises
 :class:`InvalidRecord` (the record is not imported; the report names the line). A malformed phone
@@ -487,6 +488,11 @@ def _upstreams(data: dict) -> list[Upstream]:
             raise InvalidRecord("an upstream provider is at most 64 characters, a subject or unionid 255")
         upstreams.append(Upstream(provider, subject, unionid))
     return upstreams
+
+
+def iso_time(value: datetime | None) -> str | None:
+    """A stored time (naive UTC) as the sync API writes it: ISO 8601 with ``Z``."""
+    return value.isoformat() + "Z" if value else None
 
 
 def _timestamp(data: dict, key: str) -> datetime | None:

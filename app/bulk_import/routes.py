@@ -17,7 +17,7 @@ from functools import wraps
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from app.bulk_import import sync
+from app.bulk_import import sync, sync_conflicts
 from app.bulk_import.openapi import openapi_document
 from app.bulk_import.records import InvalidRecord, _timestamp
 from app.errors import TesseraError
@@ -55,7 +55,7 @@ def _refused(exc: TesseraError):
 
 def _answer(result: sync.SyncResult, status: int = 200):
     if result.mapping is None:  # waiting for the person's proof: only what the legacy system sent
-        body = {"result": result.result, **sync.conflict_state(result.conflict)}
+        body = {"result": result.result, **sync_conflicts.conflict_state(result.conflict)}
         if result.warnings:
             body["warnings"] = result.warnings
         return jsonify(body), status
@@ -96,8 +96,10 @@ def delete_account(tenant, legacy_id: str):
     try:
         order = sync.ChangeOrder(version=sync.parse_version(request.args.get("version")),
                                  updated_at=_timestamp(dict(request.args), "updated_at"))
-        if sync.find_mapping(tenant.id, legacy_id) is None and sync.find_conflict(tenant.id, legacy_id) is not None:
-            row = sync.withdraw_conflict(tenant, legacy_id, actor=f"client:{g.client.client_id}", client_id=g.client.id)
+        if (sync.find_mapping(tenant.id, legacy_id) is None
+                and sync_conflicts.find_conflict(tenant.id, legacy_id) is not None):
+            row = sync_conflicts.withdraw_conflict(tenant, legacy_id, actor=f"client:{g.client.client_id}",
+                                                   client_id=g.client.id)
             return _answer(sync.SyncResult(row.status, None, [], conflict=row))
         result = sync.delete_legacy_account(tenant, legacy_id, order, actor=f"client:{g.client.client_id}",
                                             client_id=g.client.id)
@@ -113,7 +115,7 @@ def delete_account(tenant, legacy_id: str):
 @_tenant_of_client
 def get_account(tenant, legacy_id: str):
     mapping = sync.find_mapping(tenant.id, legacy_id)
-    if mapping is None and (conflict := sync.find_conflict(tenant.id, legacy_id)) is not None:
+    if mapping is None and (conflict := sync_conflicts.find_conflict(tenant.id, legacy_id)) is not None:
         return _answer(sync.SyncResult("pending_proof" if conflict.status == "pending" else conflict.status, None, [],
                                        conflict=conflict))
     if mapping is None:

@@ -11,11 +11,12 @@ The rules (docs/flows/sync-and-lazy-migration.md explains them):
 - **A legacy system speaks only for what it created.** A new legacy id naming an identifier held
   by a hub account this tenant's legacy system did not create is never linked on its word (its
   ``*_verified`` flags prove nothing about someone else's account): the change is recorded as a
-  ``SyncConflict`` (answer ``pending_proof``) and nothing else is written. It links when the
-  person logs in to the account holding that identifier at a site of the tenant (the
-  ``account_logged_in`` signal → ``confirm_links``). A new legacy id whose verified phone is on
-  an account the tenant created itself (under another legacy id) links to it; the phone
-  unverified on either side → ``phone_conflict``; another identifier held → ``*_conflict``.
+  ``SyncConflict`` (answer ``pending_proof``; app.bulk_import.sync_conflicts) and nothing else is
+  written. It links when the person logs in to the account holding that identifier at a site of
+  the tenant (the ``account_logged_in`` signal → ``confirm_links``). A new legacy id whose
+  verified phone is on an account the tenant created itself (under another legacy id) links to
+  it; the phone unverified on either side → ``phone_conflict``; another identifier held →
+  ``*_conflict``.
 - **Update**: on an account its record created (``LegacyMapping.created_account``), the record's
   password, username, phone and email replace the account's — the identities this legacy system
   added, never one the person, an operator or another tenant added; upstream subjects are added;
@@ -42,7 +43,8 @@ from app.accounts.claims import announce, announcing_identity_claims, attribute_
 from app.accounts.locking import lock_account
 from app.bulk_import.hashes import normalize_legacy_hash
 from app.bulk_import.models import AccountAttributes, LegacyMapping, SyncConflict
-from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, parse_record
+from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, iso_time, parse_record
+from app.bulk_import.sync_conflicts import find_conflict, held_by_another, live_holder, record_conflict
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
 from app.oidc.clients import get_client_by_pk
@@ -163,12 +165,6 @@ def current_account(mapping: LegacyMapping) -> Account:
     return account
 
 
-def _holder(kind: str, namespace: str, value: str) -> Identity | None:
-    return db.session.scalar(
-        db.select(Identity).filter_by(kind=kind, namespace=namespace, value=value, released_at=None)
-    )
-
-
 # --- applying a record -----------------------------------------------------------------------------
 
 def apply_change(tenant: Tenant, record: LegacyRecord, order: ChangeOrder, *, source: str, actor: str,
@@ -240,9 +236,10 @@ def _apply(tenant, record, order, *, source, actor, client_id, password_hash) ->
             if not newer:
                 db.session.rollback()
                 raise StaleChange("a newer change of this legacy account was already received")
-        held = _held_by_another(tenant, record)
+        held = held_by_another(tenant, record)
         if held is not None:
-            conflict = _record_conflict(tenant, record, order, held, pending, source=source, context=context)
+            conflict = record_conflict(tenant, record, held, pending, version=order.version,
+                                       updated_at=order.updated_at, source=source, context=context)
             db.session.commit()
             return SyncResult("pending_proof", None, warnings, conflict=conflict)
         if pending is not None and pending.status == "pending":
@@ -291,11 +288,11 @@ def _link(account: Account, tenant: Tenant, record: LegacyRecord, context: dict,
 
 def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:
     """The hub account a new legacy id joins — only ever one the tenant's legacy system created
-    (``_held_by_another`` came first): the holder of its phone when both sides verified it (the
+    (``held_by_another`` came first): the holder of its phone when both sides verified it (the
     phone is the anchor: one person), else none (a new account)."""
     if not record.phone:
         return None, "created"
-    holder = _holder("phone", "", record.phone)
+    holder = live_holder("phone", "", record.phone)
     if holder is None:
         return None, "created"
     account = db.session.get(Account, holder.account_id)
@@ -305,99 +302,7 @@ def _anchor_account(record: LegacyRecord) -> tuple[Account | None, str]:
                              "it cannot tell whether they are the same person", "phone_conflict")
 
 
-# --- identifiers held by accounts the tenant did not create ---------------------------------------
-
-#: identity kind → the import's conflict kind (docs/flows/import.md)
-CONFLICT_KINDS = {"phone": "same_phone", "email": "shared_email", "username": "duplicate_username",
-                  "upstream": "same_upstream"}
-
-
-def _identifiers(tenant: Tenant, record: LegacyRecord) -> list[tuple[str, str, str]]:
-    """The record's identifiers as (kind, namespace, value), the anchor first."""
-    keys = []
-    if record.phone:
-        keys.append(("phone", "", record.phone))
-    if record.email:
-        keys.append(("email", "", record.email))
-    if record.username:
-        keys.append(("username", str(tenant.id), record.username))
-    keys += [("upstream", u.provider, u.subject) for u in record.upstreams]
-    return keys
-
-
-def created_by_tenant(account_id: int, tenant_id: int) -> bool:
-    """Whether a live legacy record of the tenant created this account."""
-    return db.session.scalar(
-        db.select(LegacyMapping.id).filter_by(tenant_id=tenant_id, account_id=account_id, created_account=True,
-                                              deleted_at=None).limit(1)
-    ) is not None
-
-
-def _held_by_another(tenant: Tenant, record: LegacyRecord) -> Identity | None:
-    """The first of the record's identifiers held by an account this tenant's legacy system did not
-    create (its verification flags prove nothing about someone else's account), or None."""
-    for kind, namespace, value in _identifiers(tenant, record):
-        holder = _holder(kind, namespace, value)
-        if holder is not None and not created_by_tenant(holder.account_id, tenant.id):
-            return holder
-    return None
-
-
-def find_conflict(tenant_id: int, legacy_id: str, *, lock: bool = False) -> SyncConflict | None:
-    query = db.select(SyncConflict).filter_by(tenant_id=tenant_id, legacy_id=legacy_id)
-    if lock and db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return db.session.scalar(query)
-
-
-def _record_conflict(tenant: Tenant, record: LegacyRecord, order: ChangeOrder, held: Identity,
-                     row: SyncConflict | None, *, source: str, context: dict) -> SyncConflict:
-    """Record (or bring up to date) the conflict of a new legacy id: nothing else is written."""
-    if row is None:
-        row = SyncConflict(tenant_id=tenant.id, legacy_id=record.legacy_id)
-        db.session.add(row)
-    row.source = source
-    row.kind = CONFLICT_KINDS[held.kind]
-    row.identity_kind, row.identity_namespace, row.identity_value = held.kind, held.namespace, held.value
-    row.account_id = held.account_id
-    row.record = record.source_data or {}
-    row.record_hash = record.record_hash
-    row.legacy_version = order.version
-    row.legacy_updated_at = order.updated_at
-    row.status, row.resolved_at = "pending", None
-    audit.record("legacy.pending_proof", account_id=held.account_id, **context, tenant=tenant.slug,
-                 legacy_id=record.legacy_id, source=source, conflict=row.kind)
-    return row
-
-
-def conflict_state(row: SyncConflict) -> dict:
-    """What the legacy system is told of a conflict: only what it sent (which of its identifiers
-    is held), never whose account holds it."""
-    return {"legacy_id": row.legacy_id, "status": row.status, "conflict": row.kind, "held": row.identity_kind,
-            "source": row.source, "version": row.legacy_version, "updated_at": _iso(row.legacy_updated_at),
-            "since": _iso(row.created_at)}
-
-
-def withdraw_conflict(tenant: Tenant, legacy_id: str, *, actor: str, client_id: int | None = None) -> SyncConflict:
-    """The legacy system deleted a legacy id still waiting for proof: the conflict is closed
-    (``deleted``; the legacy id is never reused)."""
-    row = find_conflict(tenant.id, legacy_id, lock=True)
-    if row is None:
-        raise NotFound("no such legacy account in this tenant")
-    if row.status == "pending":
-        row.status, row.resolved_at = "deleted", utcnow()
-        audit.record("legacy.conflict_withdrawn", account_id=row.account_id, actor=actor, client_id=client_id,
-                     tenant=tenant.slug, legacy_id=legacy_id)
-    db.session.commit()
-    return row
-
-
-def list_conflicts(tenant: Tenant, status: str | None = "pending") -> list[SyncConflict]:
-    query = db.select(SyncConflict).filter_by(tenant_id=tenant.id).order_by(SyncConflict.id)
-    if status:
-        query = query.filter_by(status=status)
-    return list(db.session.scalars(query))
-
+# --- the person's proof (a login at a site of the tenant) -----------------------------------------
 
 def confirm_links(account: Account, tenant_id: int) -> list[SyncConflict]:
     """The person just logged in to ``account`` at a site of the tenant: the login proves they hold
@@ -469,7 +374,7 @@ def _update_identities(account: Account, tenant: Tenant, record: LegacyRecord, c
     changed = []
     live = list(db.session.scalars(db.select(Identity).filter_by(account_id=account.id, released_at=None)))
     for kind, namespace, value, verified, *upstream in wanted:
-        holder = _holder(kind, namespace, value)
+        holder = live_holder(kind, namespace, value)
         if holder is not None and holder.account_id != account.id:
             if skip_held:
                 warnings.append(f"{kind}: on another hub account, not added")
@@ -627,8 +532,8 @@ def legacy_state(mapping: LegacyMapping, client=None) -> dict:
         "source": mapping.source,
         "created_account": mapping.created_account,
         "version": mapping.legacy_version,
-        "updated_at": _iso(mapping.legacy_updated_at),
-        "deleted_at": _iso(mapping.deleted_at),
+        "updated_at": iso_time(mapping.legacy_updated_at),
+        "deleted_at": iso_time(mapping.deleted_at),
         "has_password": bool(account.password_hash),
         "identities": identities,
         "profile": {c: getattr(account, c) for c in (*PROFILE_CLAIMS, "address") if getattr(account, c)},
@@ -637,7 +542,3 @@ def legacy_state(mapping: LegacyMapping, client=None) -> dict:
     if client is not None and account.status != "closed":
         state["sub"] = subject_for(client, account.id)
     return state
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None

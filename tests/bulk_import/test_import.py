@@ -13,8 +13,10 @@ from sqlalchemy import func, select, text
 from app.accounts.models import Account, Identity
 from app.accounts.passwords import verify_password
 from app.bulk_import.conflicts import parse_policies
-from app.bulk_import.importer import ImportStopped, plan_job, run_job, start_job
+from app.bulk_import.dry_run import plan_job
+from app.bulk_import.jobs import ImportStopped, start_job
 from app.bulk_import.models import AccountAttributes, ImportConflict, ImportJob, LegacyMapping
+from app.bulk_import.run import run_job
 from app.errors import InvalidInput
 from app.extensions import db
 from app.merging.models import MergeRecord
