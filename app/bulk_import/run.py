@@ -37,6 +37,7 @@ from app.bulk_import.planning import BatchPlan
 from app.bulk_import.records import LegacyRecord, detect_format
 from app.bulk_import.writer import LostRace, write
 from app.extensions import db
+from app.merging.service import run_merge
 from app.security import utcnow
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,6 @@ def _refresh_statistics() -> bool:
 def _run_merges(merge_ids: list[int]) -> None:
     """Run the merges the batch recorded (committed with it: if this process dies, ``tessera
     worker`` resumes them)."""
-    from app.merging.service import run_merge
-
     for merge_id in merge_ids:
         try:
             run_merge(merge_id)

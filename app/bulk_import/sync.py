@@ -38,9 +38,10 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app import audit
-from app.accounts.models import Account, Identity
+from app.accounts.binding import deregister
 from app.accounts.claims import announce, announcing_identity_claims, attribute_claims
 from app.accounts.locking import lock_account
+from app.accounts.models import PROFILE_CLAIMS, Account, Identity
 from app.bulk_import.hashes import normalize_legacy_hash
 from app.bulk_import.models import AccountAttributes, LegacyMapping, SyncConflict
 from app.bulk_import.records import InvalidRecord, LegacyRecord, RawRecord, iso_time, parse_record
@@ -48,6 +49,8 @@ from app.bulk_import.sync_conflicts import find_conflict, held_by_another, live_
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
 from app.oidc.clients import get_client_by_pk
+from app.oidc.models import Client, SubjectMapping
+from app.oidc.subjects import subject_for
 from app.security import utcnow
 from app.tenants.models import Tenant
 
@@ -455,8 +458,6 @@ def delete_legacy_account(tenant: Tenant, legacy_id: str, order: ChangeOrder, *,
                           client_id: int | None = None) -> SyncResult:
     """The legacy system deleted the account: mark the mapping, close the account when nothing
     else holds it. Repeating a delete answers the same."""
-    from app.accounts.binding import deregister
-
     mapping = find_mapping(tenant.id, legacy_id, lock=True)
     if mapping is None:
         raise NotFound("no such legacy account in this tenant")
@@ -483,8 +484,6 @@ def delete_legacy_account(tenant: Tenant, legacy_id: str, order: ChangeOrder, *,
 
 def held_elsewhere(account: Account, mapping: LegacyMapping) -> str | None:
     """Why the account must outlive this legacy account (None: nothing else holds it)."""
-    from app.oidc.models import Client, SubjectMapping
-
     other_mapping = db.session.scalar(
         db.select(LegacyMapping.id).where(LegacyMapping.account_id == account.id, LegacyMapping.id != mapping.id,
                                           LegacyMapping.deleted_at.is_(None)).limit(1)
@@ -511,9 +510,6 @@ def held_elsewhere(account: Account, mapping: LegacyMapping) -> str | None:
 
 def legacy_state(mapping: LegacyMapping, client=None) -> dict:
     """What the hub holds for a legacy account (no internal ids: the client's ``sub`` instead)."""
-    from app.accounts.models import PROFILE_CLAIMS
-    from app.oidc.subjects import subject_for
-
     account = current_account(mapping)
     attributes = db.session.scalar(
         db.select(AccountAttributes.data).filter_by(account_id=account.id, tenant_id=mapping.tenant_id)

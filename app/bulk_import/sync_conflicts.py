@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.accounts import audit
+from app import audit
 from app.accounts.models import Identity
 from app.bulk_import.models import LegacyMapping, SyncConflict
 from app.bulk_import.records import LegacyRecord, iso_time
