@@ -278,7 +278,7 @@ def _record_stop(job_id: int, stop: ImportStopped) -> None:
 def _run_merges(merge_ids: list[int]) -> None:
     """Run the merges the batch recorded (committed with it: if this process dies, ``tessera
     worker`` resumes them)."""
-    from app.merging.service import run_merge
+    from app.merging.run import run_merge
 
     for merge_id in merge_ids:
         try:
