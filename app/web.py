@@ -6,7 +6,7 @@ import ipaddress
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from app.events.outbox import delivery_counters
-from app.merging.service import merge_counters
+from app.merging.requests import merge_counters
 from app.oidc.sessions import current_account, current_session
 
 bp = Blueprint("web", __name__)

@@ -9,8 +9,8 @@ from app.bulk_import.lazy import LegacyVerification
 from app.bulk_import.links import confirm_on_login
 from app.bulk_import.models import AccountAttributes, LegacyMapping
 from app.errors import NeedsMerge
+from app.merging.requests import ensure_not_locked
 from app.merging.routes import offer_merge
-from app.merging.service import ensure_not_locked
 from app.oidc.logout import end_sessions_of
 from app.partners.changes import note_claims_changed
 from app.partners.models import AccountAddress

@@ -37,7 +37,7 @@ from app.bulk_import.planning import BatchPlan
 from app.bulk_import.records import LegacyRecord, detect_format
 from app.bulk_import.writer import LostRace, write
 from app.extensions import db
-from app.merging.service import run_merge
+from app.merging.run import run_merge
 from app.security import utcnow
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_en
     """Configure an upstream identity provider. Register the hub at the upstream with the
     redirect URI <issuer>/upstream/<slug>/callback."""
     from app.cli import _echo_json, _fail
-    from app.federation.service import callback_uri, create_provider, parse_claim_mapping, provider_to_dict
+    from app.federation.providers import callback_uri, create_provider, parse_claim_mapping, provider_to_dict
 
     if not discovery_url and not (authorization_endpoint and token_endpoint and userinfo_endpoint):
         raise click.UsageError("give --discovery-url, or --authorization-endpoint, --token-endpoint and --userinfo-endpoint")
@@ -64,7 +64,7 @@ def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_en
 def upstreams_list(as_json: bool) -> None:
     """List the configured upstream identity providers (secrets are never shown)."""
     from app.cli import _echo_json
-    from app.federation.service import list_providers, provider_to_dict
+    from app.federation.providers import list_providers, provider_to_dict
 
     rows = [provider_to_dict(p) for p in list_providers()]
     if as_json:

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, make_response, redirect, render_templa
 from app.accounts.login import authenticate_password
 from app.accounts.sms import SmsDeliveryFailed
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
-from app.federation import service
+from app.federation import linking, providers, upstream
 from app.federation.forms import CreateAccountForm, LinkCodeForm, LinkPasswordForm, LinkPhoneForm
 from app.federation.models import PendingUpstreamLogin
 from app.net import OutboundError
@@ -37,7 +37,7 @@ LINK_CODES_KEY = "upstream_link_codes"
 def _login_buttons():
     def upstream_login_buttons(interaction_uid: str) -> list[dict]:
         return [{"name": p.name, "url": url_for("federation.start", slug=p.slug, interaction=interaction_uid)}
-                for p in service.list_providers(enabled_only=True)]
+                for p in providers.list_providers(enabled_only=True)]
 
     return {"upstream_login_buttons": upstream_login_buttons}
 
@@ -68,10 +68,10 @@ def start(slug: str):
     if interaction is None:
         return _expired_page()
     try:
-        provider = service.get_provider(slug)
+        provider = providers.get_provider(slug)
     except NotFound as exc:
         return _error_page(exc.detail, interaction.uid, 404)
-    outgoing = service.authorization_request(provider)
+    outgoing = upstream.authorization_request(provider)
     flows = dict(session.get(FLOWS_KEY) or {})
     flows[outgoing.state] = {"provider": provider.slug, "interaction": interaction.uid,
                              "verifier": outgoing.code_verifier, "nonce": outgoing.nonce, "at": int(time.time())}
@@ -93,7 +93,7 @@ def callback(slug: str):
     if interaction is None:
         return _expired_page()
     try:
-        provider = service.get_provider(slug)
+        provider = providers.get_provider(slug)
     except NotFound as exc:
         return _error_page(exc.detail, interaction.uid, 404)
     if request.args.get("iss") and provider.issuer and request.args["iss"] != provider.issuer:
@@ -106,12 +106,12 @@ def callback(slug: str):
     if not request.args.get("code"):
         return _error_page(f"{provider.name} answered without a code.", interaction.uid)
 
-    outgoing = service.UpstreamRequest(url="", state="", nonce=flow["nonce"], code_verifier=flow["verifier"])
+    outgoing = upstream.UpstreamRequest(url="", state="", nonce=flow["nonce"], code_verifier=flow["verifier"])
     try:
-        user = service.finish_upstream_login(provider, request.args["code"], outgoing)
-        outcome = service.login_or_pend(provider, user, interaction_uid=interaction.uid,
+        user = upstream.finish_upstream_login(provider, request.args["code"], outgoing)
+        outcome = linking.login_or_pend(provider, user, interaction_uid=interaction.uid,
                                         browser_hash=authorization.browser_hash(), client_id=interaction.client_id)
-    except service.UpstreamError as exc:
+    except upstream.UpstreamError as exc:
         current_app.logger.warning("upstream %s: %s", provider.slug, exc.detail)
         return _error_page(f"Logging in with {provider.name} failed: {exc.detail}", interaction.uid, 502)
     except OutboundError as exc:
@@ -123,28 +123,28 @@ def callback(slug: str):
 
 
 def _pending_and_interaction(uid: str):
-    pending = service.load_pending(uid, authorization.browser_hash())
+    pending = linking.load_pending(uid, authorization.browser_hash())
     if pending is None:
         return None, None, _expired_page()
     interaction = authorization.load_interaction(pending.interaction_uid)
     if interaction is None:
-        service.expire_pending(pending)
+        linking.expire_pending(pending)
         return None, None, _expired_page()
     return pending, interaction, None
 
 
 def _render_pending(pending, interaction, link_form=None, phone_form=None, error=None, status=200):
-    provider = service.pending_provider(pending)
+    provider = linking.pending_provider(pending)
     link_form = link_form or LinkPasswordForm()
     phone_form = phone_form or LinkPhoneForm()
-    suggested = service.suggested_login(pending)
+    suggested = linking.suggested_login(pending)
     if suggested and not link_form.login.data:
         link_form.login.data = suggested
     if suggested and suggested.startswith("+") and not phone_form.phone.data:
         phone_form.phone.data = suggested
     client = interaction.client
     return render_template(
-        "federation/pending.html", provider=provider, pending=pending, display=service.display_name(pending.claims or {}),
+        "federation/pending.html", provider=provider, pending=pending, display=linking.display_name(pending.claims or {}),
         create_form=CreateAccountForm(), link_form=link_form, phone_form=phone_form, suggested=suggested, error=error,
         client=client, tenant=client.tenant,
     ), status
@@ -167,7 +167,7 @@ def create_account(uid: str):
     if not form.validate_on_submit():
         return _render_pending(pending, interaction, error="The form expired; try again.", status=400)
     try:
-        account, _ = service.create_account_from_pending(pending, client_id=interaction.client_id)
+        account, _ = linking.create_account_from_pending(pending, client_id=interaction.client_id)
     except Conflict as exc:
         return _error_page(exc.detail, interaction.uid, 409)
     return _log_in(interaction, account, amr=["fed"])
@@ -188,7 +188,7 @@ def link_with_password(uid: str):
     except AuthenticationFailed as exc:
         return _render_pending(pending, interaction, link_form=form, error=exc.detail, status=401)
     try:
-        service.link_pending(pending, account, proof="pwd", client_id=interaction.client_id)
+        linking.link_pending(pending, account, proof="pwd", client_id=interaction.client_id)
     except Conflict as exc:
         return _error_page(exc.detail, interaction.uid, 409)
     return _log_in(interaction, account, amr=["fed", "pwd"])
@@ -204,7 +204,7 @@ def send_link_code(uid: str):
         return _render_pending(pending, interaction, phone_form=form, error="Enter your account's phone number.",
                                status=400)
     try:
-        challenge_uid = service.send_link_code(form.phone.data)
+        challenge_uid = linking.send_link_code(form.phone.data)
     except (InvalidInput, RateLimited, SmsDeliveryFailed) as exc:
         return _render_pending(pending, interaction, phone_form=form, error=exc.detail, status=exc.status)
     codes = dict(session.get(LINK_CODES_KEY) or {})
@@ -224,8 +224,8 @@ def link_with_code(uid: str):
     form, error = LinkCodeForm(), None
     if form.validate_on_submit():
         try:
-            account = service.account_by_link_code(challenge_uid, form.code.data)
-            service.link_pending(pending, account, proof="otp", client_id=interaction.client_id)
+            account = linking.account_by_link_code(challenge_uid, form.code.data)
+            linking.link_pending(pending, account, proof="otp", client_id=interaction.client_id)
         except AuthenticationFailed as exc:
             error = exc.detail
         except Conflict as exc:
@@ -237,5 +237,5 @@ def link_with_code(uid: str):
             return _log_in(interaction, account, amr=["fed", "otp"])
     client = interaction.client
     return render_template("federation/link_code.html", form=form, pending=pending, error=error,
-                           provider=service.pending_provider(pending), client=client,
+                           provider=linking.pending_provider(pending), client=client,
                            tenant=client.tenant), 401 if error else 200

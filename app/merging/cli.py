@@ -8,6 +8,9 @@ import click
 from flask.cli import with_appcontext
 
 from app.errors import TesseraError
+from app.merging.preview import preview_merge
+from app.merging.requests import merge_to_dict, resolve_account
+from app.merging.run import merge_accounts
 
 
 def _echo_json(data) -> None:
@@ -29,8 +32,6 @@ def merges_group() -> None:
 @with_appcontext
 def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json) -> None:
     """Merge one account into another (idempotent: repeating it returns the same merge)."""
-    from app.merging.service import merge_accounts, merge_to_dict, preview_merge, resolve_account
-
     try:
         survivor_id, absorbed_id = resolve_account(survivor).id, resolve_account(absorbed).id
         if dry_run:
@@ -54,7 +55,6 @@ def merges_show(merge_id: int) -> None:
     from app.events.models import OutboxEvent
     from app.extensions import db
     from app.merging.models import MergeRecord
-    from app.merging.service import merge_to_dict
 
     record = db.session.get(MergeRecord, merge_id)
     if record is None:
@@ -75,7 +75,6 @@ def merges_show(merge_id: int) -> None:
 def merges_list(status) -> None:
     from app.extensions import db
     from app.merging.models import MergeRecord
-    from app.merging.service import merge_to_dict
 
     query = db.select(MergeRecord).order_by(MergeRecord.id.desc()).limit(200)
     if status:

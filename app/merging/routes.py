@@ -17,7 +17,9 @@ from app.accounts import login, otp
 from app.accounts.guards import account_required
 from app.error_pages import render_domain_error
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
-from app.merging import service as merging
+from app.merging.preview import preview_merge
+from app.merging.requests import AccountBusy, auto_merge_allowed
+from app.merging.run import merge_accounts
 
 bp = Blueprint("merging", __name__, url_prefix="/account/merge")
 
@@ -55,10 +57,10 @@ def offer_merge(error: NeedsMerge):
     else offer the merge with the proof remembered. Anywhere else: the plain 409."""
     if g.get("account") is None:
         return render_domain_error(error)
-    if merging.auto_merge_allowed(g.account.id):
+    if auto_merge_allowed(g.account.id):
         try:
-            record = merging.merge_accounts(g.account.id, error.other_account_id, origin=error.origin,
-                                            reason=error.reason, actor="self")
+            record = merge_accounts(g.account.id, error.other_account_id, origin=error.origin,
+                                    reason=error.reason, actor="self")
         except TesseraError as merge_error:
             flash(merge_error.detail, "error")
             return redirect(url_for("account.index"))
@@ -94,7 +96,7 @@ def start():
             try:
                 # On the credential budget like every password check, with this person as the prover.
                 other = login.authenticate_password(form.login.data, form.password.data, logged_in=g.account.id)
-            except (AuthenticationFailed, merging.AccountBusy) as exc:
+            except (AuthenticationFailed, AccountBusy) as exc:
                 flash(exc.detail, "error")
                 return render_template("merging/start.html", form=form), 401
             if other.id == g.account.id:
@@ -153,15 +155,15 @@ def preview():
         origin, reason = ("phone_binding", "bound a phone that belonged to another account") if offered_by_binding \
             else ("user", "user merged their accounts")
         try:
-            record = merging.merge_accounts(survivor, absorbed, origin=origin, reason=reason,
-                                            regrant_consents=form.regrant_consents.data, actor="self")
+            record = merge_accounts(survivor, absorbed, origin=origin, reason=reason,
+                                    regrant_consents=form.regrant_consents.data, actor="self")
         except TesseraError as exc:
             flash(exc.detail, "error")
             return redirect(url_for("account.index"))
         return render_template("merging/done.html", record=record, kept_this=survivor == g.account.id)
     try:
-        keep_this = merging.preview_merge(g.account.id, other_id)
-        keep_other = merging.preview_merge(other_id, g.account.id)
+        keep_this = preview_merge(g.account.id, other_id)
+        keep_other = preview_merge(other_id, g.account.id)
     except TesseraError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("account.index"))

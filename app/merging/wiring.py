@@ -9,7 +9,8 @@ from flask import Flask
 from app.accounts.locking import register_write_guard
 from app.errors import NeedsMerge
 from app.merging import routes
-from app.merging.service import ensure_not_locked, resume_due_merges
+from app.merging.requests import ensure_not_locked
+from app.merging.run import resume_due_merges
 from app.registries import registries
 
 

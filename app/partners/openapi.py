@@ -4,7 +4,7 @@ against the running API by schemathesis in the test suite."""
 from __future__ import annotations
 
 from app.accounts.models import PROFILE_CLAIMS
-from app.partners.service import ENTRY_FIELDS, MAX_BATCH
+from app.partners.reads import ENTRY_FIELDS, MAX_BATCH
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 SUB = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from app.errors import TesseraError
 from app.extensions import csrf
 from app.json_input import json_body
-from app.partners import service
+from app.partners import addresses, lookup, people, reads, writes
 from app.partners.auth import client_token_required
 from app.partners.changes import changes_since
 from app.partners.contracts import PartnerError
@@ -76,7 +76,7 @@ def subject_status(sub: str):
 @bp.get("/users/<sub>")
 @client_token_required("partner:read")
 def read_user(sub: str):
-    body = service.read_user(g.client, sub, g.token_account_id)
+    body = reads.read_user(g.client, sub, g.token_account_id)
     return _personal(jsonify(body), body["etag"])
 
 
@@ -85,13 +85,13 @@ def read_user(sub: str):
 def batch_read():
     body = _json_body()
     subs = body.get("subs") if isinstance(body, dict) else None
-    return _personal(jsonify(service.batch_read(g.client, subs, g.token_account_id)))
+    return _personal(jsonify(reads.batch_read(g.client, subs, g.token_account_id)))
 
 
 @bp.post("/users:lookup")
 @client_token_required("partner:lookup")
 def lookup_user():
-    return _personal(jsonify(sub=service.lookup(g.client, _json_body())))
+    return _personal(jsonify(sub=lookup.lookup(g.client, _json_body())))
 
 
 def _register_rate_limit() -> str:
@@ -101,7 +101,7 @@ def _register_rate_limit() -> str:
 @bp.post("/users")
 @client_token_required("partner:register", rate_limit=_register_rate_limit)
 def register_user():
-    sub = service.register(g.client, _json_body())
+    sub = lookup.register(g.client, _json_body())
     response = _personal(jsonify(sub=sub))
     response.status_code = 201
     response.headers["Location"] = url_for("partners.read_user", sub=sub)
@@ -111,20 +111,20 @@ def register_user():
 @bp.patch("/users/<sub>")
 @client_token_required("partner:write")
 def patch_user(sub: str):
-    body = service.patch_user(g.client, sub, g.token_account_id, _json_body(), request.headers.get("If-Match"))
+    body = writes.patch_user(g.client, sub, g.token_account_id, _json_body(), request.headers.get("If-Match"))
     return _personal(jsonify(body), body["etag"])
 
 
 @bp.get("/users/<sub>/addresses")
 @client_token_required("partner:read")
 def list_addresses(sub: str):
-    return _personal(jsonify(addresses=service.list_addresses(g.client, sub, g.token_account_id)))
+    return _personal(jsonify(addresses=addresses.list_addresses(g.client, sub, g.token_account_id)))
 
 
 @bp.post("/users/<sub>/addresses")
 @client_token_required("partner:write")
 def add_address(sub: str):
-    entry = service.add_address(g.client, sub, g.token_account_id, _json_body())
+    entry = addresses.add_address(g.client, sub, g.token_account_id, _json_body())
     response = _personal(jsonify(entry), entry["etag"])
     response.status_code = 201
     response.headers["Location"] = url_for("partners.list_addresses", sub=sub) + "/" + entry["id"]
@@ -134,15 +134,15 @@ def add_address(sub: str):
 @bp.put("/users/<sub>/addresses/<address_id>")
 @client_token_required("partner:write")
 def replace_address(sub: str, address_id: str):
-    entry = service.replace_address(g.client, sub, g.token_account_id, address_id, _json_body(),
-                                    request.headers.get("If-Match"))
+    entry = addresses.replace_address(g.client, sub, g.token_account_id, address_id, _json_body(),
+                                      request.headers.get("If-Match"))
     return _personal(jsonify(entry), entry["etag"])
 
 
 @bp.delete("/users/<sub>/addresses/<address_id>")
 @client_token_required("partner:write")
 def delete_address(sub: str, address_id: str):
-    service.delete_address(g.client, sub, g.token_account_id, address_id, request.headers.get("If-Match"))
+    addresses.delete_address(g.client, sub, g.token_account_id, address_id, request.headers.get("If-Match"))
     return "", 204
 
 
@@ -154,7 +154,7 @@ def list_changes():
         raise PartnerError(400, "invalid_cursor", "Invalid cursor", "cursor is the next_cursor of an earlier answer")
     if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise PartnerError(400, "invalid_request", "Invalid request", "limit is an integer from 1 to 500")
-    contract = service.require_contract(g.client)
+    contract = people.require_contract(g.client)
     changes, next_cursor = changes_since(g.client, contract, int(cursor), int(limit), g.token_account_id)
     return _personal(jsonify(changes=changes, next_cursor=str(next_cursor)))
 

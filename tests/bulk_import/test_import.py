@@ -376,7 +376,7 @@ def test_two_shards_import_every_record_exactly_once(importer, app):
 
 def test_mapping_export_follows_merges(importer, app, factories, tmp_path):
     from app.bulk_import.mapping import export_mapping
-    from app.merging.service import merge_accounts
+    from app.merging.run import merge_accounts
     from app.oidc.clients import get_client
     from app.oidc.subjects import subject_for
 

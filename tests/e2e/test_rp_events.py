@@ -1,7 +1,7 @@
 """The demo relying party's Security Event Token receiver (``POST /events``, RFC 8935 push), its
 business-data merge and its shared address book, without a browser or a hub: the hub's discovery
 document and JWKS are served from memory, the SETs are signed with a key of this test, shaped like
-the hub's (``app.merging.service.merged_event_token``, ``app.partners.changes.claims_changed_token``),
+the hub's (``app.merging.steps.merged_event_token``, ``app.partners.changes.claims_changed_token``),
 and the partner data API is a fake in memory with the hub's ETag rules."""
 
 from __future__ import annotations

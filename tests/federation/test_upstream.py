@@ -16,7 +16,7 @@ from app.accounts.models import Account, AuditEvent, Identity
 from app.errors import InvalidInput
 from app.extensions import db
 from app.federation.models import PendingUpstreamLogin, UpstreamProvider
-from app.federation.service import create_provider
+from app.federation.providers import create_provider
 from app.oidc.models import SSOSession
 from tests.conftest import ISSUER
 from tests.federation.conftest import HUB

@@ -49,7 +49,7 @@ def test_automatic_merge_on_binding(app, sms, auto_merge):  # noqa: F811
 
 def test_auto_merge_share_is_a_stable_bucket(app):
     with app.app_context():
-        from app.merging.service import auto_merge_allowed
+        from app.merging.requests import auto_merge_allowed
 
         app.config["TESSERA_AUTO_MERGE_SHARE"] = 30
         try:

@@ -32,7 +32,8 @@ def site(factories, receiver):
 
 def _merge(app, survivor_id, absorbed_id, **kwargs):
     with app.app_context():
-        from app.merging.service import merge_accounts, merge_to_dict
+        from app.merging.requests import merge_to_dict
+        from app.merging.run import merge_accounts
 
         return merge_to_dict(merge_accounts(survivor_id, absorbed_id, origin=kwargs.pop("origin", "operator"), **kwargs))
 
@@ -52,7 +53,7 @@ def test_merge_end_to_end(app, factories, site, receiver):
     assert claims_s["sub"] != claims_a["sub"]
 
     with app.app_context():
-        from app.merging.service import preview_merge
+        from app.merging.preview import preview_merge
 
         preview = preview_merge(survivor.id, absorbed.id)
     assert {i["value"] for i in preview["identities_moving"]} == {absorbed.phone, "lovelace@example.org"}
@@ -99,7 +100,7 @@ def test_merge_is_idempotent_and_refuses_nonsense(app, factories):
     from app.errors import Conflict, InvalidInput
 
     with app.app_context():
-        from app.merging.service import request_merge
+        from app.merging.requests import request_merge
 
         with pytest.raises(InvalidInput):
             request_merge(a.id, a.id, origin="operator")
@@ -123,8 +124,9 @@ def test_chains_resolve(app, factories, site):
 def test_merge_lock_makes_logins_retry(app, factories, site):
     a, b = factories.account(), factories.account()
     with app.app_context():
-        from app.merging.service import request_merge, run_merge
         from app.merging.models import MergeLock
+        from app.merging.requests import request_merge
+        from app.merging.run import run_merge
 
         record = request_merge(a.id, b.id, origin="operator")
         # As if the merge had taken its lock (step "locked") and were still running.
@@ -140,7 +142,8 @@ def test_merge_lock_makes_logins_retry(app, factories, site):
     # A second merge touching a locked account waits (pending) instead of running alongside.
     other = factories.account()
     with app.app_context():
-        from app.merging.service import request_merge, run_merge
+        from app.merging.requests import request_merge
+        from app.merging.run import run_merge
 
         waiting = run_merge(request_merge(other.id, a.id, origin="operator").id)
         assert waiting.status == "pending" and waiting.step == "requested"
@@ -242,7 +245,7 @@ def test_an_account_under_a_merge_takes_no_new_email_and_cannot_be_closed(app, f
     browser = _account_login(app, b)
     with app.app_context():
         from app.merging.models import MergeLock
-        from app.merging.service import request_merge
+        from app.merging.requests import request_merge
 
         record = request_merge(a.id, b.id, origin="operator")
         db.session.add_all([MergeLock(account_id=a.id, merge_id=record.id), MergeLock(account_id=b.id, merge_id=record.id)])

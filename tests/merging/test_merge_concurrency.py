@@ -140,7 +140,8 @@ def test_logins_and_writes_during_a_merge(app, factories):
 
     def merge():
         with app.app_context():
-            from app.merging.service import merge_accounts, merge_to_dict
+            from app.merging.requests import merge_to_dict
+            from app.merging.run import merge_accounts
 
             try:
                 merged.update(merge_to_dict(merge_accounts(survivor.id, absorbed.id, origin="operator")))
@@ -277,7 +278,7 @@ def test_a_login_spanning_a_whole_merge_leaves_no_session(app, factories, hold_a
         thread.start()
         assert reached.wait(timeout=PATIENCE), f"the login never reached {hold_at}"
         with app.app_context():
-            from app.merging.service import merge_accounts
+            from app.merging.run import merge_accounts
 
             assert merge_accounts(survivor.id, absorbed.id, origin="operator").status == "completed"
     finally:
@@ -312,7 +313,8 @@ def test_two_workers_claiming_merges_at_once_run_each_merge_once(app, factories)
     saved_lease = app.config["TESSERA_MERGE_LEASE"]
     app.config["TESSERA_MERGE_LEASE"] = 3600  # no claim runs out during the test: a re-run would be a crash's
     with app.app_context():
-        from app.merging.service import request_merge, resume_due_merges
+        from app.merging.requests import request_merge
+        from app.merging.run import resume_due_merges
 
         ids = [request_merge(s, a, origin="operator").id for s, a in pairs]
         blocker = db.engine.connect()

@@ -39,7 +39,7 @@ profiles = st.lists(st.fixed_dictionaries({c: st.sampled_from([None, "x", "y"]) 
 def test_random_merges_lose_nothing(app, factories, profiles, ops):
     client = factories.client(redirect_uri="https://prop.example.com/cb")
     with app.app_context():
-        from app.merging.service import merge_accounts
+        from app.merging.run import merge_accounts
         from app.oidc.clients import get_client
         from app.oidc.subjects import subject_for
 

@@ -8,7 +8,7 @@ from joserfc import jws
 from sqlalchemy import text
 
 from app.extensions import db
-from app.merging.service import MERGED_EVENT
+from app.merging.steps import MERGED_EVENT
 from tests.accounts.conftest import OtpBrowser, new_phone
 from tests.conftest import ISSUER
 from tests.merging.test_merge import _deliver, _login, _run_until_killed, site  # noqa: F401  (fixture)

@@ -347,7 +347,7 @@ def test_changes_reach_subscribers_as_sets_and_through_polling(app, http, factor
 
 # --- merges -----------------------------------------------------------------------------------------
 def test_read_after_merge_by_the_absorbed_sub(app, http, factories, partners):
-    from app.merging.service import merge_accounts
+    from app.merging.run import merge_accounts
 
     partner = partners.make(read="nickname", trusted=True)
     survivor, absorbed = factories.account(nickname="survivor"), factories.account(nickname="absorbed")

@@ -29,7 +29,7 @@ def test_subject_status_after_merges(app, factories, http):
     assert http.get(f"/api/subjects/{sub_a}", headers=headers).get_json() == {"sub": sub_a, "status": "active", "current_sub": sub_a}
 
     with app.app_context():
-        from app.merging.service import merge_accounts
+        from app.merging.run import merge_accounts
 
         merge_accounts(b.id, a.id, origin="operator")
         merge_accounts(c.id, b.id, origin="operator")
