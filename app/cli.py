@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 
 import click
+from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from app.errors import TesseraError
+from app.accounts import audit
+from app.accounts.service import account_to_dict, create_account, find_identity
+from app.bulk_import.cli import import_group
+from app.bulk_import.cli_lazy import set_legacy_verify_command
+from app.bulk_import.cli_sync import sync_group
+from app.cli_support import echo_json, fail, reports_errors
+from app.extensions import db
+from app.federation.cli import upstreams_group
+from app.merging.cli import merges_group
+from app.oidc.clients import client_metadata, create_client, get_client, set_client_disabled
+from app.oidc.keys import ensure_keys, list_keys, rotate_keys
+from app.oidc.models import Client
+from app.partners.cli import set_contract_command
+from app.security import client_secret_hash
+from app.tenants.models import Tenant
+from app.tenants.service import create_tenant, set_policy
 
 DEMO = {
     "tenant": {"slug": "demo", "name": "Demo Group", "branding": {"primary_color": "#2f5d8a"}},
@@ -26,14 +44,6 @@ DEMO = {
          "redirect_uris": [], "grant_types": ["client_credentials"], "scope": "introspection"},
     ],
 }
-
-
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _fail(exc: TesseraError):
-    raise click.ClickException(exc.detail)
 
 
 def create_cli_app():
@@ -69,11 +79,6 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 def worker_command(once: bool, interval: float) -> None:
     """Deliver outbox events (back-channel logout tokens, security events) until stopped.
     Run as many as needed: rows are claimed so each event is worked on by one worker at a time."""
-    import signal
-    import threading
-
-    from flask import current_app
-
     from app.events.service import run_once, run_worker
 
     if once:
@@ -95,15 +100,6 @@ def demo_group() -> None:
 @with_appcontext
 def demo_seed() -> None:
     """Create the demo tenant, user and clients if they do not exist (idempotent)."""
-    from app.accounts.service import create_account, find_identity
-    from app.extensions import db
-    from app.oidc.clients import create_client, get_client
-    from app.oidc.keys import ensure_keys
-    from app.oidc.models import Client
-    from app.security import client_secret_hash
-    from app.tenants.models import Tenant
-    from app.tenants.service import create_tenant
-
     ensure_keys()
     t = DEMO["tenant"]
     if db.session.scalar(db.select(Tenant).filter_by(slug=t["slug"])) is None:
@@ -142,11 +138,9 @@ def _key_dict(row) -> dict:
 @with_appcontext
 def keys_rotate(as_json: bool) -> None:
     """current → retired, next → current, and a new next key, for every algorithm."""
-    from app.oidc.keys import rotate_keys
-
     rows = rotate_keys()
     if as_json:
-        _echo_json([_key_dict(r) for r in rows])
+        echo_json([_key_dict(r) for r in rows])
     else:
         click.echo("Rotated. Current keys: " + ", ".join(f"{r.alg} {r.kid}" for r in rows if r.state == "current"))
 
@@ -156,12 +150,10 @@ def keys_rotate(as_json: bool) -> None:
 @with_appcontext
 def keys_list(as_json: bool) -> None:
     """List signing keys and their states."""
-    from app.oidc.keys import ensure_keys, list_keys
-
     ensure_keys()
     rows = [_key_dict(r) for r in list_keys()]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for r in rows:
         click.echo(f"{r['kid']}  {r['alg']:6} {r['state']:8} created {r['created_at']:%Y-%m-%d %H:%M}")
@@ -182,17 +174,13 @@ def tenants_group() -> None:
 @click.option("--trust-all-clients", is_flag=True, help="Every client of the tenant is first-party: no consent page.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def tenants_create(slug, name, color, logo_uri, login_chain, trust_all_clients, as_json) -> None:
-    from app.tenants.service import create_tenant
-
     branding = {k: v for k, v in {"primary_color": color, "logo_uri": logo_uri}.items() if v}
     policy = {"login_chain": list(login_chain), "trust_all_clients": trust_all_clients}
-    try:
-        tenant = create_tenant(slug, name, branding=branding, policy=policy)
-    except TesseraError as exc:
-        _fail(exc)
+    tenant = create_tenant(slug, name, branding=branding, policy=policy)
     if as_json:
-        _echo_json(tenant.to_dict())
+        echo_json(tenant.to_dict())
     else:
         click.echo(f"Created tenant {tenant.slug}")
 
@@ -202,16 +190,12 @@ def tenants_create(slug, name, color, logo_uri, login_chain, trust_all_clients, 
 @click.argument("client_ids", nargs=-1)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def tenants_set_login_chain(slug, client_ids, as_json) -> None:
     """Set the partner clients logged in automatically after a login at any site of the tenant."""
-    from app.tenants.service import set_policy
-
-    try:
-        tenant = set_policy(slug, login_chain=list(client_ids))
-    except TesseraError as exc:
-        _fail(exc)
+    tenant = set_policy(slug, login_chain=list(client_ids))
     if as_json:
-        _echo_json(tenant.to_dict())
+        echo_json(tenant.to_dict())
     else:
         click.echo(f"login chain of {slug}: {' '.join(client_ids) or '(none)'}")
 
@@ -248,35 +232,31 @@ def clients_group() -> None:
                    "at least 32 random characters and about 128 bits, or it is refused.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
                    sector_identifier_uri, trusted, grant_types, scope, jwks_json, id_token_alg,
                    backchannel_logout_uri, frontchannel_logout_uri, events_endpoint, initiate_login_uri, login_chain,
                    fixed_client_id, fixed_client_secret, as_json) -> None:
     """Register a client; prints its client_id and, once, its client_secret (generated unless
     --client-secret gives a strong one)."""
-    from app.oidc.clients import client_metadata, create_client
-
     try:
         jwks = json.loads(jwks_json) if jwks_json else None
     except ValueError as exc:
-        raise click.ClickException(f"--jwks is not JSON: {exc}") from None
-    try:
-        registered = create_client(
-            tenant=tenant, name=name, redirect_uris=list(redirect_uris),
-            post_logout_redirect_uris=list(post_logout_redirect_uris), public=public, auth_method=auth_method,
-            subject_type=subject_type, sector_identifier_uri=sector_identifier_uri, trusted=trusted,
-            grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
-            backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
-            initiate_login_uri=initiate_login_uri, login_chain=list(login_chain) or None, client_id=fixed_client_id,
-            client_secret=fixed_client_secret, events_endpoint=events_endpoint,
-        )
-    except TesseraError as exc:
-        _fail(exc)
+        fail(f"--jwks is not JSON: {exc}")
+    registered = create_client(
+        tenant=tenant, name=name, redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout_redirect_uris), public=public, auth_method=auth_method,
+        subject_type=subject_type, sector_identifier_uri=sector_identifier_uri, trusted=trusted,
+        grant_types=list(grant_types) or None, scope=scope, jwks=jwks, id_token_signed_response_alg=id_token_alg,
+        backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
+        initiate_login_uri=initiate_login_uri, login_chain=list(login_chain) or None, client_id=fixed_client_id,
+        client_secret=fixed_client_secret, events_endpoint=events_endpoint,
+    )
     data = client_metadata(registered.client)
     if registered.client_secret:
         data["client_secret"] = registered.client_secret
     if as_json:
-        _echo_json(data)
+        echo_json(data)
     else:
         click.echo(f"client_id:     {data['client_id']}")
         if registered.client_secret:
@@ -284,16 +264,10 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
 
 
 def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
-    from app.accounts import audit
-    from app.oidc.clients import client_metadata, set_client_disabled
-
     audit.record("client.disabled" if disabled else "client.enabled", actor="operator:cli", client=client_id)
-    try:
-        row = set_client_disabled(client_id, disabled)
-    except TesseraError as exc:
-        _fail(exc)
+    row = set_client_disabled(client_id, disabled)
     if as_json:
-        _echo_json(client_metadata(row))
+        echo_json(client_metadata(row))
     else:
         click.echo(f"{client_id}: {'disabled' if disabled else 'enabled'}")
 
@@ -302,6 +276,7 @@ def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
 @click.argument("client_id")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def clients_disable(client_id, as_json) -> None:
     """Refuse the client everywhere: no authorization, no token, and its tokens stop working.
     Every hub process honours it within TESSERA_CACHE_CHECK_INTERVAL."""
@@ -312,6 +287,7 @@ def clients_disable(client_id, as_json) -> None:
 @click.argument("client_id")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def clients_enable(client_id, as_json) -> None:
     """Accept a disabled client again."""
     _set_client_disabled(client_id, False, as_json)
@@ -329,27 +305,16 @@ def users_group() -> None:
 @click.option("--name")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def users_create(phone, password, email, name, as_json) -> None:
-    from app.accounts.service import account_to_dict, create_account
-
-    try:
-        account = create_account(phone=phone, password=password, email=email, name=name)
-    except TesseraError as exc:
-        _fail(exc)
+    account = create_account(phone=phone, password=password, email=email, name=name)
     if as_json:
-        _echo_json(account_to_dict(account))
+        echo_json(account_to_dict(account))
     else:
         click.echo(f"Created account {account.id}")
 
 
 def register_commands(app) -> None:
-    from app.bulk_import.cli import import_group
-    from app.bulk_import.cli_lazy import set_legacy_verify_command
-    from app.bulk_import.cli_sync import sync_group
-    from app.federation.cli import upstreams_group
-    from app.merging.cli import merges_group
-    from app.partners.cli import set_contract_command
-
     clients_group.add_command(set_contract_command)
     for command in (serve_command, worker_command, upstreams_group, merges_group, import_group, demo_group, keys_group, tenants_group, clients_group, users_group):
         app.cli.add_command(command)
