@@ -54,10 +54,16 @@ def create_cli_app():
     return app
 
 
+def build_cli(create_app=create_cli_app) -> FlaskGroup:
+    """The ``tessera`` command: Flask's command group around the app ``create_app`` builds, with
+    Flask's own commands, the extensions' (``db``, ``limiter``) and Tessera's (``register_commands``).
+    Every command and option it has is documented in docs/cli.md (tests/test_docs_cli.py)."""
+    return FlaskGroup(create_app=create_app, add_version_option=False, load_dotenv=False,
+                      help="Tessera operator commands.")
+
+
 def main() -> None:
-    cli = FlaskGroup(create_app=create_cli_app, add_version_option=False, load_dotenv=False,
-                     help="Tessera operator commands.")
-    cli.main(prog_name="tessera")
+    build_cli().main(prog_name="tessera")
 
 
 @click.command("serve")
