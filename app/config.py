@@ -85,9 +85,10 @@ def load_config() -> dict:
         # budget refuses even the right password until its window ends (429, Retry-After).
         # Per client address: a busy NAT of people who mostly type the right password never gets near it.
         "TESSERA_CREDENTIAL_BUDGET_ADDRESS": _env("CREDENTIAL_BUDGET_ADDRESS", "30 per 15 minutes;300 per day"),
-        # Per target, from every address: a typed identifier, and the account it names (across its
-        # identifiers). Bounds a slow distributed guess to 100 a day; an attacker can keep the owner's
-        # checks locked out at this cost (audited: credentials.locked).
+        # Per target, from every address: a typed identifier (never the account it names, so a lockout
+        # does not link two identifiers), or the account a check names without one (/account/confirm).
+        # Bounds a slow distributed guess to 100 a day per identifier; an attacker can keep the owner's
+        # checks through that identifier locked out at this cost (audited: credentials.locked).
         "TESSERA_CREDENTIAL_BUDGET_TARGET": _env("CREDENTIAL_BUDGET_TARGET", "10 per 15 minutes;100 per day"),
         # Per logged-in account proving something (merge and link proofs, /account/confirm, binding codes).
         "TESSERA_CREDENTIAL_BUDGET_LOGGED_IN": _env("CREDENTIAL_BUDGET_LOGGED_IN", "10 per 15 minutes;50 per day"),

@@ -1,8 +1,8 @@
-"""create_app: config → extensions → registries → error pages → each domain's ``init_app`` → CLI.
+"""create_app: config → extensions → registries → error pages → each domain's ``init_app``.
 
 The shell of the layers (docs/architecture.md): it imports every domain, and nothing imports it but
 the entry points (app/wsgi.py, the ``tessera`` command, the tests). A domain's ``init_app``
-registers its blueprint, connects its signal receivers (app/signals.py) and fills the registries
+registers its blueprint and its commands, connects its signal receivers (app/signals.py) and fills the registries
 (app/registries.py: login fallbacks, business-data tables, periodic jobs) and the authorization
 server's grants; the order below is the order of the worker's periodic jobs."""
 
@@ -16,7 +16,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import error_pages, housekeeping, models, registries, web  # noqa: F401  (models: every table on the metadata)
 from app.accounts import wiring as accounts
 from app.bulk_import import wiring as bulk_import
-from app.cli import register_commands
 from app.config import check_production_safety, load_config
 from app.extensions import csrf, db, limiter
 from app.federation import wiring as federation
@@ -25,9 +24,10 @@ from app.input_guard import refuse_nul_characters
 from app.merging import wiring as merging
 from app.oidc import wiring as oidc
 from app.partners import wiring as partners
+from app.tenants import wiring as tenants
 
 #: Each domain's init_app, protocol first (the features register grants on its server).
-DOMAINS = (oidc, accounts, merging, partners, federation, bulk_import, housekeeping, web)
+DOMAINS = (oidc, tenants, accounts, merging, partners, federation, bulk_import, housekeeping, web)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -52,7 +52,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     error_pages.init_app(app)
     for domain in DOMAINS:
         domain.init_app(app)
-    register_commands(app)
 
     app.before_request(refuse_nul_characters)
     app.after_request(add_security_headers)

@@ -13,7 +13,13 @@ from contextlib import contextmanager
 import click
 from flask.cli import with_appcontext
 
-from app.errors import TesseraError
+from app.bulk_import.conflicts import parse_policies
+from app.bulk_import.dry_run import plan_job
+from app.bulk_import.jobs import ImportStopped, job_summary, start_job, write_report
+from app.bulk_import.mapping import export_mapping
+from app.bulk_import.run import run_job
+from app.cli_support import echo_json, fail, reports_errors
+from app.extensions import db
 
 POLICY_HELP = ("kind=policy, repeatable; kinds: same_phone, duplicate_username, shared_email, same_upstream, "
                "malformed_phone, malformed_email, invalid_record; policies: fail | skip | overwrite | link | merge")
@@ -105,20 +111,14 @@ def import_group() -> None:
 @click.option("--report-dir", default="import-report", show_default=True, help="Where conflicts.csv/.json and summary.json go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @with_appcontext
+@reports_errors
 def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
     """Dry run: validate every record and report every conflict; nothing is imported."""
-    from app.bulk_import.conflicts import parse_policies
-    from app.bulk_import.dry_run import plan_job
-    from app.bulk_import.jobs import start_job
-
-    try:
-        job = start_job(file, tenant, mode="plan", policies=parse_policies(policies), shard=_shard(shard))
-        with bulk_gc():
-            summary = plan_job(job, report_dir, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+    job = start_job(file, tenant, mode="plan", policies=parse_policies(policies), shard=_shard(shard))
+    with bulk_gc():
+        summary = plan_job(job, report_dir, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        echo_json(summary)
         return
     click.echo(f"plan (job {summary['job']}): {summary['records']:,} records, {summary['conflicts']:,} conflicts")
     for what, count in summary["would"].items():
@@ -136,33 +136,26 @@ def import_plan(file, tenant, policies, shard, batch_size, fmt, report_dir, as_j
 @click.option("--report-dir", help="Also write the job's conflict report and summary there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
 @with_appcontext
+@reports_errors
 def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_json) -> None:
     """Import the file. Re-running it changes nothing; after a crash it resumes at its checkpoint."""
-    from app.bulk_import.conflicts import parse_policies
-    from app.bulk_import.jobs import ImportStopped, job_summary, start_job, write_report
-    from app.bulk_import.run import run_job
-    from app.extensions import db
-
+    job = start_job(file, tenant, mode="run", policies=parse_policies(policies), shard=_shard(shard))
+    if job.checkpoint_offset:
+        click.echo(f"resuming import job {job.id} at line {job.checkpoint_line + 1}", err=True)
+    job_id = job.id
     try:
-        job = start_job(file, tenant, mode="run", policies=parse_policies(policies), shard=_shard(shard))
-        if job.checkpoint_offset:
-            click.echo(f"resuming import job {job.id} at line {job.checkpoint_line + 1}", err=True)
-        job_id = job.id
-        try:
-            with bulk_gc():
-                job = run_job(job, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
-        except ImportStopped as stop:
-            job = db.session.get(type(job), job_id)
-            if report_dir:
-                write_report(job, report_dir)
-            raise click.ClickException(f"import job {job_id} stopped: {stop}") from None
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+        with bulk_gc():
+            job = run_job(job, batch_size=batch_size, fmt=fmt, progress=ProgressReporter())
+    except ImportStopped as stop:
+        job = db.session.get(type(job), job_id)
+        if report_dir:
+            write_report(job, report_dir)
+        fail(f"import job {job_id} stopped: {stop}")
     if report_dir:
         write_report(job, report_dir)
     summary = job_summary(job)
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        echo_json(summary)
     else:
         counters = summary["counters"]
         click.echo(f"import job {job.id} {job.status}: " + ", ".join(
@@ -176,16 +169,12 @@ def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_js
 @click.option("--client", "client_id", required=True, help="The client whose subs to export.")
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), help="CSV file (default: standard output).")
 @with_appcontext
+@reports_errors
 def import_mapping(tenant, client_id, output) -> None:
     """Export legacy_id,sub,status: the sub this client sees for each legacy account (after merges)."""
-    from app.bulk_import.mapping import export_mapping
-
-    try:
-        if output:
-            with open(output, "w", newline="", encoding="utf-8") as out:
-                count = export_mapping(tenant, client_id, out)
-            click.echo(f"{count:,} legacy ids written to {output}", err=True)
-        else:
-            export_mapping(tenant, client_id, sys.stdout)
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+    if output:
+        with open(output, "w", newline="", encoding="utf-8") as out:
+            count = export_mapping(tenant, client_id, out)
+        click.echo(f"{count:,} legacy ids written to {output}", err=True)
+    else:
+        export_mapping(tenant, client_id, sys.stdout)

@@ -9,7 +9,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from app.errors import InvalidInput, TesseraError
+from app.bulk_import.lazy import POLICY_KEY
+from app.cli_support import echo_json, reports_errors
+from app.errors import InvalidInput
+from app.tenants.service import set_policy
 
 
 def check_verify_url(url: str) -> str:
@@ -28,18 +31,13 @@ def check_verify_url(url: str) -> str:
 @click.option("--clear", is_flag=True, help="Remove the webhook: lazy migration off.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def set_legacy_verify_command(slug, url, clear, as_json) -> None:
     """Set (or --clear) the tenant's legacy verification webhook for lazy migration."""
-    from app.bulk_import.lazy import POLICY_KEY
-    from app.tenants.service import set_policy
-
     if bool(url) == bool(clear):
         raise click.UsageError("give --url or --clear")
-    try:
-        tenant = set_policy(slug, **{POLICY_KEY: check_verify_url(url) if url else None})
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+    tenant = set_policy(slug, **{POLICY_KEY: check_verify_url(url) if url else None})
     if as_json:
-        click.echo(__import__("json").dumps(tenant.to_dict(), indent=2, sort_keys=True))
+        echo_json(tenant.to_dict())
     else:
         click.echo(f"legacy verification webhook of {slug}: {url or '(none)'}")

@@ -4,13 +4,12 @@ proof (app.bulk_import.sync, docs/flows/sync-and-lazy-migration.md)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 from flask.cli import with_appcontext
 
 from app.bulk_import.models import SyncConflict
 from app.bulk_import.sync_conflicts import list_conflicts
+from app.cli_support import echo_json, fail
 from app.extensions import db
 from app.tenants.models import Tenant
 
@@ -40,10 +39,10 @@ def sync_conflicts(tenant, status, as_json) -> None:
     """List the tenant's legacy ids waiting for the person's proof (or, with --status, the others)."""
     row = db.session.scalar(db.select(Tenant).filter_by(slug=tenant))
     if row is None:
-        raise click.ClickException(f"no tenant {tenant!r}")
+        fail(f"no tenant {tenant!r}")
     rows = [_row(c) for c in list_conflicts(row, None if status == "all" else status)]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True, default=str))
+        echo_json(rows)
         return
     if not rows:
         click.echo(f"no {'' if status == 'all' else status + ' '}sync conflicts in {tenant}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.errors import TesseraError
+from app.cli_support import echo_json, reports_errors
 from app.federation.models import MATCHING_MODES
+from app.federation.providers import callback_uri, create_provider, list_providers, parse_claim_mapping, provider_to_dict
 
 
 @click.group("upstreams")
@@ -31,28 +32,23 @@ def upstreams_group() -> None:
               help="May a first login suggest an existing account with the same verified phone/email (still needing its proof)?")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_endpoint, userinfo_endpoint, client_id,
                      client_secret, scope, claim_map, platform, matching_mode, as_json) -> None:
     """Configure an upstream identity provider. Register the hub at the upstream with the
     redirect URI <issuer>/upstream/<slug>/callback."""
-    from app.cli import _echo_json, _fail
-    from app.federation.providers import callback_uri, create_provider, parse_claim_mapping, provider_to_dict
-
     if not discovery_url and not (authorization_endpoint and token_endpoint and userinfo_endpoint):
         raise click.UsageError("give --discovery-url, or --authorization-endpoint, --token-endpoint and --userinfo-endpoint")
-    try:
-        provider = create_provider(
-            slug=slug, name=name, discovery_url=discovery_url, authorization_endpoint=authorization_endpoint,
-            token_endpoint=token_endpoint, userinfo_endpoint=userinfo_endpoint, client_id=client_id,
-            client_secret=client_secret, scope=scope, claim_mapping=parse_claim_mapping(claim_map),
-            platform=platform, matching_mode=matching_mode,
-        )
-    except TesseraError as exc:
-        _fail(exc)
+    provider = create_provider(
+        slug=slug, name=name, discovery_url=discovery_url, authorization_endpoint=authorization_endpoint,
+        token_endpoint=token_endpoint, userinfo_endpoint=userinfo_endpoint, client_id=client_id,
+        client_secret=client_secret, scope=scope, claim_mapping=parse_claim_mapping(claim_map),
+        platform=platform, matching_mode=matching_mode,
+    )
     data = provider_to_dict(provider)
     data["redirect_uri"] = callback_uri(provider)
     if as_json:
-        _echo_json(data)
+        echo_json(data)
     else:
         click.echo(f"Created upstream {provider.slug} ({provider.kind})")
         click.echo(f"  register this redirect URI at the upstream: {data['redirect_uri']}")
@@ -63,12 +59,9 @@ def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_en
 @with_appcontext
 def upstreams_list(as_json: bool) -> None:
     """List the configured upstream identity providers (secrets are never shown)."""
-    from app.cli import _echo_json
-    from app.federation.providers import list_providers, provider_to_dict
-
     rows = [provider_to_dict(p) for p in list_providers()]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for r in rows:
         state = "" if r["enabled"] else "  (disabled)"

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from flask.cli import with_appcontext
 
-from app.errors import TesseraError
+from app.cli_support import echo_json, fail, reports_errors
+from app.events.models import OutboxEvent
+from app.extensions import db
+from app.merging.models import MergeRecord
 from app.merging.preview import preview_merge
 from app.merging.requests import merge_to_dict, resolve_account
 from app.merging.run import merge_accounts
-
-
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 @click.group("merges")
@@ -30,19 +27,17 @@ def merges_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Only show what the merge would do.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json) -> None:
     """Merge one account into another (idempotent: repeating it returns the same merge)."""
-    try:
-        survivor_id, absorbed_id = resolve_account(survivor).id, resolve_account(absorbed).id
-        if dry_run:
-            _echo_json(preview_merge(survivor_id, absorbed_id))
-            return
-        record = merge_accounts(survivor_id, absorbed_id, origin="operator", reason=reason,
-                                regrant_consents=regrant_consents, actor="operator")
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+    survivor_id, absorbed_id = resolve_account(survivor).id, resolve_account(absorbed).id
+    if dry_run:
+        echo_json(preview_merge(survivor_id, absorbed_id))
+        return
+    record = merge_accounts(survivor_id, absorbed_id, origin="operator", reason=reason,
+                            regrant_consents=regrant_consents, actor="operator")
     if as_json:
-        _echo_json(merge_to_dict(record))
+        echo_json(merge_to_dict(record))
     else:
         click.echo(f"merge {record.id}: {record.status} (step {record.step})")
 
@@ -52,13 +47,9 @@ def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json
 @with_appcontext
 def merges_show(merge_id: int) -> None:
     """A merge with its report and the delivery state of its notifications."""
-    from app.events.models import OutboxEvent
-    from app.extensions import db
-    from app.merging.models import MergeRecord
-
     record = db.session.get(MergeRecord, merge_id)
     if record is None:
-        raise click.ClickException(f"no merge {merge_id}")
+        fail(f"no merge {merge_id}")
     data = merge_to_dict(record)
     events = db.session.scalars(db.select(OutboxEvent).filter_by(reference=f"merge-{merge_id}").order_by(OutboxEvent.id))
     data["deliveries"] = [
@@ -66,17 +57,14 @@ def merges_show(merge_id: int) -> None:
          "delivered_at": e.delivered_at}
         for e in events
     ]
-    _echo_json(data)
+    echo_json(data)
 
 
 @merges_group.command("list")
 @click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]))
 @with_appcontext
 def merges_list(status) -> None:
-    from app.extensions import db
-    from app.merging.models import MergeRecord
-
     query = db.select(MergeRecord).order_by(MergeRecord.id.desc()).limit(200)
     if status:
         query = query.filter_by(status=status)
-    _echo_json([merge_to_dict(r) for r in db.session.scalars(query)])
+    echo_json([merge_to_dict(r) for r in db.session.scalars(query)])

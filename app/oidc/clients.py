@@ -127,7 +127,7 @@ def create_client(
     post_logout = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(post_logout_redirect_uris or [])]
 
     client_id = client_id or secrets.token_hex(16)
-    # Public-subject clients share the "public" sector; only pairwise ones need their own.
+    # Public-subject clients share the sector ":public"; only pairwise ones need their own.
     sector = (resolve_sector_identifier(redirect_uris, sector_identifier_uri, client_id)
               if subject_type == "pairwise" else PUBLIC_SECTOR)
 

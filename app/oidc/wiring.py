@@ -1,5 +1,6 @@
 """The oidc domain's ``init_app``: the authorization server and its grants, the protocol blueprint,
-the receivers that end a closed or locked account's sessions, and the job that ends timed-out
+the ``keys`` and ``clients`` commands, the receivers that end a closed or locked account's sessions,
+and the job that ends timed-out
 sessions (their clients are told, as for a logout)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.oidc import logout
+from app.oidc.cli import clients_group, keys_group
 from app.oidc.routes import bp
 from app.oidc.server import AuthorizationServer, init_authorization_server
 from app.registries import registries
@@ -18,6 +20,8 @@ def init_app(app: Flask) -> None:
     init_authorization_server(app, server)
     app.extensions["tessera_authorization_server"] = server
     app.register_blueprint(bp)
+    app.cli.add_command(keys_group)
+    app.cli.add_command(clients_group)
     account_closed.connect(logout.end_sessions_of)
     account_locked.connect(logout.end_sessions_of)
     registries(app).add_periodic_job("end-expired-sessions", logout.end_expired_sessions)

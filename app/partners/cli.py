@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from flask.cli import with_appcontext
 
-from app.errors import TesseraError
+from app.cli_support import echo_json, reports_errors
+from app.partners.contracts import set_contract
 
 
 def _names(value: str | None) -> list[str]:
@@ -23,20 +22,16 @@ def _names(value: str | None) -> list[str]:
               help="Allow (or stop allowing) it to trade a person's access token for a partner token (RFC 8693).")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
+@reports_errors
 def set_contract_command(client_id, read, write, subscribe, token_exchange, as_json) -> None:
     """Create or replace a client's data contract; prints it with the salt of phone-hash lookups."""
-    from app.partners.contracts import set_contract
-
-    try:
-        client, contract = set_contract(client_id, read=_names(read), write=_names(write), subscribe=subscribe,
-                                        token_exchange=token_exchange)
-    except TesseraError as exc:
-        raise click.ClickException(exc.detail) from None
+    client, contract = set_contract(client_id, read=_names(read), write=_names(write), subscribe=subscribe,
+                                    token_exchange=token_exchange)
     data = {"client_id": client.client_id, "read": contract.read_claims, "write": contract.write_claims,
             "subscribe": contract.subscribe, "lookup_salt": contract.lookup_salt, "grant_types": client.grant_types,
             "phone_hash": "hex sha256(lookup_salt + E.164 phone number)"}
     if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        echo_json(data)
     else:
         click.echo(f"contract of {client.client_id}: read {', '.join(contract.read_claims) or '-'}; "
                    f"write {', '.join(contract.write_claims) or '-'}; subscribe {'yes' if contract.subscribe else 'no'}")
