@@ -14,7 +14,7 @@ import click
 import pytest
 from flask import current_app
 
-from app import init_migrations
+from app.factory import init_migrations
 from app.cli import build_cli
 from app.extensions import db
 
