@@ -2,7 +2,7 @@
 message, and the one place a service's refusal (a ``TesseraError``) becomes the command's error.
 
 Kernel layer: imports nothing from ``app`` but ``app.errors``, so every domain's ``cli.py`` can use
-it without importing ``app.cli`` (which imports them all)."""
+it without importing ``app.cli`` (the shell, which imports the factory and so every domain)."""
 
 from __future__ import annotations
 

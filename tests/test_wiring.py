@@ -12,6 +12,7 @@ from app.errors import NeedsMerge
 from app.merging.requests import ensure_not_locked
 from app.merging.routes import offer_merge
 from app.oidc.logout import end_sessions_of
+from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
 from app.partners.changes import note_claims_changed
 from app.partners.models import AccountAddress
 from app.partners.token_exchange import TokenExchangeGrant
@@ -37,7 +38,8 @@ def test_every_signal_has_its_receivers(app):  # noqa: ARG001  (the app fixture 
 def test_every_registry_has_its_entries(app):
     found = registries(app)
     assert [type(f) for f in found.login_fallbacks] == [LegacyVerification]
-    assert {LegacyMapping, AccountAttributes, AccountAddress} <= set(found.business_data)
+    assert set(found.business_data) == {SubjectMapping, Token, Consent, AuthorizationCode, LegacyMapping,
+                                        AccountAttributes, AccountAddress}
     assert [j.name for j in found.periodic_jobs] == [
         "end-expired-sessions", "release-expired-deregistrations", "resume-due-merges", "housekeeping"]
     server = app.extensions["tessera_authorization_server"]

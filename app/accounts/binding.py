@@ -40,7 +40,7 @@ from app.accounts.mailer import send_mail
 from app.accounts.verification import confirm_email, read_email_link, send_email_claim, send_email_verification
 from app.errors import Conflict, InvalidInput, NeedsMerge, NotFound
 from app.extensions import db
-from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
+from app.oidc.models import Consent, SubjectMapping, Token
 from app.registries import registries
 from app.security import utcnow
 from app.signals import account_closed, account_locked
@@ -70,9 +70,10 @@ def has_business_data(account: Account) -> bool:
     silently closed."""
     if any(getattr(account, claim) for claim in PROFILE_CLAIMS) or account.address:
         return True
-    # The features register their tables (app.registries): imported legacy records, tenant-scoped
-    # attributes and address-book entries (legacy or partner-written) are data too.
-    for model in (SubjectMapping, Token, Consent, AuthorizationCode, *registries().business_data):
+    # Each domain registers its tables (app.registries): the protocol's codes, tokens, consents and
+    # subjects; imported legacy records, tenant-scoped attributes and address-book entries (legacy or
+    # partner-written) are data too.
+    for model in registries().business_data:
         if db.session.scalar(db.select(exists().where(model.account_id == account.id))):
             return True
     return False

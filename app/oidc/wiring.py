@@ -1,7 +1,7 @@
 """The oidc domain's ``init_app``: the authorization server and its grants, the protocol blueprint,
 the ``keys`` and ``clients`` commands, the receivers that end a closed or locked account's sessions,
-and the job that ends timed-out
-sessions (their clients are told, as for a logout)."""
+the job that ends timed-out sessions (their clients are told, as for a logout), and the protocol's
+tables as an account's business data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask
 
 from app.oidc import logout
 from app.oidc.cli import clients_group, keys_group
+from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
 from app.oidc.routes import bp
 from app.oidc.server import AuthorizationServer, init_authorization_server
 from app.registries import registries
@@ -25,3 +26,5 @@ def init_app(app: Flask) -> None:
     account_closed.connect(logout.end_sessions_of)
     account_locked.connect(logout.end_sessions_of)
     registries(app).add_periodic_job("end-expired-sessions", logout.end_expired_sessions)
+    # An account used at a client (a subject, a token, a consent, a code) has business data.
+    registries(app).add_business_data(SubjectMapping, Token, Consent, AuthorizationCode)
