@@ -8,17 +8,20 @@ from sqlalchemy import insert
 
 from app.accounts.models import AuditEvent
 from app.extensions import db
+from app.metrics import count_audited
 from app.security import utcnow
 
 
 def record(kind: str, *, account_id: int | None = None, actor: str | None = None, client_id: int | None = None,
            **details) -> AuditEvent:
-    """Add an audit event to the current transaction (the caller commits with its change)."""
+    """Add an audit event to the current transaction (the caller commits with its change); logins
+    and their failures are counted for /metrics by method (app.metrics)."""
     event = AuditEvent(kind=kind, account_id=account_id, actor=actor, client_id=client_id, details=details)
     if has_request_context():
         event.ip_address = request.remote_addr
         event.user_agent = (request.headers.get("User-Agent") or "")[:300]
     db.session.add(event)
+    count_audited(kind, details)
     return event
 
 

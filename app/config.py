@@ -31,6 +31,21 @@ def _bool(name: str, default: bool) -> bool:
     return (_env(name, "1" if default else "0") or "").lower() in {"1", "true", "yes", "on"}
 
 
+def _positive_seconds(name: str, default: float) -> float:
+    value = float(_env(name, str(default)))
+    if not 0 < value <= 60:
+        raise ValueError(f"TESSERA_{name} must be a number of seconds above 0 and at most 60, not {value!r}")
+    return value
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any case), checked now: a typo stops the start-up."""
+    value = (_env(name, default) or "").lower()
+    if value not in choices:
+        raise ValueError(f"TESSERA_{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def _networks(name: str, default: str) -> list[str]:
     """Comma-separated CIDRs, checked now (a typo stops the start-up, not a request)."""
     return [str(ipaddress.ip_network(part.strip(), strict=False))
@@ -170,6 +185,11 @@ def load_config() -> dict:
         # gets 404. A request forwarded by a proxy that TESSERA_TRUSTED_PROXIES does not count is
         # never taken for a local one.
         "TESSERA_METRICS_ALLOW": _networks("METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        # Logs: "text" (Python's default, `make run`) or "json" (one JSON object per line on stderr,
+        # with the request id; app.observability).
+        "TESSERA_LOG_FORMAT": _choice("LOG_FORMAT", "text", ("text", "json")),
+        # Seconds each check of /readyz (database, Redis) may take before it counts as not ready.
+        "TESSERA_READYZ_TIMEOUT": _positive_seconds("READYZ_TIMEOUT", 2.0),
         # Largest request body accepted, in bytes (Flask's MAX_CONTENT_LENGTH): a bigger one is
         # refused with 413 before it is read (an RFC 9457 problem on the JSON APIs). No endpoint
         # takes more than a few kilobytes; the bulk import reads files, not requests.

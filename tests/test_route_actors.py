@@ -30,7 +30,7 @@ ACTORS = {
     "federation.link_with_password": "anonymous", "federation.send_link_code": "anonymous",
     "federation.link_with_code": "anonymous",
     "partners.openapi": "anonymous", "partners.unknown": "anonymous", "sync.openapi": "anonymous",
-    "web.index": "anonymous", "static": "anonymous",
+    "web.index": "anonymous", "web.healthz": "anonymous", "web.readyz": "anonymous", "static": "anonymous",
     # a person, logged in to the hub (the session cookie)
     "account.index": "person", "account.profile": "person", "account.confirm": "person",
     "account.send_phone_code": "person", "account.confirm_phone": "person", "account.add_email": "person",

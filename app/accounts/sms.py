@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import current_app
 
 from app.errors import TesseraError
+from app.metrics import count_otp_send
 from app.net import OutboundError, fetch
 from app.security import utcnow
 
@@ -64,9 +65,16 @@ SENDERS = {"console": _console, "file": _file, "webhook": _webhook}
 
 
 def send_sms_code(phone: str, code: str, purpose: str) -> None:
-    """Deliver ``code`` to ``phone`` with the configured sender; SmsDeliveryFailed if it cannot."""
+    """Deliver ``code`` to ``phone`` with the configured sender; SmsDeliveryFailed if it cannot.
+    Every send is counted for /metrics by sender kind, sent or failed (app.metrics)."""
     name = current_app.config["TESSERA_SMS_SENDER"]
     sender = SENDERS.get(name)
     if sender is None:
+        count_otp_send("unknown", sent=False)
         raise SmsDeliveryFailed(f"unknown TESSERA_SMS_SENDER {name!r} (console, file or webhook)")
-    sender(phone, code, purpose)
+    try:
+        sender(phone, code, purpose)
+    except Exception:
+        count_otp_send(name, sent=False)
+        raise
+    count_otp_send(name, sent=True)

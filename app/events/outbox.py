@@ -105,3 +105,14 @@ def delivery_counters() -> dict[tuple[str, str], int]:
         db.select(OutboxEvent.kind, OutboxEvent.status, db.func.count()).group_by(OutboxEvent.kind, OutboxEvent.status)
     ).all()
     return {(kind, status): count for kind, status, count in rows}
+
+
+def backlog_by_client() -> dict[int | None, tuple[int, int]]:
+    """Client primary key (None: events for no client) → (pending events, pending events whose last
+    delivery attempt failed), for /metrics."""
+    failing = db.func.count(OutboxEvent.last_error)  # counts the rows whose last attempt left an error
+    rows = db.session.execute(
+        db.select(OutboxEvent.client_id, db.func.count(), failing)
+        .where(OutboxEvent.status == "pending").group_by(OutboxEvent.client_id)
+    ).all()
+    return {client_id: (pending, failed) for client_id, pending, failed in rows}
