@@ -73,7 +73,7 @@ class TesseraGroup(FlaskGroup):
 
 def _check_database(app, as_json: bool) -> None:
     with app.app_context():
-        problem = database_problem(app.config["SQLALCHEMY_DATABASE_URI"], db.engine)
+        problem = database_problem(app.config["SQLALCHEMY_DATABASE_URI"], db.engine, set(db.metadata.tables))
     if problem:
         raise CommandFailed(problem, as_json)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 import click
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -89,21 +89,19 @@ def reports_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
-def database_problem(url: str, engine: Engine) -> str | None:
+def database_problem(url: str, engine: Engine, tables: set[str]) -> str | None:
     """Why the database cannot serve a command, or None: a SQLite file that does not exist (it is
-    not created here), a database that cannot be reached, or one without the migrations' version
-    table (``tessera db upgrade`` never ran)."""
+    not created here), a database that cannot be reached, or one without every table of the
+    hub's ``tables`` (``tessera db upgrade`` never ran, or not since an upgrade of Tessera)."""
     where = _describe(url)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(url[len("sqlite:///"):]).exists():
         return _not_migrated(where)
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version") or \
-                    conn.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar() == 0:
-                return _not_migrated(where)
+            missing = tables - set(inspect(conn).get_table_names())
     except SQLAlchemyError as exc:
-        return f"cannot reach the database at {where}: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}"
-    return None
+        return f"cannot reach the database at {where}: {str(getattr(exc, 'orig', None) or exc).strip()}"
+    return _not_migrated(where) if missing else None
 
 
 def _not_migrated(where: str) -> str:
