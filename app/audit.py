@@ -3,13 +3,20 @@ added to the transaction of the change (a models-layer module: every layer above
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import has_request_context, request
 from sqlalchemy import insert
 
 from app.accounts.models import AuditEvent
+from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.metrics import count_audited
+from app.oidc.models import Client
 from app.security import utcnow
+
+#: The most events one search returns.
+MAX_SEARCH = 10_000
 
 
 def record(kind: str, *, account_id: int | None = None, actor: str | None = None, client_id: int | None = None,
@@ -40,6 +47,48 @@ def record_many(kind: str, events: list[dict], *, actor: str | None = None, clie
 
 
 def recent_events(account_id: int, limit: int = 20) -> list[AuditEvent]:
+    """The account's newest events first (its own security history, /account)."""
     return list(db.session.scalars(
         db.select(AuditEvent).filter_by(account_id=account_id).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
     ))
+
+
+def search_events(*, account_id: int | None = None, client_id: str | None = None, kind: str | None = None,
+                  actor: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                  limit: int = 100) -> list[AuditEvent]:
+    """Events matching every criterion given, newest first, at most ``limit`` (1–``MAX_SEARCH``).
+    ``client_id`` is a client's public id; ``kind`` and ``actor`` match exactly, or as a prefix
+    when they end with ``*`` (``login.*``); ``since`` is inclusive, ``until`` exclusive."""
+    if not 1 <= limit <= MAX_SEARCH:
+        raise InvalidInput(f"the limit must be between 1 and {MAX_SEARCH}")
+    query = db.select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    if account_id is not None:
+        query = query.where(AuditEvent.account_id == account_id)
+    if client_id is not None:
+        pk = db.session.scalar(db.select(Client.id).filter_by(client_id=client_id))
+        if pk is None:
+            raise NotFound(f"no client {client_id!r}")
+        query = query.where(AuditEvent.client_id == pk)
+    for column, pattern in ((AuditEvent.kind, kind), (AuditEvent.actor, actor)):
+        if pattern:
+            query = query.where(_matches(column, pattern))
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return list(db.session.scalars(query))
+
+
+def _matches(column, pattern: str):
+    if not pattern.endswith("*"):
+        return column == pattern
+    prefix = pattern[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(prefix + "%", escape="\\")
+
+
+def event_to_dict(event: AuditEvent) -> dict:
+    """An event as operators see it; ``client`` is the client's public id."""
+    client = db.session.scalar(db.select(Client.client_id).filter_by(id=event.client_id)) if event.client_id else None
+    return {"id": event.id, "at": event.at, "kind": event.kind, "account_id": event.account_id, "actor": event.actor,
+            "client": client, "ip_address": event.ip_address, "user_agent": event.user_agent,
+            "details": event.details or {}}

@@ -12,10 +12,11 @@ import threading
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from app.accounts.login import find_identity
 from app.accounts.profile import create_account
+from app.cli_support import CommandFailed, database_problem
 from app.extensions import db
 from app.factory import create_app, init_migrations
 from app.oidc.clients import create_client, get_client
@@ -52,12 +53,37 @@ def create_cli_app():
     return app
 
 
+#: Commands that work without a migrated database: the migrations themselves, the servers, and
+#: Flask's and the limiter's commands, which do not read the hub's tables.
+WITHOUT_DATABASE = frozenset({"db", "serve", "run", "shell", "routes", "limiter"})
+
+
+class TesseraGroup(FlaskGroup):
+    """Flask's command group, which first checks that the database is migrated before a command
+    that uses it runs (not for ``--help``): a missing or empty database is an error that says so,
+    exit status 1, instead of an empty SQLite file and a traceback."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        asks_help = any(arg in ("--help", "-h") for arg in rest) or (isinstance(command, click.Group) and not rest)
+        if not ctx.resilient_parsing and name not in WITHOUT_DATABASE and not asks_help:
+            _check_database(ctx.ensure_object(ScriptInfo).load_app(), as_json="--json" in rest)
+        return name, command, rest
+
+
+def _check_database(app, as_json: bool) -> None:
+    with app.app_context():
+        problem = database_problem(app.config["SQLALCHEMY_DATABASE_URI"], db.engine, set(db.metadata.tables))
+    if problem:
+        raise CommandFailed(problem, as_json)
+
+
 def build_cli(create_app=create_cli_app) -> FlaskGroup:
     """The ``tessera`` command: Flask's command group around the app ``create_app`` builds, with
     Flask's own commands, the extensions' (``db``, ``limiter``) and Tessera's (each domain's and the shell's).
     Every command and option it has is documented in docs/cli.md (tests/test_docs_cli.py)."""
-    return FlaskGroup(create_app=create_app, add_version_option=False, load_dotenv=False,
-                      help="Tessera operator commands.")
+    return TesseraGroup(create_app=create_app, add_version_option=False, load_dotenv=False,
+                        help="Tessera operator commands.")
 
 
 def main() -> None:

@@ -354,3 +354,64 @@ def test_demo_seed_replaces_an_old_demo_secret(tessera):
     tessera.ok("demo", "seed")
     assert tessera.query("SELECT secret_hash FROM clients WHERE client_id = 'demo-web'") == [
         (keyed_secret_hash(DEMO_WEB_SECRET),)]
+
+
+# --- operations: missing database, JSON, users, audit, deliveries ---------------------------------
+
+def test_a_database_that_is_missing_or_not_migrated_is_an_error_and_is_not_created(tmp_path):
+    empty = Tessera(tmp_path / "none.db")
+    message = empty.fails("users", "show", "1")
+    assert "is not migrated: run `tessera db upgrade` or set TESSERA_DATABASE_URL" in message
+    assert not empty.db_file.exists()
+    result = empty.run("users", "show", "1", "--json")
+    assert result.returncode == 1 and "not migrated" in json.loads(result.stderr)["error"]
+    for args in (("--help",), ("users", "--help"), ("users", "show", "--help"), ("db", "--help")):
+        empty.ok(*args)
+    assert not empty.db_file.exists()
+    empty.db_file.touch()  # an empty file: no tables
+    assert "not migrated" in empty.fails("keys", "list")
+    empty.ok("db", "upgrade")
+    empty.ok("keys", "list")
+
+
+def test_users_show_prints_a_chinese_name_as_utf8(tessera):
+    account = tessera.json("users", "create", "--phone", "+8613800138000", "--password", "pw-long-enough-1",
+                           "--name", "张三")
+    raw = subprocess.run([TESSERA, "users", "show", "+8613800138000", "--json"], cwd=tessera.db_file.parent,
+                         env={**_env(tessera.db_file), "LC_ALL": "C", "LANG": "C"}, capture_output=True, timeout=120)
+    assert raw.returncode == 0, raw.stderr
+    assert '"name": "张三"'.encode() in raw.stdout
+    shown = json.loads(raw.stdout.decode("utf-8"))
+    assert shown["id"] == account["id"] and shown["can_log_in"] and shown["identities"][0]["value"] == "+8613800138000"
+    assert "张三" in tessera.ok("users", "search", "--name", "张").stdout
+    assert [a["id"] for a in tessera.json("users", "search", "--phone", "+8613800138000")] == [account["id"]]
+
+
+def test_users_lock_unlock_are_audited_and_searchable(tessera):
+    account = tessera.json("users", "create", "--phone", "+14155550123", "--password", "pw-long-enough-1")
+    assert tessera.json("users", "lock", "+14155550123", "--reason", "fraud")["status"] == "locked"
+    assert tessera.query("SELECT status FROM accounts WHERE id = ?", account["id"]) == [("locked",)]
+    assert "only an active account" in tessera.fails("users", "lock", str(account["id"]), "--reason", "x")
+    tessera.ok("users", "unlock", str(account["id"]))
+    lines = tessera.ok("audit", "search", "--kind", "account.*", "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [(e["kind"], e["actor"]) for e in events] == [("account.unlocked", "operator:cli"),
+                                                         ("account.locked", "operator:cli")]
+    assert "account.locked" in tessera.ok("audit", "search", "--actor", "operator:cli").stdout
+    assert tessera.ok("audit", "search", "--since", "2999-01-01").stdout == ""
+
+
+def test_errors_under_json_are_json(tessera):
+    result = tessera.run("users", "search", "--phone", "+14155550123", "--email", "a@example.com", "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert json.loads(result.stderr) == {"error": "give exactly one of --phone, --email, --username, --name, "
+                                                  "--sub, --legacy-id"}
+    assert "Error: no account '42'" in tessera.fails("users", "show", "42")
+
+
+def test_merges_and_deliveries_list_take_json(tessera):
+    assert tessera.json("merges", "list") == []
+    assert tessera.ok("merges", "list").stdout == ""
+    assert tessera.json("deliveries", "list", "--status", "failing") == []
+    assert "EVENT_ID or --client" in tessera.fails("deliveries", "retry")
+    assert "no client 'nope'" in tessera.fails("deliveries", "retry", "--client", "nope")

@@ -1,5 +1,5 @@
 """The accounts domain's ``init_app``: the login pages (/login, /register, phone login), the
-person's own pages (/account), the ``users`` commands, and the job that releases the identities of accounts whose
+person's own pages (/account), the ``users`` and ``audit`` commands, and the job that releases the identities of accounts whose
 deregistration cooling-off ended."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from flask import Flask
 
 from app.accounts import routes, self_service
 from app.accounts.binding import release_expired_deregistrations
-from app.accounts.cli import users_group
+from app.accounts.cli import audit_group, users_group
 from app.registries import registries
 
 
@@ -16,4 +16,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(routes.bp)
     app.register_blueprint(self_service.bp)
     app.cli.add_command(users_group)
+    app.cli.add_command(audit_group)
     registries(app).add_periodic_job("release-expired-deregistrations", release_expired_deregistrations)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, update
 
+from app.errors import Conflict, InvalidInput, NotFound
 from app.extensions import db
 from app.events.models import DeliveryAttempt, OutboxEvent
 from app.net import OutboundError, fetch
@@ -97,6 +98,44 @@ def deliver(event: OutboxEvent) -> bool:
     if error:
         log.warning("delivery of event %s to %s failed (attempt %s): %s", event.jti, event.url, event.attempts, error)
     return error is None
+
+
+DELIVERY_FILTERS = ("pending", "failing", "delivered", "expired", "rejected")
+
+
+def find_deliveries(*, client_pk: int | None = None, status: str | None = None, limit: int = 200) -> list[OutboxEvent]:
+    """Outbox events, newest first: of one client (its primary key), of one status — or
+    ``failing``: pending events whose last attempt failed (attempts > 0)."""
+    if status is not None and status not in DELIVERY_FILTERS:
+        raise InvalidInput(f"unknown status {status!r}: one of {', '.join(DELIVERY_FILTERS)}")
+    query = db.select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
+    if client_pk is not None:
+        query = query.where(OutboxEvent.client_id == client_pk)
+    if status == "failing":
+        query = query.where(OutboxEvent.status == "pending", OutboxEvent.attempts > 0)
+    elif status is not None:
+        query = query.where(OutboxEvent.status == status)
+    return list(db.session.scalars(query))
+
+
+def retry_now(*, event_id: int | None = None, client_pk: int | None = None) -> list[OutboxEvent]:
+    """Make pending events due now (one event, or every pending event of a client); the caller
+    commits. A delivered, expired or rejected event is final: retrying it is refused."""
+    if (event_id is None) == (client_pk is None):
+        raise InvalidInput("give an event id or a client, not both")
+    if event_id is not None:
+        event = db.session.get(OutboxEvent, event_id)
+        if event is None:
+            raise NotFound(f"no outbox event {event_id}")
+        if event.status != "pending":
+            raise Conflict(f"event {event_id} is {event.status}: that is final, it is not sent again")
+        events = [event]
+    else:
+        events = list(db.session.scalars(db.select(OutboxEvent).filter_by(client_id=client_pk, status="pending")))
+    now = utcnow()
+    for event in events:
+        event.next_attempt_at = now
+    return events
 
 
 def delivery_counters() -> dict[tuple[str, str], int]:

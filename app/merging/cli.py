@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from app.accounts.operators import resolve_account
 from app.cli_support import echo_json, fail, reports_errors
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.merging.models import MergeRecord
 from app.merging.preview import preview_merge
-from app.merging.requests import merge_to_dict, resolve_account
+from app.merging.requests import merge_to_dict
 from app.merging.run import merge_accounts
 
 
@@ -44,9 +45,10 @@ def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json
 
 @merges_group.command("show")
 @click.argument("merge_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Accepted for scripts: the output is JSON anyway.")
 @with_appcontext
-def merges_show(merge_id: int) -> None:
-    """A merge with its report and the delivery state of its notifications."""
+def merges_show(merge_id: int, as_json: bool) -> None:  # noqa: ARG001 (always JSON)
+    """A merge with its report and the delivery state of its notifications (JSON)."""
     record = db.session.get(MergeRecord, merge_id)
     if record is None:
         fail(f"no merge {merge_id}")
@@ -62,9 +64,17 @@ def merges_show(merge_id: int) -> None:
 
 @merges_group.command("list")
 @click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]))
+@click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def merges_list(status) -> None:
+def merges_list(status, as_json) -> None:
+    """The 200 newest merges: one line each, or JSON."""
     query = db.select(MergeRecord).order_by(MergeRecord.id.desc()).limit(200)
     if status:
         query = query.filter_by(status=status)
-    echo_json([merge_to_dict(r) for r in db.session.scalars(query)])
+    rows = [merge_to_dict(r) for r in db.session.scalars(query)]
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"merge {r['id']}: {r['absorbed']} → {r['survivor']}  {r['status']} (step {r['step']})  "
+                   f"{r['origin']}  {r['created_at']}")

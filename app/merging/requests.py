@@ -14,7 +14,6 @@ import hashlib
 from flask import current_app
 
 from app import audit
-from app.accounts.login import find_identity
 from app.accounts.models import Account
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
@@ -26,18 +25,6 @@ class AccountBusy(TesseraError):
 
     status = 503
     title = "Account being merged"
-
-
-def resolve_account(ref: str | int) -> Account:
-    """An account by id, or by a phone number or email that identifies it."""
-    if isinstance(ref, int) or str(ref).isdigit():
-        account = db.session.get(Account, int(ref))
-    else:
-        identity = find_identity(str(ref))
-        account = db.session.get(Account, identity.account_id) if identity else None
-    if account is None:
-        raise NotFound(f"no account {ref!r}")
-    return account
 
 
 def final_account(account: Account) -> Account:

@@ -161,3 +161,28 @@ def test_two_workers_claiming_at_once_deliver_each_event_exactly_once(app, ctx, 
     assert len(receiver.requests) == len(jtis) and all(receiver.deliveries(j) == 1 for j in jtis)
     db.session.expire_all()
     assert {(e.status, e.attempts) for e in db.session.scalars(db.select(OutboxEvent))} == {("delivered", 1)}
+
+
+def test_operators_list_failing_deliveries_and_retry_them_now(app, ctx, receiver):
+    """`tessera deliveries list --status failing` and `retry`: a failing event is due at once
+    (audited); a delivered one is final."""
+    import json
+
+    from app.accounts.models import AuditEvent
+
+    jti = _event(receiver.url + "/bc")
+    receiver.status = 503
+    assert run_once() == 1
+    runner = app.test_cli_runner()
+    failing = json.loads(runner.invoke(args=["deliveries", "list", "--status", "failing", "--json"]).output)
+    assert [(d["jti"], d["failing"]) for d in failing] == [(jti, True)] and "HTTP 503" in failing[0]["last_error"]
+    assert "failing" in runner.invoke(args=["deliveries", "list"]).output
+    assert run_once() == 0  # backoff
+
+    result = runner.invoke(args=["deliveries", "retry", str(failing[0]["id"])])
+    assert result.exit_code == 0 and "1 event(s) due now" in result.output
+    receiver.status = 200
+    assert run_once() == 1 and _row(jti).status == "delivered"
+    assert db.session.scalar(db.select(AuditEvent.actor).filter_by(kind="deliveries.retried")) == "operator:cli"
+    final = runner.invoke(args=["deliveries", "retry", str(failing[0]["id"]), "--json"])
+    assert final.exit_code == 1 and "delivered: that is final" in json.loads(final.output)["error"]
