@@ -17,6 +17,7 @@ from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from app.accounts.login import find_identity
 from app.accounts.profile import create_account
 from app.cli_support import CommandFailed, database_problem
+from app.config import load_config
 from app.extensions import db
 from app.factory import create_app, init_migrations
 from app.oidc.clients import create_client, get_client
@@ -97,8 +98,11 @@ def main() -> None:
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the hub with gunicorn."""
+    # With TESSERA_LOG_FORMAT=json the hub writes its own JSON access line (app.observability):
+    # gunicorn's text access log would only repeat it in another format.
+    access_log = [] if load_config()["TESSERA_LOG_FORMAT"] == "json" else ["--access-logfile", "-"]
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--threads", str(threads), "--access-logfile", "-", "app.wsgi:app"]
+            "--threads", str(threads), *access_log, "app.wsgi:app"]
     os.execvp(args[0], args)
 
 
