@@ -74,6 +74,8 @@ def load_config() -> dict:
         # Defaults to one derived from the secret key; set it before you ever change the secret key,
         # or every client secret stops matching.
         "TESSERA_SECRET_PEPPER": _env("SECRET_PEPPER"),
+        # Seconds the secret a `tessera clients rotate-secret` replaced stays valid (--grace overrides).
+        "TESSERA_CLIENT_SECRET_GRACE_SECONDS": _int("CLIENT_SECRET_GRACE_SECONDS", 86400),
         # Lifetimes, in seconds.
         "TESSERA_ACCESS_TOKEN_TTL": _int("ACCESS_TOKEN_TTL", 3600),
         "TESSERA_ID_TOKEN_TTL": _int("ID_TOKEN_TTL", 3600),

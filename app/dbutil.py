@@ -1,9 +1,10 @@
-"""Database helpers that differ by dialect (SQLite for `make run`, PostgreSQL in production)."""
+"""Database helpers that differ by dialect (SQLite for `make run`, PostgreSQL in production), and
+the ON DELETE rules of the schema applied by hand (SQLite enforces no foreign keys)."""
 
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import String
+from sqlalchemy import String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -40,3 +41,36 @@ def autocommit_engine():
     if engine is None:
         engine = current_app.extensions["tessera_read_engine"] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
+
+
+def delete_dependents(table: Table, ids: list[int]) -> dict[str, int]:
+    """Apply, explicitly, the ON DELETE rules the schema declares on every foreign key to the rows
+    ``ids`` of ``table`` (SQLite enforces none): ``CASCADE`` deletes the referencing rows (their own
+    dependents first), ``SET NULL`` empties the reference. A reference without a rule would forbid
+    the delete: ``ValueError`` names its table. Returns the rows deleted per table."""
+    deleted: dict[str, int] = {}
+    if not ids:
+        return deleted
+    for child in db.metadata.sorted_tables:
+        for fk in child.foreign_keys:
+            if fk.column.table is not table:
+                continue
+            rule = (fk.ondelete or "").upper()
+            referencing = fk.parent.in_(ids)
+            if rule == "SET NULL":
+                db.session.execute(child.update().where(referencing).values({fk.parent.name: None}))
+            elif rule == "CASCADE":
+                if _is_referenced(child):  # its rows' own dependents first
+                    (key,) = child.primary_key.columns
+                    child_ids = list(db.session.scalars(select(key).where(referencing)))
+                    for name, count in delete_dependents(child, child_ids).items():
+                        deleted[name] = deleted.get(name, 0) + count
+                count = db.session.execute(child.delete().where(referencing)).rowcount
+                deleted[child.name] = deleted.get(child.name, 0) + count
+            else:
+                raise ValueError(f"rows of {child.name} refer to it")
+    return deleted
+
+
+def _is_referenced(table: Table) -> bool:
+    return any(fk.column.table is table for child in db.metadata.sorted_tables for fk in child.foreign_keys)

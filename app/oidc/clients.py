@@ -35,7 +35,9 @@ class RegisteredClient:
     client_secret: str | None
 
 
-def _https_or_loopback(uri: str | None, what: str) -> str | None:
+def check_endpoint_uri(uri: str | None, what: str) -> str | None:
+    """A logout, login-initiation or events endpoint of the client: https with a host, or http on a
+    loopback host; empty means none."""
     if not uri:
         return None
     parts = urlsplit(uri)
@@ -84,6 +86,47 @@ def resolve_sector_identifier(redirect_uris: list[str], sector_identifier_uri: s
     return hosts.pop()
 
 
+def check_name(name: str | None) -> str:
+    """A client's display name, stripped: never empty."""
+    if not (name or "").strip():
+        raise InvalidInput("a client needs a name")
+    return name.strip()
+
+
+def check_redirect_uris(redirect_uris: list[str], grant_types: list[str], public: bool) -> list[str]:
+    """The redirect URIs, de-duplicated in order, each validated (``app.oidc.redirects``); a client
+    of the authorization code grant needs at least one."""
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise InvalidInput("a client of the authorization code grant needs at least one redirect URI")
+    return [validate_redirect_uri(u, public=public) for u in dict.fromkeys(redirect_uris)]
+
+
+def check_post_logout_redirect_uris(uris: list[str] | None, public: bool) -> list[str]:
+    """The post-logout redirect URIs: the same rules as redirect URIs, none required."""
+    return [validate_redirect_uri(u, public=public) for u in dict.fromkeys(uris or [])]
+
+
+def check_secret_choice(client_secret: str | None, auth_method: str) -> None:
+    """An operator-chosen secret: only for the secret auth methods, and strong (``app.security``)."""
+    if client_secret is None:
+        return
+    if auth_method not in SECRET_AUTH_METHODS:
+        raise InvalidInput(f"a client that authenticates with {auth_method!r} has no secret")
+    if weakness := client_secret_weakness(client_secret):
+        raise InvalidInput(weakness)
+
+
+def _check_grant_types(grant_types: list[str] | None, public: bool) -> list[str]:
+    grant_types = list(grant_types or ["authorization_code", "refresh_token"])
+    unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials",
+                                  "urn:ietf:params:oauth:grant-type:token-exchange"}  # RFC 8693, partner API
+    if unknown:
+        raise InvalidInput(f"unsupported grant types: {', '.join(sorted(unknown))}")
+    if public and "client_credentials" in grant_types:
+        raise InvalidInput("a public client cannot use client_credentials")
+    return grant_types
+
+
 def create_client(
     *, tenant: str, name: str, redirect_uris: list[str], post_logout_redirect_uris: list[str] | None = None,
     public: bool = False, auth_method: str | None = None, subject_type: str = "pairwise",
@@ -94,8 +137,7 @@ def create_client(
     login_chain: list[str] | None = None, events_endpoint: str | None = None,
 ) -> RegisteredClient:
     tenant_row = get_tenant(tenant)
-    if not (name or "").strip():
-        raise InvalidInput("a client needs a name")
+    name = check_name(name)
     auth_method = auth_method or ("none" if public else "client_secret_basic")
     if auth_method not in AUTH_METHODS:
         raise InvalidInput(f"auth method must be one of {', '.join(AUTH_METHODS)}")
@@ -108,23 +150,11 @@ def create_client(
         raise InvalidInput(f"id_token_signed_response_alg must be one of {', '.join(SUPPORTED_ALGS)}")
     if auth_method == "private_key_jwt" and not (jwks and isinstance(jwks.get("keys"), list)):
         raise InvalidInput("a private_key_jwt client must register its public keys (jwks)")
-    if client_secret is not None:
-        if auth_method not in SECRET_AUTH_METHODS:
-            raise InvalidInput(f"a client that authenticates with {auth_method!r} has no secret")
-        if weakness := client_secret_weakness(client_secret):
-            raise InvalidInput(weakness)
+    check_secret_choice(client_secret, auth_method)
 
-    grant_types = list(grant_types or ["authorization_code", "refresh_token"])
-    unknown = set(grant_types) - {"authorization_code", "refresh_token", "client_credentials",
-                                  "urn:ietf:params:oauth:grant-type:token-exchange"}  # RFC 8693, partner API
-    if unknown:
-        raise InvalidInput(f"unsupported grant types: {', '.join(sorted(unknown))}")
-    if public and "client_credentials" in grant_types:
-        raise InvalidInput("a public client cannot use client_credentials")
-    if "authorization_code" in grant_types and not redirect_uris:
-        raise InvalidInput("a client of the authorization code grant needs at least one redirect URI")
-    redirect_uris = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(redirect_uris)]
-    post_logout = [validate_redirect_uri(u, public=public) for u in dict.fromkeys(post_logout_redirect_uris or [])]
+    grant_types = _check_grant_types(grant_types, public)
+    redirect_uris = check_redirect_uris(redirect_uris, grant_types, public)
+    post_logout = check_post_logout_redirect_uris(post_logout_redirect_uris, public)
 
     client_id = client_id or secrets.token_hex(16)
     # Public-subject clients share the sector ":public"; only pairwise ones need their own.
@@ -137,7 +167,7 @@ def create_client(
     client = Client(
         client_id=client_id,
         tenant_id=tenant_row.id,
-        name=name.strip(),
+        name=name,
         secret_hash=client_secret_hash(secret) if secret else None,
         redirect_uris=redirect_uris,
         post_logout_redirect_uris=post_logout,
@@ -151,11 +181,11 @@ def create_client(
         trusted=trusted,
         jwks=jwks,
         id_token_signed_response_alg=id_token_signed_response_alg,
-        backchannel_logout_uri=_https_or_loopback(backchannel_logout_uri, "backchannel_logout_uri"),
-        frontchannel_logout_uri=_https_or_loopback(frontchannel_logout_uri, "frontchannel_logout_uri"),
-        initiate_login_uri=_https_or_loopback(initiate_login_uri, "initiate_login_uri"),
+        backchannel_logout_uri=check_endpoint_uri(backchannel_logout_uri, "backchannel_logout_uri"),
+        frontchannel_logout_uri=check_endpoint_uri(frontchannel_logout_uri, "frontchannel_logout_uri"),
+        initiate_login_uri=check_endpoint_uri(initiate_login_uri, "initiate_login_uri"),
         login_chain=login_chain,
-        events_endpoint=_https_or_loopback(events_endpoint, "events_endpoint"),
+        events_endpoint=check_endpoint_uri(events_endpoint, "events_endpoint"),
     )
     if db.session.scalar(db.select(Client.id).filter_by(client_id=client.client_id)):
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
@@ -196,6 +226,8 @@ class ClientInfo(ClientRules):
     events_endpoint: str | None
     disabled: bool
     created_at: datetime
+    previous_secret_hash: str | None
+    previous_secret_expires_at: datetime | None
 
     @classmethod
     def of(cls, row: Client) -> ClientInfo:

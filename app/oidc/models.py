@@ -51,7 +51,14 @@ class ClientRules:
         return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
+        """The current secret, or the one a rotation replaced until its grace period ends
+        (``previous_secret_expires_at``); both compared in constant time, both always computed
+        while a grace runs, so the answer's timing does not tell which one matched."""
         matches, upgraded = verify_client_secret(client_secret, self.secret_hash)
+        grace_ends = self.previous_secret_expires_at
+        if self.previous_secret_hash and grace_ends is not None and grace_ends > utcnow():
+            previous, _ = verify_client_secret(client_secret, self.previous_secret_hash)
+            matches = matches or previous
         if upgraded:
             # A hash from before revision 0012: the row (this object may be a cached snapshot) gets
             # the keyed form, unless it changed meanwhile.
@@ -73,6 +80,9 @@ class ClientRules:
 
 class Client(ClientRules, db.Model):
     __tablename__ = "clients"
+    #: SQLite reuses the highest rowid after a delete; a deleted client's id must never come back
+    #: (tokens, caches and logs name clients by it). PostgreSQL sequences never go back.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -108,6 +118,10 @@ class Client(ClientRules, db.Model):
     #: it holds stop working (``tessera clients disable``).
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The secret a rotation replaced (keyed hash), still accepted until ``previous_secret_expires_at``
+    #: (``tessera clients rotate-secret --grace``); None when no grace runs.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column()
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 

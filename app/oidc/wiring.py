@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.oidc import logout
+from app.oidc import cli_clients, logout
 from app.oidc.cli import clients_group, keys_group
 from app.oidc.models import AuthorizationCode, Consent, SubjectMapping, Token
 from app.oidc.routes import bp
@@ -22,6 +22,8 @@ def init_app(app: Flask) -> None:
     app.extensions["tessera_authorization_server"] = server
     app.register_blueprint(bp)
     app.cli.add_command(keys_group)
+    for command in cli_clients.COMMANDS:  # list, show, update, rotate-secret, delete
+        clients_group.add_command(command)
     app.cli.add_command(clients_group)
     account_closed.connect(logout.end_sessions_of)
     account_locked.connect(logout.end_sessions_of)
