@@ -10,7 +10,7 @@ from tests.conftest import ISSUER
 from tests.rp import Browser, RelyingParty, authorize, code_from
 
 #: Headers that count requests rather than describe the answer (the client's rate-limit budget).
-PER_REQUEST_HEADERS = {"Date", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"}
+PER_REQUEST_HEADERS = {"Date", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID"}
 
 
 def _same_answer(hidden, unknown) -> None:
