@@ -23,7 +23,6 @@ from app.http_headers import add_security_headers
 from app.input_guard import refuse_nul_characters
 from app.merging import wiring as merging
 from app.oidc import wiring as oidc
-from app.oidc.cli_deliveries import deliveries_group
 from app.partners import wiring as partners
 from app.tenants import wiring as tenants
 
@@ -56,7 +55,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     error_pages.init_app(app)
     for domain in DOMAINS:
         domain.init_app(app)
-    app.cli.add_command(deliveries_group)  # the outbox serves every domain: the shell registers it
 
     app.before_request(refuse_nul_characters)
     app.after_request(add_security_headers)
