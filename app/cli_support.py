@@ -22,6 +22,10 @@ from app.errors import TesseraError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: ``--json`` of every command that prints data (the command's ``as_json`` argument).
+json_option = click.option("--json", "as_json", is_flag=True)
+
+
 def _json_text(data: Any, indent: int | None) -> str:
     return json.dumps(data, indent=indent, sort_keys=True, default=str, ensure_ascii=False)
 
@@ -67,11 +71,6 @@ def fail(message: str) -> NoReturn:
     """Stop the command with exit status 1: ``Error: <message>`` on standard error, or
     ``{"error": "<message>"}`` (one line of JSON, on standard error) under ``--json``."""
     raise CommandFailed(message, _json_requested()) from None
-
-
-def usage_error(message: str) -> NoReturn:
-    """A combination of flags the command does not take: like ``fail``."""
-    fail(message)
 
 
 def reports_errors(command: F) -> F:

@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from app import audit
 from app.accounts import operators
 from app.accounts.profile import account_to_dict, create_account
-from app.cli_support import echo_json, echo_json_lines, fail, reports_errors
+from app.cli_support import echo_json, echo_json_lines, fail, json_option, reports_errors
 
 ACCOUNT_HELP = "Account id, or a phone or email that identifies it."
 
@@ -27,7 +27,7 @@ def users_group() -> None:
 @click.option("--password", required=True)
 @click.option("--email")
 @click.option("--name")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_create(phone, password, email, name, as_json) -> None:
@@ -51,7 +51,7 @@ def _summary_line(row: dict) -> str:
 @click.option("--legacy-id", help="A legacy id of --tenant.")
 @click.option("--tenant", help="Tenant slug (with --username or --legacy-id).")
 @click.option("--client", help="client_id (with --sub).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_search(phone, email, username, name, sub, legacy_id, tenant, client, as_json) -> None:
@@ -69,7 +69,7 @@ def users_search(phone, email, username, name, sub, legacy_id, tenant, client, a
 
 @users_group.command("show")
 @click.argument("account")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_show(account, as_json) -> None:
@@ -107,7 +107,7 @@ def _act(action, account: str, as_json: bool, done: str, **kwargs) -> None:
 @users_group.command("lock")
 @click.argument("account")
 @click.option("--reason", required=True, help="Why (kept in the audit log).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_lock(account, reason, as_json) -> None:
@@ -117,7 +117,7 @@ def users_lock(account, reason, as_json) -> None:
 
 @users_group.command("unlock")
 @click.argument("account")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_unlock(account, as_json) -> None:
@@ -127,7 +127,7 @@ def users_unlock(account, as_json) -> None:
 
 @users_group.command("logout")
 @click.argument("account")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def users_logout(account, as_json) -> None:
@@ -159,7 +159,7 @@ def _when(value: str | None, flag: str) -> datetime | None:
 @click.option("--since", help="ISO 8601, inclusive (UTC unless a zone is given).")
 @click.option("--until", help="ISO 8601, exclusive.")
 @click.option("--limit", type=int, default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def audit_search(account, client, kind, actor, since, until, limit, as_json) -> None:

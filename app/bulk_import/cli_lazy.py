@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.bulk_import.lazy import POLICY_KEY
-from app.cli_support import echo_json, reports_errors
+from app.cli_support import echo_json, json_option, reports_errors
 from app.errors import InvalidInput
 from app.tenants.service import set_policy
 
@@ -29,7 +29,7 @@ def check_verify_url(url: str) -> str:
 @click.option("--slug", required=True, help="Tenant slug.")
 @click.option("--url", help="The legacy system's verification webhook (POST {login, password}).")
 @click.option("--clear", is_flag=True, help="Remove the webhook: lazy migration off.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def set_legacy_verify_command(slug, url, clear, as_json) -> None:

@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 
 from app.bulk_import.models import SyncConflict
 from app.bulk_import.sync_conflicts import list_conflicts
-from app.cli_support import echo_json, fail
+from app.cli_support import echo_json, fail, json_option
 from app.extensions import db
 from app.tenants.models import Tenant
 
@@ -33,7 +33,7 @@ def _row(conflict: SyncConflict) -> dict:
 @sync_group.command("conflicts")
 @click.argument("tenant")
 @click.option("--status", type=click.Choice(STATUSES), default="pending", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 def sync_conflicts(tenant, status, as_json) -> None:
     """List the tenant's legacy ids waiting for the person's proof (or, with --status, the others)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import echo_json, reports_errors
+from app.cli_support import echo_json, json_option, reports_errors
 from app.federation.models import MATCHING_MODES
 from app.federation.providers import callback_uri, create_provider, list_providers, parse_claim_mapping, provider_to_dict
 
@@ -30,7 +30,7 @@ def upstreams_group() -> None:
 @click.option("--platform", help="Providers of one platform share unionids (e.g. the WeChat apps of one developer account).")
 @click.option("--matching", "matching_mode", type=click.Choice(MATCHING_MODES), default="never", show_default=True,
               help="May a first login suggest an existing account with the same verified phone/email (still needing its proof)?")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_endpoint, userinfo_endpoint, client_id,
@@ -55,7 +55,7 @@ def upstreams_create(slug, name, discovery_url, authorization_endpoint, token_en
 
 
 @upstreams_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 def upstreams_list(as_json: bool) -> None:
     """List the configured upstream identity providers (secrets are never shown)."""

@@ -6,7 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from app.accounts.operators import resolve_account
-from app.cli_support import echo_json, fail, reports_errors
+from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.merging.models import MergeRecord
@@ -26,7 +26,7 @@ def merges_group() -> None:
 @click.option("--reason", required=True, help="Why (kept in the audit log).")
 @click.option("--regrant-consents", is_flag=True, help="The user approved: the survivor gets the absorbed account's consents.")
 @click.option("--dry-run", is_flag=True, help="Only show what the merge would do.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json) -> None:
@@ -64,7 +64,7 @@ def merges_show(merge_id: int, as_json: bool) -> None:  # noqa: ARG001 (always J
 
 @merges_group.command("list")
 @click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 def merges_list(status, as_json) -> None:
     """The 200 newest merges: one line each, or JSON."""

@@ -10,7 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from app import audit
-from app.cli_support import echo_json, fail, reports_errors
+from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.oidc.clients import client_metadata, create_client, set_client_disabled
 from app.oidc.keys import ensure_keys, list_keys, rotate_keys
 
@@ -26,7 +26,7 @@ def _key_dict(row) -> dict:
 
 
 @keys_group.command("rotate")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 def keys_rotate(as_json: bool) -> None:
     """current → retired, next → current, and a new next key, for every algorithm."""
@@ -38,7 +38,7 @@ def keys_rotate(as_json: bool) -> None:
 
 
 @keys_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 def keys_list(as_json: bool) -> None:
     """List signing keys and their states."""
@@ -81,7 +81,7 @@ def clients_group() -> None:
 @click.option("--client-secret", "fixed_client_secret",
               help="Use this client secret (a client moved from another server) instead of a generated one: "
                    "at least 32 random characters and about 128 bits, or it is refused.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, public, auth_method, subject_type,
@@ -125,7 +125,7 @@ def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
 
 @clients_group.command("disable")
 @click.argument("client_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_disable(client_id, as_json) -> None:
@@ -136,7 +136,7 @@ def clients_disable(client_id, as_json) -> None:
 
 @clients_group.command("enable")
 @click.argument("client_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_enable(client_id, as_json) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import echo_json, reports_errors
+from app.cli_support import echo_json, json_option, reports_errors
 from app.oidc.client_admin import (
     client_details, delete_client, list_clients, rotate_client_secret, update_client,
 )
@@ -27,7 +27,7 @@ def _echo_details(data: dict) -> None:
 @click.command("list")
 @click.option("--tenant", help="Only the clients of this tenant (slug).")
 @click.option("--search", help="Only clients whose client_id or name contains this text (any case).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_list(tenant, search, as_json) -> None:
@@ -43,7 +43,7 @@ def clients_list(tenant, search, as_json) -> None:
 
 @click.command("show")
 @click.argument("client_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_show(client_id, as_json) -> None:
@@ -67,7 +67,7 @@ def clients_show(client_id, as_json) -> None:
 @click.option("--events-endpoint", help='"" removes it.')
 @click.option("--trusted/--not-trusted", default=None, help="First-party client: consent is implied.")
 @click.option("--scope", help="Space-separated scopes the client may ask for (replaces them).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_update(client_id, name, redirect_uris, post_logout_redirect_uris, no_post_logout_redirect_uris,
@@ -95,7 +95,7 @@ def clients_update(client_id, name, redirect_uris, post_logout_redirect_uris, no
               help="Seconds the current secret stays valid (default TESSERA_CLIENT_SECRET_GRACE_SECONDS; 0: none).")
 @click.option("--client-secret", "fixed_client_secret",
               help="Use this new secret instead of a generated one: at least 32 random characters and about 128 bits.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_rotate_secret(client_id, grace, fixed_client_secret, as_json) -> None:
@@ -115,7 +115,7 @@ def clients_rotate_secret(client_id, grace, fixed_client_secret, as_json) -> Non
 @click.command("delete")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="Delete even if the client holds live tokens (they stop working).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def clients_delete(client_id, yes, as_json) -> None:

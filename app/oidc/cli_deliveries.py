@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import echo_json, reports_errors, usage_error
+from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.events.outbox import DELIVERY_FILTERS
 from app.oidc.deliveries import list_deliveries, retry
 
@@ -26,7 +26,7 @@ def _line(d: dict) -> str:
 @deliveries_group.command("list")
 @click.option("--client", "client_id", help="Only this client's (its client_id).")
 @click.option("--status", type=click.Choice(DELIVERY_FILTERS))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def deliveries_list(client_id, status, as_json) -> None:
@@ -42,13 +42,13 @@ def deliveries_list(client_id, status, as_json) -> None:
 @deliveries_group.command("retry")
 @click.argument("event_id", type=int, required=False)
 @click.option("--client", "client_id", help="Every pending event of this client (its client_id).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def deliveries_retry(event_id, client_id, as_json) -> None:
     """Make a pending event (or a client's pending events) due now."""
     if (event_id is None) == (client_id is None):
-        usage_error("give EVENT_ID or --client, not both")
+        fail("give EVENT_ID or --client, not both")
     rows = retry(event_id, client_id)
     if as_json:
         echo_json(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import echo_json, reports_errors
+from app.cli_support import echo_json, json_option, reports_errors
 from app.partners.contracts import set_contract
 
 
@@ -20,7 +20,7 @@ def _names(value: str | None) -> list[str]:
 @click.option("--subscribe/--no-subscribe", default=False, help="Push claims-changed SETs to its events endpoint.")
 @click.option("--token-exchange/--no-token-exchange", default=None,
               help="Allow (or stop allowing) it to trade a person's access token for a partner token (RFC 8693).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def set_contract_command(client_id, read, write, subscribe, token_exchange, as_json) -> None:

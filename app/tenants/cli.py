@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from app.cli_support import echo_json, reports_errors
+from app.cli_support import echo_json, json_option, reports_errors
 from app.tenants.service import client_count, create_tenant, get_tenant, list_tenants, set_policy, update_tenant
 
 
@@ -25,7 +25,7 @@ def tenants_group() -> None:
 @click.option("--login-chain", "login_chain", multiple=True,
               help="client_id of a partner logged in automatically after a login at any site of the tenant.")
 @click.option("--trust-all-clients", is_flag=True, help="Every client of the tenant is first-party: no consent page.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def tenants_create(slug, name, color, logo_uri, login_chain, trust_all_clients, as_json) -> None:
@@ -41,7 +41,7 @@ def tenants_create(slug, name, color, logo_uri, login_chain, trust_all_clients, 
 @tenants_group.command("set-login-chain")
 @click.option("--slug", required=True)
 @click.argument("client_ids", nargs=-1)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def tenants_set_login_chain(slug, client_ids, as_json) -> None:
@@ -58,7 +58,7 @@ def _tenant_details(tenant) -> dict:
 
 
 @tenants_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def tenants_list(as_json) -> None:
@@ -73,7 +73,7 @@ def tenants_list(as_json) -> None:
 
 @tenants_group.command("show")
 @click.argument("slug")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def tenants_show(slug, as_json) -> None:
@@ -98,7 +98,7 @@ def tenants_show(slug, as_json) -> None:
               help="Every client of the tenant is first-party: no consent page.")
 @click.option("--login-chain", "login_chain", multiple=True, help="Repeatable; replaces the tenant's login chain.")
 @click.option("--no-login-chain", is_flag=True, help="Empty the tenant's login chain.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @with_appcontext
 @reports_errors
 def tenants_update(slug, name, color, logo_uri, trust_all_clients, login_chain, no_login_chain, as_json) -> None:
