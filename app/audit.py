@@ -61,7 +61,14 @@ def search_events(*, account_id: int | None = None, client_id: str | None = None
     when they end with ``*`` (``login.*``); ``since`` is inclusive, ``until`` exclusive."""
     if not 1 <= limit <= MAX_SEARCH:
         raise InvalidInput(f"the limit must be between 1 and {MAX_SEARCH}")
-    query = db.select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    query = events_query(account_id=account_id, client_id=client_id, kind=kind, actor=actor, since=since, until=until)
+    return list(db.session.scalars(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)))
+
+
+def events_query(*, account_id: int | None = None, client_id: str | None = None, kind: str | None = None,
+                 actor: str | None = None, since: datetime | None = None, until: datetime | None = None):
+    """The unordered SELECT of ``search_events`` (the admin API pages it by id)."""
+    query = db.select(AuditEvent)
     if account_id is not None:
         query = query.where(AuditEvent.account_id == account_id)
     if client_id is not None:
@@ -76,7 +83,7 @@ def search_events(*, account_id: int | None = None, client_id: str | None = None
         query = query.where(AuditEvent.at >= since)
     if until is not None:
         query = query.where(AuditEvent.at < until)
-    return list(db.session.scalars(query))
+    return query
 
 
 def _matches(column, pattern: str):

@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import error_pages, housekeeping, models, observability, registries, web  # noqa: F401  (models: every table on the metadata)
 from app.accounts import wiring as accounts
+from app.admin import wiring as admin
 from app.bulk_import import wiring as bulk_import
 from app.config import check_production_safety, load_config
 from app.extensions import csrf, db, limiter
@@ -27,7 +28,7 @@ from app.partners import wiring as partners
 from app.tenants import wiring as tenants
 
 #: Each domain's init_app, protocol first (the features register grants on its server).
-DOMAINS = (oidc, tenants, accounts, merging, partners, federation, bulk_import, housekeeping, web)
+DOMAINS = (oidc, tenants, accounts, merging, partners, federation, bulk_import, admin, housekeeping, web)
 
 
 def create_app(overrides: dict | None = None) -> Flask:

@@ -12,3 +12,4 @@ from app.events.models import DeliveryAttempt, OutboxEvent  # noqa: F401
 from app.tenants.models import Tenant  # noqa: F401
 from app.partners.models import AccountAddress, ClaimChange, ClaimProvenance, DataContract  # noqa: F401
 from app.caches import CacheVersion  # noqa: F401
+from app.admin.models import AdminRole  # noqa: F401

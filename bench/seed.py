@@ -55,7 +55,7 @@ def main(n_users: int) -> dict:
         create_client(tenant=TENANT, name="Bench reader (partner API, first-party)", client_id=READER["client_id"],
                       client_secret=READER["client_secret"], redirect_uris=[], trusted=True,
                       grant_types=["client_credentials"], scope="partner:read")
-        set_contract(READER["client_id"], read=READER_CLAIMS, write=[], subscribe=False)
+        set_contract(READER["client_id"], read=READER_CLAIMS, write=[], subscribe=False, actor="operator:bench")
         shared_hash = hash_password(PASSWORD)
         logins, accounts = [], []
         for i in range(n_users):

@@ -85,7 +85,7 @@ def setup_address_book(client_id: str) -> str | None:
                                 and contract.subscribe):
         read = _with(sorted(contract.read) if contract else [], [ADDRESS_CLAIM])
         write = _with(sorted(contract.write) if contract else [], [ADDRESS_CLAIM])
-        set_contract(client_id, read=read, write=write, subscribe=True)
+        set_contract(client_id, read=read, write=write, subscribe=True, actor="operator:demo")
         changed.append(f"contract read {','.join(read)} write {','.join(write)} subscribe")
     return f"  {client_id}: " + "; ".join(changed) if changed else None
 

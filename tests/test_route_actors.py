@@ -49,7 +49,30 @@ ACTORS = {
     "sync.put_account": "legacy system", "sync.get_account": "legacy system", "sync.delete_account": "legacy system",
     # the operators' monitoring
     "web.metrics": "operator",
+    "admin_api.openapi": "anonymous",
 }
+
+#: The admin API (/api/admin/v1): an admin token (an admin scope, or a person holding an admin role).
+ADMIN_PROBES = {
+    "tenants_list": ("GET", "/tenants", None), "tenants_create": ("POST", "/tenants", {"slug": "x", "name": "X"}),
+    "tenants_show": ("GET", "/tenants/TENANT", None), "tenants_update": ("PATCH", "/tenants/TENANT", {"name": "X"}),
+    "clients_list": ("GET", "/clients", None), "clients_create": ("POST", "/clients", {"tenant": "x"}),
+    "clients_show": ("GET", "/clients/c1", None), "clients_update": ("PATCH", "/clients/c1", {"client_name": "X"}),
+    "clients_disable": ("POST", "/clients/c1/disable", None), "clients_enable": ("POST", "/clients/c1/enable", None),
+    "clients_rotate_secret": ("POST", "/clients/c1/rotate-secret", None),
+    "clients_delete": ("DELETE", "/clients/c1", None), "clients_contract": ("GET", "/clients/c1/contract", None),
+    "clients_set_contract": ("PUT", "/clients/c1/contract", {"read": []}),
+    "merges_list": ("GET", "/merges", None), "merges_show": ("GET", "/merges/1", None),
+    "deliveries_list": ("GET", "/deliveries", None), "deliveries_retry": ("POST", "/deliveries/1/retry", None),
+    "keys_list": ("GET", "/keys", None), "keys_rotate": ("POST", "/keys/rotate", None),
+    "upstreams_list": ("GET", "/upstreams", None), "me": ("GET", "/me", None),
+    "users_search": ("GET", "/users?phone=%2B14155550199", None), "users_show": ("GET", "/users/1", None),
+    "users_lock": ("POST", "/users/1/lock", {"reason": "x"}), "users_unlock": ("POST", "/users/1/unlock", None),
+    "users_sessions": ("GET", "/users/1/sessions", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
+    "sessions_end": ("DELETE", "/sessions/abc", None), "audit_search": ("GET", "/audit", None),
+    "audit_export": ("GET", "/audit/export", None),
+}
+ACTORS.update({f"admin_api.{name}": "admin" for name in ADMIN_PROBES})
 
 #: A concrete request for each route that is not the anonymous': (method, path, body).
 PROBES = {
@@ -85,6 +108,7 @@ PROBES = {
     "sync.get_account": ("GET", "/api/sync/TENANT/accounts/L1", None),
     "sync.delete_account": ("DELETE", "/api/sync/TENANT/accounts/L1", None),
     "web.metrics": ("GET", "/metrics", None),
+    **{f"admin_api.{name}": (method, "/api/admin/v1" + path, body) for name, (method, path, body) in ADMIN_PROBES.items()},
 }
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
@@ -150,7 +174,7 @@ def wrong_callers(app, http, factories):
     }
 
 
-@pytest.mark.parametrize("endpoint", sorted(e for e, a in ACTORS.items() if a in ("partner", "legacy system")))
+@pytest.mark.parametrize("endpoint", sorted(e for e, a in ACTORS.items() if a in ("partner", "legacy system", "admin")))
 def test_bearer_apis_refuse_the_wrong_actor(http, wrong_callers, endpoint):
     method, path, body = PROBES[endpoint]
     path = path.replace("TENANT", wrong_callers["tenant"])

@@ -9,7 +9,6 @@ import json
 import click
 from flask.cli import with_appcontext
 
-from app import audit
 from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.oidc.clients import client_metadata, create_client, set_client_disabled
 from app.oidc.keys import ensure_keys, list_keys, rotate_keys
@@ -115,8 +114,7 @@ def clients_create(tenant, name, redirect_uris, post_logout_redirect_uris, publi
 
 
 def _set_client_disabled(client_id: str, disabled: bool, as_json: bool) -> None:
-    audit.record("client.disabled" if disabled else "client.enabled", actor="operator:cli", client=client_id)
-    row = set_client_disabled(client_id, disabled)
+    row = set_client_disabled(client_id, disabled, actor="operator:cli")
     if as_json:
         echo_json(client_metadata(row))
     else:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
+from app import audit
 from app.caches import caches, freeze, watch
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
@@ -279,11 +280,12 @@ def load_client_row(client_id: str) -> Client:
     return row
 
 
-def set_client_disabled(client_id: str, disabled: bool) -> Client:
+def set_client_disabled(client_id: str, disabled: bool, *, actor: str) -> Client:
     """Disable a client (every endpoint refuses it and the tokens it holds, in every process within
-    ``TESSERA_CACHE_CHECK_INTERVAL``), or enable it again."""
+    ``TESSERA_CACHE_CHECK_INTERVAL``), or enable it again. Audited with ``actor``."""
     row = load_client_row(client_id)
     row.disabled = disabled
+    audit.record("client.disabled" if disabled else "client.enabled", actor=actor, client_id=row.id, client=client_id)
     db.session.commit()
     return row
 

@@ -26,7 +26,7 @@ def _names(value: str | None) -> list[str]:
 def set_contract_command(client_id, read, write, subscribe, token_exchange, as_json) -> None:
     """Create or replace a client's data contract; prints it with the salt of phone-hash lookups."""
     client, contract = set_contract(client_id, read=_names(read), write=_names(write), subscribe=subscribe,
-                                    token_exchange=token_exchange)
+                                    token_exchange=token_exchange, actor="operator:cli")
     data = {"client_id": client.client_id, "read": contract.read_claims, "write": contract.write_claims,
             "subscribe": contract.subscribe, "lookup_salt": contract.lookup_salt, "grant_types": client.grant_types,
             "phone_hash": "hex sha256(lookup_salt + E.164 phone number)"}

@@ -14,6 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from app import audit
 from app.accounts.claims import ATTRIBUTE_PREFIX
 from app.accounts.models import PROFILE_CLAIMS
 from app.errors import InvalidInput, TesseraError
@@ -93,8 +94,9 @@ def _validate_claims(names: list[str], allowed: tuple[str, ...], what: str) -> l
 
 
 def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe: bool,
-                 token_exchange: bool | None = None) -> tuple[Client, DataContract]:
-    """Create or replace a client's data contract; optionally allow it the Token Exchange grant."""
+                 token_exchange: bool | None = None, actor: str) -> tuple[Client, DataContract]:
+    """Create or replace a client's data contract; optionally allow it the Token Exchange grant.
+    Audited as ``client.contract_set`` with ``actor``."""
     client = db.session.scalar(db.select(Client).filter_by(client_id=client_id))
     if client is None:
         raise InvalidInput(f"no client {client_id!r}")
@@ -108,6 +110,8 @@ def set_contract(client_id: str, *, read: list[str], write: list[str], subscribe
     if token_exchange is not None:
         grants = [g for g in client.grant_types if g != TOKEN_EXCHANGE_GRANT]
         client.grant_types = grants + [TOKEN_EXCHANGE_GRANT] if token_exchange else grants
+    audit.record("client.contract_set", actor=actor, client_id=client.id, client=client_id, read=read_claims,
+                 write=write_claims, subscribe=subscribe, token_exchange=token_exchange)
     db.session.commit()
     return client, contract
 

@@ -33,7 +33,12 @@ from app.oidc.models import Client, Consent, SubjectMapping
 def related_clause(client: Client, account_id):
     """A SQL condition on the column (or value) ``account_id``: the account is related to
     ``client`` or its tenant. Correlates into any query (lookups by hash filter with it)."""
-    tenant_id = client.tenant_id
+    return tenant_related_clause(client.tenant_id, account_id)
+
+
+def tenant_related_clause(tenant_id: int, account_id):
+    """``related_clause`` for a tenant: the account is related to the tenant (one of its clients);
+    what a tenant admin reaches (app.admin)."""
     # Aliases of their own: the enclosing query may use these tables too (the hash lookup joins
     # consents), and a subquery must never correlate to its rows.
     tenant_client, subject, consent, username, attributes, legacy, merged = (

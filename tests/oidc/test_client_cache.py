@@ -71,7 +71,7 @@ def test_a_disabled_client_is_refused_everywhere_and_its_tokens_stop_working(app
     with app.app_context():
         from app.oidc.clients import set_client_disabled
 
-        set_client_disabled(client.client_id, True)
+        set_client_disabled(client.client_id, True, actor="operator:test")
 
     page = browser.go(rp.authorization_request().url)
     assert page.status_code == 400 and "invalid_client" in page.get_data(as_text=True)
@@ -83,7 +83,7 @@ def test_a_disabled_client_is_refused_everywhere_and_its_tokens_stop_working(app
     assert http.get("/initiate", query_string={"client_id": client.client_id}).status_code == 400
 
     with app.app_context():
-        set_client_disabled(client.client_id, False)
+        set_client_disabled(client.client_id, False, actor="operator:test")
     assert rp.userinfo(tokens["access_token"]).status_code == 200
     assert rp.refresh(tokens["refresh_token"]).status_code == 200
 
@@ -97,7 +97,7 @@ def test_the_partner_api_refuses_the_tokens_of_a_disabled_client(app, factories,
     with app.app_context():
         from app.oidc.clients import set_client_disabled
 
-        set_client_disabled(partner.client_id, True)
+        set_client_disabled(partner.client_id, True, actor="operator:test")
     refused = http.get("/api/subjects/nobody", headers=bearer)
     assert refused.status_code == 401 and refused.get_json()["reason"] == "token_invalid"
 
@@ -146,5 +146,5 @@ def test_another_process_sees_a_disabled_client_and_a_tenant_policy_within_the_c
     with other_process.app_context():
         from app.oidc.clients import set_client_disabled
 
-        set_client_disabled(client.client_id, True)
+        set_client_disabled(client.client_id, True, actor="operator:test")
     _seen_within(lambda: browser.go(rp.authorization_request().url).status_code == 400, time.monotonic())

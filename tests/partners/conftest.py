@@ -51,7 +51,7 @@ class Partners:
         )
         with self.app.app_context():
             _, contract = set_contract(client.client_id, read=read.split(","), write=write.split(","),
-                                       subscribe=subscribe, token_exchange=token_exchange or None)
+                                       subscribe=subscribe, token_exchange=token_exchange or None, actor="operator:test")
             salt = contract.lookup_salt
         return Partner(client.client_id, client.client_secret, redirect_uri, tenant, salt, self.http)
 

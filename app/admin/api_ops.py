@@ -1,0 +1,138 @@
+"""Admin API: what runs behind the people — merges, deliveries (the outbox per client), signing
+keys and upstream identity providers (``/merges``, ``/deliveries``, ``/keys``, ``/upstreams``) —
+over the services the CLI uses. Keys and upstreams are hub-wide: a tenant admin sees neither;
+its deliveries are its clients' only, its merges those of people related to its tenant."""
+
+from __future__ import annotations
+
+from flask import request
+
+from app import audit
+from app.admin.blueprint import answer, arg_int, bp, page, path_id, principal, refuse, unknown
+from app.admin.principals import admin_required
+from app.events.models import OutboxEvent
+from app.extensions import db
+from app.federation.models import UpstreamProvider
+from app.federation.providers import provider_to_dict
+from app.merging.models import MergeRecord
+from app.merging.requests import merge_to_dict
+from app.oidc import deliveries
+from app.oidc.keys import ensure_keys, rotate_keys
+from app.oidc.models import Client, SigningKey
+from app.partners.relationship import tenant_related_clause
+
+MERGE_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
+
+
+# --- merges --------------------------------------------------------------------------------------
+
+def _merges_query():
+    query = db.select(MergeRecord)
+    tenant_id = principal().tenant_id
+    if tenant_id is not None:
+        query = query.where(db.or_(tenant_related_clause(tenant_id, MergeRecord.survivor_id),
+                                   tenant_related_clause(tenant_id, MergeRecord.absorbed_id)))
+    return query
+
+
+@bp.get("/merges")
+@admin_required
+def merges_list():
+    principal().require("merges", "read")
+    query = _merges_query()
+    status = request.args.get("status")
+    if status is not None:
+        if status not in MERGE_STATUSES:
+            raise refuse(400, "invalid_request", f"status must be one of {', '.join(MERGE_STATUSES)}")
+        query = query.where(MergeRecord.status == status)
+    account = arg_int("user", None, low=1)
+    if account is not None:
+        query = query.where(db.or_(MergeRecord.survivor_id == account, MergeRecord.absorbed_id == account))
+    return page(query, MergeRecord.id, merge_to_dict, newest_first=True)
+
+
+@bp.get("/merges/<merge_id>")
+@admin_required
+def merges_show(merge_id: str):
+    principal().require("merges", "read")
+    record = db.session.scalar(_merges_query().where(MergeRecord.id == path_id(merge_id, "merge")))
+    if record is None:
+        raise unknown(f"merge {merge_id}")
+    return answer(merge_to_dict(record))
+
+
+# --- deliveries ----------------------------------------------------------------------------------
+
+def _deliveries_query():
+    query = db.select(OutboxEvent)
+    if principal().tenant_id is not None:
+        query = query.where(OutboxEvent.client_id.in_(
+            db.select(Client.id).where(Client.tenant_id == principal().tenant_id)))
+    return query
+
+
+@bp.get("/deliveries")
+@admin_required
+def deliveries_list():
+    principal().require("deliveries", "read")
+    query = _deliveries_query()
+    client_id = request.args.get("client")
+    if client_id is not None:
+        pk = db.session.scalar(db.select(Client.id).filter_by(client_id=client_id[:200]))
+        query = query.where(OutboxEvent.client_id == (pk or -1))
+    status = request.args.get("status")
+    if status is not None:
+        if status not in DELIVERY_STATUSES:
+            raise refuse(400, "invalid_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+        if status == "failing":
+            query = query.where(OutboxEvent.status == "pending", OutboxEvent.attempts > 0)
+        else:
+            query = query.where(OutboxEvent.status == status)
+    return page(query, OutboxEvent.id, deliveries.delivery_to_dict, newest_first=True)
+
+
+@bp.post("/deliveries/<event_id>/retry")
+@admin_required
+def deliveries_retry(event_id: str):
+    principal().require("deliveries", "retry")
+    pk = path_id(event_id, "delivery")
+    if db.session.scalar(_deliveries_query().where(OutboxEvent.id == pk)) is None:
+        raise unknown(f"delivery {event_id}")
+    return answer(deliveries.retry(event_id=pk, actor=principal().actor)[0])
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+def key_to_dict(row: SigningKey) -> dict:
+    """The public facts of a signing key (never its private part)."""
+    return {"kid": row.kid, "alg": row.alg, "state": row.state, "created_at": row.created_at,
+            "activated_at": row.activated_at, "retired_at": row.retired_at}
+
+
+@bp.get("/keys")
+@admin_required
+def keys_list():
+    principal().require("keys", "read")
+    ensure_keys()
+    return page(db.select(SigningKey), SigningKey.id, key_to_dict)
+
+
+@bp.post("/keys/rotate")
+@admin_required
+def keys_rotate():
+    principal().require("keys", "manage")
+    rows = rotate_keys()
+    audit.record("keys.rotated", actor=principal().actor,
+                 current=[r.kid for r in rows if r.state == "current"])
+    db.session.commit()
+    return answer({"items": [key_to_dict(r) for r in rows], "next_cursor": None})
+
+
+# --- upstream identity providers ------------------------------------------------------------------
+
+@bp.get("/upstreams")
+@admin_required
+def upstreams_list():
+    principal().require("upstreams", "read")
+    return page(db.select(UpstreamProvider), UpstreamProvider.id, provider_to_dict)

@@ -1,0 +1,199 @@
+"""Admin API: people, their sessions, and the audit log (``/me``, ``/users``, ``/sessions``,
+``/audit``), over ``app.accounts.operators`` and ``app.audit``.
+
+A tenant admin reaches the people related to its tenant (``tenant_related_clause``) and the audit
+events of its clients and of those people; support finds people, locks and unlocks them and ends
+their sessions; an auditor reads.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from flask import Response, request, stream_with_context
+
+from app import audit
+from app.accounts import operators
+from app.accounts.models import Account, AuditEvent
+from app.admin.blueprint import (
+    MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
+)
+from app.admin.principals import admin_required
+from app.extensions import db
+from app.oidc.logout import end_session
+from app.oidc.models import Client, SSOSession
+from app.partners.relationship import tenant_related_clause
+
+_SEARCH_ARGS = ("phone", "email", "username", "tenant", "name", "sub", "client", "legacy_id")
+
+
+@bp.get("/me")
+@admin_required
+def me():
+    return answer(principal().to_dict())
+
+
+def _reachable(query, column):
+    tenant_id = principal().tenant_id
+    return query if tenant_id is None else query.where(tenant_related_clause(tenant_id, column))
+
+
+def _account(account_id: str) -> Account:
+    pk = path_id(account_id, "user")
+    if db.session.scalar(_reachable(db.select(Account.id).where(Account.id == pk), Account.id)) is None:
+        raise unknown(f"user {account_id}")
+    return db.session.get(Account, pk)
+
+
+@bp.get("/users")
+@admin_required
+def users_search():
+    principal().require("users", "read")
+    criteria = {}
+    for name in _SEARCH_ARGS:
+        value = request.args.get(name)
+        if value is not None:
+            if not value.strip() or len(value) > 200 or "\x00" in value:
+                raise refuse(400, "invalid_request", f"{name} must be 1 to 200 characters")
+            criteria[name] = value
+    if not criteria:
+        query = _reachable(db.select(Account), Account.id)
+        return page(query, Account.id, operators.account_summary)
+    accounts = operators.search_accounts(**criteria)
+    ids = [a.id for a in accounts]
+    if principal().tenant_id is not None and ids:
+        ids = set(db.session.scalars(_reachable(db.select(Account.id).where(Account.id.in_(ids)), Account.id)))
+        accounts = [a for a in accounts if a.id in ids]
+    return answer({"items": [operators.account_summary(a) for a in accounts], "next_cursor": None})
+
+
+@bp.get("/users/<account_id>")
+@admin_required
+def users_show(account_id: str):
+    principal().require("users", "read")
+    return answer(operators.account_overview(_account(account_id)))
+
+
+@bp.post("/users/<account_id>/lock")
+@admin_required
+def users_lock(account_id: str):
+    principal().require("users", "support")
+    data = body()
+    only_fields(data, ("reason",))
+    reason = field(data, "reason", str, required=True)
+    account = operators.lock(_account(account_id).id, reason, actor=principal().actor)
+    return answer(operators.account_summary(account))
+
+
+@bp.post("/users/<account_id>/unlock")
+@admin_required
+def users_unlock(account_id: str):
+    principal().require("users", "support")
+    account = operators.unlock(_account(account_id).id, actor=principal().actor)
+    return answer(operators.account_summary(account))
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+def _session_to_dict(session: SSOSession) -> dict:
+    return {"sid": session.sid, "account_id": session.account_id, "created_at": session.created_at,
+            "last_seen_at": session.last_seen_at, "expires_at": session.expires_at,
+            "ip_address": session.ip_address, "user_agent": session.user_agent, "amr": session.amr}
+
+
+@bp.get("/users/<account_id>/sessions")
+@admin_required
+def users_sessions(account_id: str):
+    principal().require("sessions", "read")
+    account = _account(account_id)
+    query = db.select(SSOSession).filter_by(account_id=account.id, ended_at=None)
+    return page(query, SSOSession.id, _session_to_dict)
+
+
+@bp.delete("/users/<account_id>/sessions")
+@admin_required
+def users_end_sessions(account_id: str):
+    """End every live session of the person (their sites are told by back-channel logout)."""
+    principal().require("sessions", "end")
+    ended = operators.logout(_account(account_id).id, actor=principal().actor)
+    return answer({"sessions_ended": ended})
+
+
+@bp.delete("/sessions/<sid>")
+@admin_required
+def sessions_end(sid: str):
+    """End one hub session (its sites are told as for a logout)."""
+    principal().require("sessions", "end")
+    session = db.session.scalar(db.select(SSOSession).filter_by(sid=sid[:128], ended_at=None))
+    if session is None:
+        raise unknown("live session")
+    _account(str(session.account_id))
+    audit.record("account.session_ended", account_id=session.account_id, actor=principal().actor, sid=session.sid)
+    end_session(session)  # commits
+    return answer({"sessions_ended": 1})
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+def _time_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise refuse(400, "invalid_request", f"{name} must be an ISO 8601 time") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _audit_query():
+    principal().require("audit", "read")
+    for name in ("kind", "actor", "client"):
+        value = request.args.get(name)
+        if value is not None and (not value or len(value) > 200 or "\x00" in value):
+            raise refuse(400, "invalid_request", f"{name} must be 1 to 200 characters")
+    account_id = arg_int("user", None, low=1, high=MAX_ID)
+    query = audit.events_query(account_id=account_id, client_id=request.args.get("client"),
+                               kind=request.args.get("kind"), actor=request.args.get("actor"),
+                               since=_time_arg("since"), until=_time_arg("until"))
+    tenant_id = principal().tenant_id
+    if tenant_id is not None:
+        tenant_clients = db.select(Client.id).where(Client.tenant_id == tenant_id)
+        query = query.where(db.or_(AuditEvent.client_id.in_(tenant_clients),
+                                   db.and_(AuditEvent.account_id.is_not(None),
+                                           tenant_related_clause(tenant_id, AuditEvent.account_id))))
+    return query
+
+
+@bp.get("/audit")
+@admin_required
+def audit_search():
+    return page(_audit_query(), AuditEvent.id, audit.event_to_dict, newest_first=True)
+
+
+@bp.get("/audit/export")
+@admin_required
+def audit_export():
+    """Every matching event, oldest first, as JSON Lines (streamed in batches)."""
+    query = _audit_query()
+
+    def lines():
+        after = 0
+        while True:
+            rows = list(db.session.scalars(query.where(AuditEvent.id > after).order_by(AuditEvent.id).limit(500)))
+            for row in rows:
+                yield _json_line(audit.event_to_dict(row))
+            if len(rows) < 500:
+                return
+            after = rows[-1].id
+
+    return Response(stream_with_context(lines()), mimetype="application/jsonl",
+                    headers={"Cache-Control": "no-store", "Content-Disposition": 'attachment; filename="audit.jsonl"'})
+
+
+def _json_line(data: dict) -> str:
+    return json.dumps(data, default=lambda v: v.isoformat() + "Z" if isinstance(v, datetime) else str(v),
+                      ensure_ascii=False, sort_keys=True) + "\n"
