@@ -116,7 +116,7 @@ def tenants_update(slug: str):
 
 def _client(client_id: str, *, lock: bool = False) -> Client:
     query = db.select(Client).filter_by(client_id=client_id)
-    row = db.session.scalar(query.with_for_update() if lock else query)
+    row = db.session.scalar(query.with_for_update(of=Client) if lock else query)
     if row is None or not principal().reaches_tenant(row.tenant_id):
         raise unknown(f"client {client_id!r}")
     return row
