@@ -8,14 +8,19 @@ from __future__ import annotations
 from flask import request
 
 from app import audit
-from app.admin.blueprint import answer, arg_int, bp, page, path_id, principal, refuse, unknown
+from app.accounts.models import Account
+from app.admin.blueprint import (
+    MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
+)
 from app.admin.principals import admin_required
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.federation.models import UpstreamProvider
 from app.federation.providers import provider_to_dict
 from app.merging.models import MergeRecord
+from app.merging.preview import preview_merge
 from app.merging.requests import merge_to_dict
+from app.merging.run import merge_accounts
 from app.oidc import deliveries
 from app.oidc.keys import ensure_keys, rotate_keys
 from app.oidc.models import Client, SigningKey
@@ -60,6 +65,38 @@ def merges_show(merge_id: str):
     if record is None:
         raise unknown(f"merge {merge_id}")
     return answer(merge_to_dict(record))
+
+
+@bp.post("/merges")
+@admin_required
+def merges_create():
+    """An operator's merge of two accounts of one person."""
+    survivor, absorbed, data = _merge_parties(("reason", "regrant_consents"))
+    reason = field(data, "reason", str, required=True)
+    if not reason.strip():
+        raise refuse(400, "invalid_request", "a reason is required")
+    record = merge_accounts(survivor, absorbed, origin="operator", reason=reason.strip(),
+                            regrant_consents=bool(field(data, "regrant_consents", bool)), actor=principal().actor)
+    return answer(merge_to_dict(record), 201)
+
+
+@bp.post("/merges/preview")
+@admin_required
+def merges_preview():
+    """What merging ``absorbed`` into ``survivor`` would do, without doing it."""
+    survivor, absorbed, _ = _merge_parties(())
+    return answer(preview_merge(survivor, absorbed))
+
+
+def _merge_parties(extra: tuple[str, ...]) -> tuple[int, int, dict]:
+    principal().require("merges", "manage")
+    data = body()
+    only_fields(data, ("survivor", "absorbed", *extra))
+    survivor, absorbed = field(data, "survivor", int, required=True), field(data, "absorbed", int, required=True)
+    for account_id in (survivor, absorbed):
+        if not 1 <= account_id <= MAX_ID or db.session.get(Account, account_id) is None:
+            raise unknown(f"user {account_id}")
+    return survivor, absorbed, data
 
 
 # --- deliveries ----------------------------------------------------------------------------------

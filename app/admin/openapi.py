@@ -71,6 +71,7 @@ SCHEMAS = {
                      failing=B, attempts=I, last_error=N),
     "Key": _obj(["kid", "alg", "state"], kid=S, alg=S, state=S, created_at=TIME_N),
     "Upstream": _obj(["slug", "name", "kind", "enabled"], slug=S, name=S, kind=S, enabled=B, has_client_secret=B),
+    "Preview": {"type": "object"},
     "Count": _obj(["sessions_ended"], sessions_ended=I),
     "Deleted": _obj(["client_id", "deleted"], client_id=S, deleted={"type": "object"}),
 }
@@ -100,6 +101,10 @@ CLIENT_PATCH = {"type": "object", "properties": {"client_name": S, "redirect_uri
 CONTRACT_BODY = {"type": "object", "properties": {"read": {"type": "array", "items": S},
                                                   "write": {"type": "array", "items": S}, "subscribe": B,
                                                   "token_exchange": B}}
+MERGE_BODY = _obj(["survivor", "absorbed", "reason"], survivor={"type": "integer", "minimum": 1},
+                  absorbed={"type": "integer", "minimum": 1}, reason=S, regrant_consents=B)
+PREVIEW_BODY = _obj(["survivor", "absorbed"], survivor={"type": "integer", "minimum": 1},
+                    absorbed={"type": "integer", "minimum": 1})
 LOCK_BODY = _obj(["reason"], reason=S)
 ROTATE_BODY = {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}}}
 
@@ -153,6 +158,10 @@ OPERATIONS = [
     ("get", "/merges", "listMerges", "Merges, newest first",
      [LIMIT, CURSOR, _q("status", {"enum": ["pending", "running", "completed", "failed", "cancelled"]}),
       _q("user", {"type": "integer", "minimum": 1})], None, 200, "MergePage", (403,), False),
+    ("post", "/merges", "createMerge", "An operator's merge of two accounts of one person", [],
+     MERGE_BODY, 201, "Merge", (403, 404, 409, 503), False),
+    ("post", "/merges/preview", "previewMerge", "What a merge would do, without doing it", [], PREVIEW_BODY, 200,
+     "Preview", (403, 404, 409), False),
     ("get", "/merges/{merge_id}", "showMerge", "One merge with its step and report", [_path("merge_id")], None, 200,
      "Merge", (403, 404), False),
     ("get", "/deliveries", "listDeliveries", "The outbox: messages to clients, newest first",

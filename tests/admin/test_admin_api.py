@@ -222,3 +222,25 @@ def test_audit_export_is_json_lines_and_sessions_end_one_by_one(http, admins, fa
     kinds = [json.loads(line)["kind"] for line in export.get_data(as_text=True).splitlines()]
     assert "account.session_ended" in kinds
     assert http.get(f"{BASE}/audit", query_string={"since": "yesterday"}, headers=admin.headers).status_code == 400
+
+
+def test_an_operator_merge_through_the_api(http, admins, factories):
+    survivor, absorbed = factories.account(), factories.account()
+    admin = admins.client_token("super")
+    preview = http.post(f"{BASE}/merges/preview", json={"survivor": survivor.id, "absorbed": absorbed.id},
+                        headers=admin.headers)
+    assert preview.status_code == 200, preview.get_json()
+    support = admins.client_token("support")
+    assert http.post(f"{BASE}/merges", json={"survivor": survivor.id, "absorbed": absorbed.id, "reason": "same person"},
+                     headers=support.headers).status_code == 403
+    assert http.post(f"{BASE}/merges", json={"survivor": survivor.id, "absorbed": 2**31 + 5, "reason": "x"},
+                     headers=admin.headers).status_code == 404
+    merged = http.post(f"{BASE}/merges", json={"survivor": survivor.id, "absorbed": absorbed.id, "reason": "same person"},
+                       headers=admin.headers)
+    assert merged.status_code == 201 and merged.get_json()["status"] == "completed", merged.get_json()
+    shown = http.get(f"{BASE}/merges/{merged.get_json()['id']}", headers=admin.headers).get_json()
+    assert shown["survivor"] == survivor.id and shown["absorbed"] == absorbed.id
+    assert http.get(f"{BASE}/users/{absorbed.id}", headers=admin.headers).get_json()["status"] == "merged"
+    again = http.post(f"{BASE}/merges", json={"survivor": absorbed.id, "absorbed": survivor.id, "reason": "x"},
+                      headers=admin.headers)
+    assert again.status_code in (400, 409), again.get_json()
