@@ -10,8 +10,11 @@ PYTEST_ARGS ?=
 # The browser of the e2e tests (tests/e2e/conftest.py reads E2E_CHROMIUM too).
 CHROMIUM ?= /usr/bin/chromium
 export E2E_CHROMIUM := $(CHROMIUM)
-# CI=true (CI sets it; .ci/run too): a PostgreSQL that is not reachable or a Chromium that cannot be
-# installed FAILS the run, so a green CI run has run every test. Elsewhere they are skipped with a warning.
+# The reverse proxy of tests/test_reverse_proxy.py (deploy/nginx in front of a live hub; it reads E2E_NGINX).
+NGINX ?= /usr/sbin/nginx
+export E2E_NGINX := $(NGINX)
+# CI=true (CI sets it; .ci/run too): a PostgreSQL that is not reachable, or a Chromium or nginx that cannot
+# be installed FAILS the run, so a green CI run has run every test. Elsewhere they are skipped with a warning.
 STRICT := $(filter 1 true yes,$(shell echo '$(CI)' | tr '[:upper:]' '[:lower:]'))
 
 .PHONY: install run test lint test-sqlite test-postgres clean
@@ -59,8 +62,11 @@ clean:
 demo: install
 	TESSERA_ALLOW_PRIVATE_OUTBOUND=1 HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.demo
 
-# Debian's Chromium for tests/e2e (Playwright drives it; Playwright never downloads a browser).
-# Under CI=true a Chromium that cannot be installed fails the run (and the e2e tests fail, not skip).
+# Debian's Chromium for tests/e2e (Playwright drives it; Playwright never downloads a browser), and
+# Debian's nginx for tests/test_reverse_proxy.py (the test runs it as the current user from a temporary
+# prefix; where systemd runs, Debian also starts its own nginx service on install: `systemctl disable
+# --now nginx` if you do not want it). Under CI=true either one that cannot be installed fails the run
+# (and its tests fail, not skip).
 e2e-deps:
 	@if [ -x $(CHROMIUM) ]; then \
 		echo "Chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
@@ -74,6 +80,19 @@ e2e-deps:
 		exit 1; \
 	else \
 		echo "!! $(CHROMIUM) is missing and could not be installed: the e2e tests will be SKIPPED"; \
+	fi
+	@if [ -x $(NGINX) ]; then \
+		echo "nginx: $$($(NGINX) -v 2>&1)"; \
+	elif [ "$(NGINX)" = /usr/sbin/nginx ] && command -v apt-get >/dev/null 2>&1 \
+		&& SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+		&& $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nginx \
+		&& [ -x $(NGINX) ]; then \
+		echo "nginx: $$($(NGINX) -v 2>&1)"; \
+	elif [ -n "$(STRICT)" ]; then \
+		echo "!! CI=true and $(NGINX) is missing and could not be installed (apt-get install nginx): FAILING" >&2; \
+		exit 1; \
+	else \
+		echo "!! $(NGINX) is missing and could not be installed: the reverse-proxy tests will be SKIPPED"; \
 	fi
 
 # Benchmarks (bench/README.md): one gunicorn sync worker pinned to core 0 against PostgreSQL

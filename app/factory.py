@@ -1,4 +1,4 @@
-"""create_app: config → observability → extensions → registries → error pages → each domain's ``init_app``.
+"""create_app: config → observability → tracing → extensions → registries → error pages → each domain's ``init_app``.
 
 The shell of the layers (docs/architecture.md): it imports every domain, and nothing imports it but
 the entry points (app/wsgi.py, the ``tessera`` command, the tests). A domain's ``init_app``
@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import error_pages, housekeeping, models, observability, registries, web  # noqa: F401  (models: every table on the metadata)
+from app import error_pages, housekeeping, models, observability, registries, tracing, web  # noqa: F401  (models: every table on the metadata)
 from app.accounts import wiring as accounts
 from app.admin import wiring as admin
 from app.bulk_import import wiring as bulk_import
@@ -43,6 +43,8 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     # First: the request id and the clock exist before any other before_request runs.
     observability.init_app(app)
+    # Before the database is bound: the engine it creates is then traced (when OTEL_* asks for it).
+    tracing.init_app(app)
 
     _ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)

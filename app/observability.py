@@ -10,8 +10,9 @@ Rules:
 - The access line (logger ``tessera.access``, INFO) names the method, the path without its query
   string (where codes and tokens travel), the status and the duration in milliseconds.
 - ``TESSERA_LOG_FORMAT=json``: the root logger writes one JSON object per line to stderr (time,
-  level, logger, message, request_id, and the access line's fields) at INFO. ``text`` (the default)
-  leaves Python's logging as it is.
+  level, logger, message, request_id, and the access line's fields; ``trace_id`` and ``span_id``
+  when tracing is on and the line was written inside a recorded span, app/tracing.py) at INFO.
+  ``text`` (the default) leaves Python's logging as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ HEADER = "X-Request-ID"
 WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: The access line's fields, copied into the JSON object when a log record carries them.
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+#: Set on log records by app/tracing_sdk.py when tracing is on; copied when a record has them.
+TRACE_FIELDS = ("trace_id", "span_id")
 
 access_log = logging.getLogger("tessera.access")
 
@@ -81,7 +84,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
         }
-        line.update({field: getattr(record, field) for field in ACCESS_FIELDS if hasattr(record, field)})
+        line.update({field: getattr(record, field) for field in ACCESS_FIELDS + TRACE_FIELDS if hasattr(record, field)})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -1,7 +1,8 @@
 """The worker: ``tessera worker`` (and the in-process thread of ``make run``) runs rounds of the
 periodic jobs the domains registered (app/registries.py: sessions that timed out, identities whose
 cooling-off ended, interrupted merges, housekeeping…) and then delivers what the outbox holds
-(app/events/outbox.py). The shell: it imports the outbox and the registries, never a feature."""
+(app/events/outbox.py), each delivery a trace of its own when tracing is on (app/tracing.py). The
+shell: it imports the outbox and the registries, never a feature."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 
 from app.events.outbox import claim_due, deliver
 from app.registries import registries
+from app.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,8 @@ def run_once(limit: int = 20) -> int:
         job.run()
     events = claim_due(limit)
     for event in events:
-        deliver(event)
+        with span("outbox deliver", {"tessera.outbox.event_id": event.id, "tessera.outbox.kind": event.kind}):
+            deliver(event)
     return len(events)
 
 
