@@ -97,6 +97,8 @@ def reset_password(ref: str | int, password: str | None = None, *, generate: boo
 def revoke_access(ref: str | int, client: str | None = None, actor: str = OPERATOR) -> Revocation:
     """Delete the account's consents and revoke its tokens, at every client or at ``client``
     (its client_id)."""
+    if client is not None and not isinstance(client, str):
+        raise InvalidInput("a client is named by its client_id")
     account = locked_account(ref)
     row = load_client_row(client) if client is not None else None
     consents = delete(Consent).where(Consent.account_id == account.id)

@@ -209,7 +209,7 @@ def locked_account(ref: str | int) -> Account:
 
 def checked_reason(reason: str | None) -> str:
     """An operator's reason for the audit log: required, at most ``MAX_REASON_LENGTH`` characters."""
-    reason = (reason or "").strip()
+    reason = reason.strip() if isinstance(reason, str) else ""
     if not reason:
         raise InvalidInput("a reason is required")
     if len(reason) > MAX_REASON_LENGTH:

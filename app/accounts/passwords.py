@@ -44,6 +44,8 @@ _GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 def check_new_password(password: str) -> None:
     """The rules a password the hub sets must follow; InvalidInput says which one it breaks."""
+    if not isinstance(password, str):
+        raise InvalidInput("a password is a string")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:

@@ -6,9 +6,14 @@ the back-channel logout delivered, the SMS and mail the person gets, their secur
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
 
 from app.accounts.models import Account
+from app.accounts.operator_actions import close, reset_password, revoke_access
 from app.bulk_import.models import AccountAttributes, LegacyMapping
+from app.errors import InvalidInput
 from app.extensions import db
 from app.oidc.models import Consent, SSOSession, Token
 from app.tenants.models import Tenant
@@ -17,6 +22,7 @@ from tests.accounts.test_binding import PHONE, hub_login, make_account
 from tests.conftest import ISSUER
 from tests.factories import PASSWORD
 from tests.rp import Browser, RelyingParty, authorize, code_from
+from tests.test_cli import TESSERA, _env, migrated_template, tessera  # noqa: F401 (the fixtures)
 
 EMAIL = "li.lei@example.com"
 NEW_PASSWORD = "a brand new passphrase"
@@ -264,3 +270,43 @@ def test_export_holds_the_persons_data_and_no_secret(app, http, factories):
     assert operator_events(app, me) == []  # read-only: nothing audited, nothing written
     missing = cli(app, "users", "export", "404", "--json")
     assert missing.exit_code == 1 and json.loads(missing.output.splitlines()[-1]) == {"error": "no account '404'"}
+
+
+# --- another caller -----------------------------------------------------------------------------
+
+def test_the_services_audit_the_actor_they_are_given_and_refuse_bad_types(app, outbox):
+    """The admin API will call the same services as another actor: the actor is what is audited,
+    and a value of the wrong type is an InvalidInput, never an error from deeper down."""
+    me = make_account(app, phone=PHONE)
+    with app.app_context():
+        reset_password(me, NEW_PASSWORD, actor="admin:7")
+        revoke_access(PHONE, actor="client:support-desk")
+        for call in (lambda: reset_password(me, 12345678), lambda: revoke_access(me, client=5),
+                     lambda: close(me, reason=["x"], actor="admin:7"), lambda: close(me, reason=None)):
+            with pytest.raises(InvalidInput):
+                call()
+        close(me, "duplicate of another account", actor="admin:7")
+    events = [json.loads(line) for line in cli(app, "audit", "search", "--account", str(me), "--json").output.splitlines()]
+    assert [(e["kind"], e["actor"]) for e in events] == [
+        ("account.deregistered", "admin:7"), ("account.consents_revoked", "client:support-desk"),
+        ("account.password_reset", "admin:7"),
+    ]
+
+
+# --- the real command --------------------------------------------------------------------------
+
+def test_the_password_comes_from_a_pipe_and_lands_in_no_file(tessera):  # noqa: F811 (the fixture)
+    """`tessera users reset-password --password-stdin` in a subprocess, as an operator runs it: the
+    password is read from the pipe, and no file the hub writes (the database, the SMS and mail
+    files of the `file` senders) holds it in clear."""
+    tessera.ok("users", "create", "--phone", PHONE, "--password", PASSWORD, "--email", EMAIL)
+    env = {**_env(tessera.db_file), "TESSERA_SMS_SENDER": "file"}
+    piped = subprocess.run([TESSERA, "users", "reset-password", EMAIL, "--password-stdin"], input=NEW_PASSWORD + "\n",
+                           cwd=tessera.db_file.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "password reset" in piped.stdout, piped.stderr
+    assert "person told by: email, sms" in piped.stdout and NEW_PASSWORD not in piped.stdout
+    [(stored,)] = tessera.query("SELECT password_hash FROM accounts")
+    assert stored.startswith("$argon2id$")
+    instance = tessera.db_file.parent / "instance"
+    written = tessera.raw_bytes() + (instance / "sms.jsonl").read_bytes() + (instance / "mail.jsonl").read_bytes()
+    assert b"An operator reset the password" in written and NEW_PASSWORD.encode() not in written
