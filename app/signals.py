@@ -43,8 +43,8 @@ account_logged_in = tessera_signals.signal("account-logged-in")
 #: claims-changed Security Event Tokens queued in the outbox for subscribing clients).
 claims_changed = tessera_signals.signal("claims-changed")
 
-#: An account was closed (deregistered by its holder, or emptied and closed by a phone bind that
-#: took all its identities). Sent by app.accounts.binding after the status is set.
+#: An account was closed (deregistered by its holder or by an operator, or emptied and closed by a
+#: phone bind that took all its identities). Sent by app.accounts.binding after the status is set.
 #: ``sender``: the Account. Keyword argument: ``reason`` ("deregistered", "emptied").
 #: Receivers **return** the front-channel logout URLs (list of str) the browser must visit; the
 #: sender gathers them (``blinker.Signal.send`` returns (receiver, value) pairs).

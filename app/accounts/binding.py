@@ -14,8 +14,9 @@ The rules (docs/flows/binding.md explains them):
       account keeps its data, is never merged or closed, and is locked if the phone was its last
       way in (an operator can recover it).
 - An active account always keeps at least one way to log in (``ways_in``).
-- Deregistration closes the account at once; its identities stay reserved for the cooling-off
-  period, then ``release_expired_deregistrations`` frees them. Subjects are never reused.
+- Deregistration closes the account at once (the person, or an operator: ``close_account``); its
+  identities stay reserved for the cooling-off period, then ``release_expired_deregistrations``
+  frees them. Subjects are never reused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, exists, update
+from sqlalchemy import delete, exists, func, update
 from sqlalchemy.exc import IntegrityError
 
 from app import audit
@@ -40,7 +41,8 @@ from app.accounts.mailer import send_mail
 from app.accounts.verification import confirm_email, read_email_link, send_email_claim, send_email_verification
 from app.errors import Conflict, InvalidInput, NeedsMerge, NotFound
 from app.extensions import db
-from app.oidc.models import Consent, SubjectMapping, Token
+from app.oidc.connections import revoke_account_tokens
+from app.oidc.models import Consent, SSOSession, SubjectMapping
 from app.registries import registries
 from app.security import utcnow
 from app.signals import account_closed, account_locked
@@ -250,24 +252,45 @@ def add_username(account_id: int, tenant_id: int, username: str) -> Identity:
     return identity
 
 
+@dataclass
+class Closure:
+    """What closing an account ended (``close_account``)."""
+
+    #: Front-channel logout URLs of the ended sessions, for the page of the browser that closed it.
+    frontchannel: list[str]
+    sessions_ended: int
+    tokens_revoked: int
+    consents_removed: int
+
+
 def deregister(account_id: int) -> list[str]:
+    """The person closes their own account (/account/deregister): ``close_account`` with actor
+    "self". Returns the front-channel logout URLs of the ended sessions."""
+    return close_account(account_id, actor="self").frontchannel
+
+
+def close_account(account_id: int, *, actor: str, reason: str | None = None,
+                  statuses: tuple[str, ...] = ("active",)) -> Closure:
     """Close the account: every session ends (its clients are told by back-channel logout),
     every token is revoked, every consent removed. Its identities stay reserved for
-    ``TESSERA_DEREGISTRATION_COOLING_OFF_DAYS``; its id and subjects are never reused.
-    Returns the front-channel logout URLs of the ended sessions."""
-    account = _active_account(account_id, lock=True)
-    now = utcnow()
-    account.status, account.closed_at = "closed", now
+    ``TESSERA_DEREGISTRATION_COOLING_OFF_DAYS``; its id and subjects are never reused. Audited
+    ``account.deregistered`` with ``actor`` (and ``reason``). Only from ``statuses`` (the person
+    closes an active account; an operator may also close one it locked)."""
+    account = lock_account(account_id)
+    if account is None or account.status not in statuses:
+        raise InvalidInput("this account is not active")
+    sessions = db.session.scalar(db.select(func.count()).select_from(SSOSession)
+                                 .filter_by(account_id=account.id, ended_at=None))
+    account.status, account.closed_at = "closed", utcnow()
     frontchannel = _announce(account_closed, account, "deregistered")
-    revoked = db.session.execute(
-        update(Token).where(Token.account_id == account.id, Token.revoked_at.is_(None)).values(revoked_at=now)
-    ).rowcount
+    revoked = revoke_account_tokens(account.id)
     consents = db.session.execute(delete(Consent).where(Consent.account_id == account.id)).rowcount
-    audit.record("account.deregistered", account_id=account.id, actor="self", tokens_revoked=revoked,
-                 consents_removed=consents,
-                 release_after_days=current_app.config["TESSERA_DEREGISTRATION_COOLING_OFF_DAYS"])
+    details = {"reason": reason} if reason else {}
+    audit.record("account.deregistered", account_id=account.id, actor=actor, tokens_revoked=revoked,
+                 consents_removed=consents, sessions_ended=sessions,
+                 release_after_days=current_app.config["TESSERA_DEREGISTRATION_COOLING_OFF_DAYS"], **details)
     db.session.commit()
-    return frontchannel
+    return Closure(frontchannel, sessions, revoked, consents)
 
 
 def release_expired_deregistrations(limit: int = 100) -> int:

@@ -1,16 +1,18 @@
-"""`tessera users …` (accounts: create, search, show, lock, unlock, log out) and `tessera audit
-search` (the audit log): thin commands over app.accounts.operators and app.audit. Registered by
+"""`tessera users …` (accounts: create, search, show, lock, unlock, log out, reset a password,
+revoke consents and tokens, close, export) and `tessera audit search` (the audit log): thin
+commands over app.accounts.operators, operator_actions, data_export and app.audit. Registered by
 ``app.accounts.wiring``."""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 
 import click
 from flask.cli import with_appcontext
 
 from app import audit
-from app.accounts import operators
+from app.accounts import data_export, operator_actions, operators
 from app.accounts.profile import account_to_dict, create_account
 from app.cli_support import echo_json, echo_json_lines, fail, json_option, reports_errors
 
@@ -135,6 +137,84 @@ def users_logout(account, as_json) -> None:
     _act(operators.logout, account, as_json, "{account}: {result} session(s) ended")
 
 
+@users_group.command("reset-password")
+@click.argument("account")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from the first line of standard input.")
+@click.option("--generate", is_flag=True, help="Generate a random password and print it (once).")
+@json_option
+@with_appcontext
+@reports_errors
+def users_reset_password(account, password_stdin, generate, as_json) -> None:
+    """Set a new password: every session ends, every token is revoked, the person is told."""
+    if password_stdin == generate:
+        fail("give exactly one of --password-stdin and --generate")
+    password = _stdin_line() if password_stdin else None
+    result = operator_actions.reset_password(account, password, generate=generate)
+    if as_json:
+        echo_json({"account": operators.account_summary(result.account), "password": result.generated_password,
+                   "sessions_ended": result.sessions_ended, "tokens_revoked": result.tokens_revoked,
+                   "notified": result.notified, "not_notified": result.not_notified})
+        return
+    click.echo(f"account {result.account.id}: password reset, {result.sessions_ended} session(s) ended, "
+               f"{result.tokens_revoked} token(s) revoked")
+    if result.generated_password:
+        click.echo(f"new password (shown once): {result.generated_password}")
+    click.echo(f"person told by: {', '.join(result.notified) or 'nobody (no verified phone or email)'}")
+    for failure in result.not_notified:
+        click.echo(f"Warning: not told by {failure}", err=True)
+
+
+def _stdin_line() -> str:
+    """The first line of standard input, without its line break."""
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+@users_group.command("revoke")
+@click.argument("account")
+@click.option("--client", help="client_id: only this client (default: every client).")
+@json_option
+@with_appcontext
+@reports_errors
+def users_revoke(account, client, as_json) -> None:
+    """Delete the account's consents and revoke its tokens (at every client, or one)."""
+    result = operator_actions.revoke_access(account, client)
+    if as_json:
+        echo_json({"account": result.account.id, "client": result.client, "consents_removed": result.consents_removed,
+                   "tokens_revoked": result.tokens_revoked})
+        return
+    click.echo(f"account {result.account.id}: {result.consents_removed} consent(s) removed, "
+               f"{result.tokens_revoked} token(s) revoked" + (f" at {client}" if client else ""))
+
+
+@users_group.command("close")
+@click.argument("account")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@json_option
+@with_appcontext
+@reports_errors
+def users_close(account, reason, as_json) -> None:
+    """Close an account as its holder's own close does; its identities stay reserved for the cooling-off."""
+    row = operators.resolve_account(account)
+    result = operator_actions.close(row.id, reason)
+    if as_json:
+        echo_json({"account": operators.account_summary(row), "sessions_ended": result.sessions_ended,
+                   "tokens_revoked": result.tokens_revoked, "consents_removed": result.consents_removed})
+        return
+    click.echo(f"account {row.id}: closed, {result.sessions_ended} session(s) ended, {result.tokens_revoked} "
+               f"token(s) revoked, {result.consents_removed} consent(s) removed")
+
+
+@users_group.command("export")
+@click.argument("account")
+@json_option
+@with_appcontext
+@reports_errors
+def users_export(account, as_json) -> None:  # noqa: ARG001 (JSON either way; --json makes a refusal JSON too)
+    """Everything the hub holds about a person, as JSON (read-only)."""
+    echo_json(data_export.export_account(account))
+
+
 @click.group("audit")
 def audit_group() -> None:
     """The audit log."""
@@ -165,9 +245,9 @@ def _when(value: str | None, flag: str) -> datetime | None:
 def audit_search(account, client, kind, actor, since, until, limit, as_json) -> None:
     """Audit events, newest first."""
     account_id = operators.resolve_account(account).id if account else None
-    rows = [audit.event_to_dict(e) for e in audit.search_events(
+    rows = audit.events_to_dicts(audit.search_events(
         account_id=account_id, client_id=client, kind=kind, actor=actor, since=_when(since, "--since"),
-        until=_when(until, "--until"), limit=limit)]
+        until=_when(until, "--until"), limit=limit))
     if as_json:
         echo_json_lines(rows)
         return

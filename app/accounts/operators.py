@@ -1,5 +1,7 @@
 """Operators acting on people (``tessera users …``, later the admin API): find accounts, show one
-with its identities, sessions, consents, merges and audit trail, lock, unlock and log out.
+with its identities, sessions, consents, merges and audit trail, lock, unlock and log out
+(resetting a password, revoking, closing: app.accounts.operator_actions; the person's data as
+JSON: app.accounts.data_export).
 
 Rules:
 
@@ -16,6 +18,8 @@ Rules:
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import func
 
@@ -40,10 +44,16 @@ OPERATOR = "operator:cli"
 SEARCH_LIMIT = 100
 
 
+#: Account ids are 32-bit integers: a larger number names no account (and must not reach the database).
+MAX_ACCOUNT_ID = 2**31 - 1
+#: The longest reason kept in the audit log.
+MAX_REASON_LENGTH = 500
+
+
 def resolve_account(ref: str | int) -> Account:
     """An account by id, or by a phone number or email that identifies it."""
-    if isinstance(ref, int) or str(ref).isdigit():
-        account = db.session.get(Account, int(ref))
+    if isinstance(ref, int) or re.fullmatch(r"[0-9]+", str(ref)):
+        account = db.session.get(Account, int(ref)) if 0 < int(ref) <= MAX_ACCOUNT_ID else None
     else:
         identity = find_identity(str(ref))
         account = db.session.get(Account, identity.account_id) if identity else None
@@ -119,13 +129,14 @@ def account_overview(account: Account, events: int = 20) -> dict:
     data = account_summary(account)
     data.update(merged_into=account.merged_into_id, closed_at=account.closed_at,
                 has_password=bool(account.password_hash), can_log_in=bool(ways_in(account)),
-                identities=_identities(account.id), sessions=_sessions(account.id), consents=_consents(account.id),
-                merges=_merges(account.id),
-                events=[audit.event_to_dict(e) for e in audit.recent_events(account.id, events)])
+                identities=identity_rows(account.id), sessions=_sessions(account.id), consents=_consents(account.id),
+                merges=merge_rows(account.id),
+                events=audit.events_to_dicts(audit.recent_events(account.id, events)))
     return data
 
 
-def _identities(account_id: int) -> list[dict]:
+def identity_rows(account_id: int) -> list[dict]:
+    """Every identity of the account, released ones too, oldest first."""
     rows = db.session.scalars(db.select(Identity).filter_by(account_id=account_id).order_by(Identity.id))
     return [{"id": i.id, "kind": i.kind, "namespace": i.namespace or None, "value": i.value, "verified": i.verified,
              "created_at": i.created_at, "last_used_at": i.last_used_at, "released_at": i.released_at} for i in rows]
@@ -144,7 +155,8 @@ def _consents(account_id: int) -> list[dict]:
     return [{"client": client_id, "scope": c.scope, "updated_at": c.updated_at} for c, client_id in rows]
 
 
-def _merges(account_id: int) -> list[dict]:
+def merge_rows(account_id: int) -> list[dict]:
+    """The merges the account took part in, as survivor or absorbed."""
     rows = db.session.scalars(db.select(MergeRecord).where(
         (MergeRecord.survivor_id == account_id) | (MergeRecord.absorbed_id == account_id)).order_by(MergeRecord.id))
     return [{"id": m.id, "survivor": m.survivor_id, "absorbed": m.absorbed_id, "status": m.status,
@@ -155,22 +167,21 @@ def _merges(account_id: int) -> list[dict]:
 
 def lock(ref: str | int, reason: str, actor: str = OPERATOR) -> Account:
     """Lock an active account: nobody logs in to it, its sessions end (``account_locked``)."""
-    if not (reason or "").strip():
-        raise InvalidInput("a reason is required")
-    account = _locked_row(ref)
+    reason = checked_reason(reason)
+    account = locked_account(ref)
     if account.status != "active":
         raise Conflict(f"account {account.id} is {account.status}: only an active account can be locked")
     account.status = "locked"
-    ended = _live_session_count(account.id)
+    ended = live_session_count(account.id)
     account_locked.send(account, reason="operator")
-    audit.record("account.locked", account_id=account.id, actor=actor, reason=reason.strip(), sessions_ended=ended)
+    audit.record("account.locked", account_id=account.id, actor=actor, reason=reason, sessions_ended=ended)
     db.session.commit()
     return account
 
 
 def unlock(ref: str | int, actor: str = OPERATOR) -> Account:
     """Unlock a locked account, if it has a way to log in (``binding.ways_in``)."""
-    account = _locked_row(ref)
+    account = locked_account(ref)
     if account.status != "locked":
         raise Conflict(f"account {account.id} is {account.status}, not locked")
     if not ways_in(account):
@@ -184,19 +195,29 @@ def unlock(ref: str | int, actor: str = OPERATOR) -> Account:
 def logout(ref: str | int, actor: str = OPERATOR) -> int:
     """End every live session of the account; clients are told as for any logout. Returns how many."""
     account = resolve_account(ref)
-    ended = _live_session_count(account.id)
+    ended = live_session_count(account.id)
     close_account_sessions(account.id)
     audit.record("account.logged_out", account_id=account.id, actor=actor, sessions_ended=ended)
     db.session.commit()
     return ended
 
 
-def _locked_row(ref: str | int) -> Account:
+def locked_account(ref: str | int) -> Account:
     """The account ``ref`` names, under the account write lock (row lock, then the merge lock)."""
     return lock_account(resolve_account(ref).id)
 
 
-def _live_session_count(account_id: int) -> int:
+def checked_reason(reason: str | None) -> str:
+    """An operator's reason for the audit log: required, at most ``MAX_REASON_LENGTH`` characters."""
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise InvalidInput("a reason is required")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"a reason has at most {MAX_REASON_LENGTH} characters")
+    return reason
+
+
+def live_session_count(account_id: int) -> int:
     return db.session.scalar(db.select(func.count()).select_from(SSOSession)
                              .filter_by(account_id=account_id, ended_at=None))
 

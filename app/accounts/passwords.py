@@ -1,13 +1,17 @@
 """Password hashing: argon2id with the OWASP parameters (m=19 MiB, t=2, p=1), through a passlib
 CryptContext that also verifies legacy formats (app.accounts.legacy_hashes: bcrypt, *-crypt, PBKDF2,
 Django, scrypt, phpass, Drupal 7, LDAP SSHA, salted hex digests) and asks for a rehash when a hash
-is not argon2id with the current parameters (``verify_and_update``)."""
+is not argon2id with the current parameters (``verify_and_update``). A new password the hub sets
+(sign-up, an operator's reset) follows ``check_new_password``."""
 
 from __future__ import annotations
+
+import secrets
 
 from passlib.context import CryptContext
 
 from app.accounts.legacy_hashes import LEGACY_SCHEMES
+from app.errors import InvalidInput
 
 password_context = CryptContext(
     schemes=["argon2", *LEGACY_SCHEMES],
@@ -32,6 +36,25 @@ def _dummy() -> str:
     return _dummy_hash
 
 MIN_PASSWORD_LENGTH = 8
+#: The longest password the login forms accept (app.accounts.forms): a longer one could never be typed in.
+MAX_PASSWORD_LENGTH = 1024
+#: Generated passwords: no look-alikes (0/o, 1/l/i), so that one can be read out or typed from a note.
+_GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def check_new_password(password: str) -> None:
+    """The rules a password the hub sets must follow; InvalidInput says which one it breaks."""
+    if not isinstance(password, str):
+        raise InvalidInput("a password is a string")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def generate_password() -> str:
+    """A random password of four groups of four (``k7fm-2qxp-…``, about 79 bits)."""
+    return "-".join("".join(secrets.choice(_GENERATED_ALPHABET) for _ in range(4)) for _ in range(4))
 
 
 def hash_password(password: str) -> str:

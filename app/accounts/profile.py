@@ -10,7 +10,7 @@ from app.accounts.claims import announce
 from app.accounts.identifiers import normalize_email, normalize_phone, normalize_username
 from app.accounts.locking import lock_account
 from app.accounts.models import PROFILE_CLAIMS, Account, Identity
-from app.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
+from app.accounts.passwords import check_new_password, hash_password
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 
@@ -23,8 +23,8 @@ def create_account(
     unknown = set(profile) - set(PROFILE_CLAIMS) - {"address"}
     if unknown:
         raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    if password is not None:
+        check_new_password(password)
     identities = []
     if phone:
         identities.append(Identity(kind="phone", namespace="", value=normalize_phone(phone), verified=verified))

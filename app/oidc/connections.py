@@ -1,6 +1,8 @@
 """What a person sees of the protocol side on /account: their live hub sessions (ending one tells
 its clients, as a logout) and the clients they consented to or that hold their tokens
-(withdrawing consent revokes every token). Each change is audited and committed here."""
+(withdrawing consent revokes every token). Each change is audited and committed here; the
+account's own token revocation (``revoke_account_tokens``) is also what an operator's reset,
+revocation and closing use, in their transaction."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from app import audit
 from app.errors import NotFound
 from app.extensions import db
 from app.oidc.logout import end_session
-from app.oidc.models import Client, Consent, SSOSession, Token
+from app.oidc.models import AuthorizationCode, Client, Consent, SSOSession, Token
 from app.security import utcnow
 
 
@@ -57,17 +59,29 @@ def connected_clients(account_id: int) -> list[dict]:
 
 def revoke_client_access(account_id: int, client_pk: int) -> None:
     """Withdraw consent from a client and revoke every token it holds for the account."""
-    now = utcnow()
     consents = db.session.execute(
         delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_pk)
     ).rowcount
-    tokens = db.session.execute(
-        update(Token).where(Token.account_id == account_id, Token.client_id == client_pk, Token.revoked_at.is_(None))
-        .values(revoked_at=now)
-    ).rowcount
+    tokens = revoke_account_tokens(account_id, client_pk)
     if not consents and not tokens:
         db.session.rollback()
         raise NotFound("this site has no access to your account")
     audit.record("consent.revoked", account_id=account_id, actor="self", client_id=client_pk,
                  consent_removed=bool(consents), tokens_revoked=tokens)
     db.session.commit()
+
+
+def revoke_account_tokens(account_id: int, client_pk: int | None = None) -> int:
+    """Revoke every live token of the account (at one client, or at all): the access token and
+    the refresh token of each row (RFC 7009 2.1: a revoked refresh token takes its access token
+    with it). Its authorization codes not yet exchanged are voided too (marked used), so none
+    brings a new token. In the caller's transaction; returns how many tokens were revoked."""
+    now = utcnow()
+    tokens = update(Token).where(Token.account_id == account_id, Token.revoked_at.is_(None))
+    codes = update(AuthorizationCode).where(AuthorizationCode.account_id == account_id,
+                                            AuthorizationCode.used_at.is_(None))
+    if client_pk is not None:
+        tokens = tokens.where(Token.client_id == client_pk)
+        codes = codes.where(AuthorizationCode.client_id == client_pk)
+    db.session.execute(codes.values(used_at=now))
+    return db.session.execute(tokens.values(revoked_at=now)).rowcount
