@@ -69,7 +69,10 @@ ADMIN_PROBES = {
     "upstreams_list": ("GET", "/upstreams", None), "me": ("GET", "/me", None),
     "users_search": ("GET", "/users?phone=%2B14155550199", None), "users_show": ("GET", "/users/1", None),
     "users_lock": ("POST", "/users/1/lock", {"reason": "x"}), "users_unlock": ("POST", "/users/1/unlock", None),
-    "users_sessions": ("GET", "/users/1/sessions", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
+    "users_sessions": ("GET", "/users/1/sessions", None),
+    "users_reset_password": ("POST", "/users/1/reset-password", {"generate": True}),
+    "users_revoke": ("POST", "/users/1/revoke", {}), "users_close": ("POST", "/users/1/close", {"reason": "x"}),
+    "users_export": ("GET", "/users/1/export", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
     "sessions_end": ("DELETE", "/sessions/abc", None), "audit_search": ("GET", "/audit", None),
     "audit_export": ("GET", "/audit/export", None),
 }

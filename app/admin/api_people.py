@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from flask import Response, request, stream_with_context
 
 from app import audit
-from app.accounts import operators
+from app.accounts import operator_actions, operators
+from app.accounts.data_export import export_account
 from app.accounts.models import Account, AuditEvent
 from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
@@ -92,6 +93,68 @@ def users_unlock(account_id: str):
     principal().require("users", "support")
     account = operators.unlock(_account(account_id).id, actor=principal().actor)
     return answer(operators.account_summary(account))
+
+
+@bp.post("/users/<account_id>/reset-password")
+@admin_required
+def users_reset_password(account_id: str):
+    """Set a new password (``password``) or generate one (``generate``: in the answer, once); every
+    session and token of the person ends and they are told by SMS and email."""
+    principal().require("users", "manage")
+    data = body()
+    only_fields(data, ("password", "generate"))
+    password, generate = field(data, "password", str), bool(field(data, "generate", bool))
+    result = operator_actions.reset_password(_account(account_id).id, password, generate=generate,
+                                             actor=principal().actor)
+    return answer({"user": operators.account_summary(result.account), "password": result.generated_password,
+                   "sessions_ended": result.sessions_ended, "tokens_revoked": result.tokens_revoked,
+                   "notified": result.notified, "not_notified": result.not_notified})
+
+
+@bp.post("/users/<account_id>/revoke")
+@admin_required
+def users_revoke(account_id: str):
+    """Delete the person's consents and revoke their tokens, at every client in reach or at ``client``."""
+    principal().require("users", "revoke")
+    data = body() if request.get_data(cache=True) else {}
+    only_fields(data, ("client",))
+    client = field(data, "client", str)
+    account = _account(account_id)
+    if client is None and principal().tenant_id is not None:
+        raise refuse(400, "invalid_request", "a tenant admin revokes at one of its clients: give client")
+    if client is not None:
+        tenant_id = db.session.scalar(db.select(Client.tenant_id).filter_by(client_id=client[:200]))
+        if tenant_id is None or not principal().reaches_tenant(tenant_id):
+            raise unknown(f"client {client!r}")
+    result = operator_actions.revoke_access(account.id, client, actor=principal().actor)
+    return answer({"user": operators.account_summary(result.account), "client": result.client,
+                   "consents_removed": result.consents_removed, "tokens_revoked": result.tokens_revoked})
+
+
+@bp.post("/users/<account_id>/close")
+@admin_required
+def users_close(account_id: str):
+    """Close the account as the person's own close does (identities kept for the cooling-off)."""
+    principal().require("users", "manage")
+    data = body()
+    only_fields(data, ("reason",))
+    account = _account(account_id)
+    closure = operator_actions.close(account.id, field(data, "reason", str, required=True), actor=principal().actor)
+    return answer({"user": operators.account_summary(db.session.get(Account, account.id)),
+                   "sessions_ended": closure.sessions_ended, "tokens_revoked": closure.tokens_revoked,
+                   "consents_removed": closure.consents_removed})
+
+
+@bp.get("/users/<account_id>/export")
+@admin_required
+def users_export(account_id: str):
+    """The person's data (no secrets), as a download; audited."""
+    principal().require("users", "manage")
+    account = _account(account_id)
+    data = export_account(account.id)
+    audit.record("account.exported", account_id=account.id, actor=principal().actor)
+    db.session.commit()
+    return answer(data, headers={"Content-Disposition": f'attachment; filename="account-{account.id}.json"'})
 
 
 # --- sessions ------------------------------------------------------------------------------------

@@ -72,6 +72,13 @@ SCHEMAS = {
     "Key": _obj(["kid", "alg", "state"], kid=S, alg=S, state=S, created_at=TIME_N),
     "Upstream": _obj(["slug", "name", "kind", "enabled"], slug=S, name=S, kind=S, enabled=B, has_client_secret=B),
     "Preview": {"type": "object"},
+    "Export": {"type": "object"},
+    "PasswordReset": _obj(["user", "password", "sessions_ended", "tokens_revoked"], user=_ref("UserSummary"),
+                          password=N, sessions_ended=I, tokens_revoked=I),
+    "Revocation": _obj(["user", "client", "consents_removed", "tokens_revoked"], user=_ref("UserSummary"), client=N,
+                       consents_removed=I, tokens_revoked=I),
+    "Closure": _obj(["user", "sessions_ended", "tokens_revoked", "consents_removed"], user=_ref("UserSummary"),
+                    sessions_ended=I, tokens_revoked=I, consents_removed=I),
     "Count": _obj(["sessions_ended"], sessions_ended=I),
     "Deleted": _obj(["client_id", "deleted"], client_id=S, deleted={"type": "object"}),
 }
@@ -105,6 +112,8 @@ MERGE_BODY = _obj(["survivor", "absorbed", "reason"], survivor={"type": "integer
                   absorbed={"type": "integer", "minimum": 1}, reason=S, regrant_consents=B)
 PREVIEW_BODY = _obj(["survivor", "absorbed"], survivor={"type": "integer", "minimum": 1},
                     absorbed={"type": "integer", "minimum": 1})
+RESET_BODY = {"type": "object", "properties": {"password": S, "generate": B}}
+REVOKE_BODY = {"type": "object", "properties": {"client": S}}
 LOCK_BODY = _obj(["reason"], reason=S)
 ROTATE_BODY = {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}}}
 
@@ -146,6 +155,15 @@ OPERATIONS = [
      "UserSummary", (403, 404, 409, 503), False),
     ("post", "/users/{user_id}/unlock", "unlockUser", "Unlock a person who has a way to log in", [_path("user_id")], None,
      200, "UserSummary", (403, 404, 409, 503), False),
+    ("post", "/users/{user_id}/reset-password", "resetPassword",
+     "A new password (given, or generated and in the answer once); sessions and tokens end; the person is told",
+     [_path("user_id")], RESET_BODY, 200, "PasswordReset", (403, 404, 409, 503), False),
+    ("post", "/users/{user_id}/revoke", "revokeUserAccess", "Delete consents and revoke tokens (all clients, or one)",
+     [_path("user_id")], REVOKE_BODY, 200, "Revocation", (403, 404, 409, 503), False),
+    ("post", "/users/{user_id}/close", "closeUser", "Close the account (identities kept for the cooling-off)",
+     [_path("user_id")], LOCK_BODY, 200, "Closure", (403, 404, 409, 503), False),
+    ("get", "/users/{user_id}/export", "exportUser", "The person's data, without secrets", [_path("user_id")], None,
+     200, "Export", (403, 404), False),
     ("get", "/users/{user_id}/sessions", "listUserSessions", "A person's live sessions",
      [_path("user_id"), LIMIT, CURSOR], None, 200, "SessionPage", (403, 404), False),
     ("delete", "/users/{user_id}/sessions", "endUserSessions", "End every session of a person (sites told)",

@@ -7,7 +7,8 @@ Rules (docs/security.md, "Admin API"):
 - A client holds the role its access token's admin scope names (``CLIENT_SCOPES``): the scope is
   in the client's registration only if an operator (CLI) or a super admin put it there.
 - ``PERMISSIONS`` is the whole matrix: a (resource, action) pair missing from a role's set is
-  refused (403). A tenant admin's reach is further cut to its tenant: its clients, and people
+  refused (403). ``("users", "manage")`` (reset a password, close, export) is the super admin's
+  alone: an account is the person's across the whole group, not one tenant's. A tenant admin's reach is further cut to its tenant: its clients, and people
   related to the tenant (``app.partners.relationship``); anything outside is answered as unknown
   (404), never as forbidden, so its existence does not leak.
 """
@@ -34,14 +35,14 @@ PERMISSIONS: dict[str, frozenset[tuple[str, str]]] = {
     "super": frozenset(_READ | {
         ("tenants", "create"), ("tenants", "update"), ("tenants", "delete"),
         ("clients", "create"), ("clients", "update"), ("clients", "secret"), ("clients", "delete"),
-        ("users", "support"), ("users", "manage"), ("sessions", "end"),
+        ("users", "support"), ("users", "manage"), ("users", "revoke"), ("sessions", "end"),
         ("merges", "manage"), ("deliveries", "retry"), ("keys", "manage"), ("upstreams", "manage"),
         ("admins", "manage"),
     }),
     "tenant_admin": frozenset({
         ("tenants", "read"), ("tenants", "update"),
         ("clients", "read"), ("clients", "create"), ("clients", "update"), ("clients", "secret"), ("clients", "delete"),
-        ("users", "read"), ("users", "support"), ("users", "manage"), ("sessions", "read"), ("sessions", "end"),
+        ("users", "read"), ("users", "support"), ("users", "revoke"), ("sessions", "read"), ("sessions", "end"),
         ("merges", "read"), ("imports", "read"), ("deliveries", "read"), ("deliveries", "retry"), ("audit", "read"),
     }),
     "support": frozenset({

@@ -244,3 +244,49 @@ def test_an_operator_merge_through_the_api(http, admins, factories):
     again = http.post(f"{BASE}/merges", json={"survivor": absorbed.id, "absorbed": survivor.id, "reason": "x"},
                       headers=admin.headers)
     assert again.status_code in (400, 409), again.get_json()
+
+
+def test_password_reset_revoke_close_and_export(http, admins, factories, app):
+    from tests.conftest import ISSUER
+    from tests.rp import Browser, RelyingParty, authorize, code_from
+
+    tenant = factories.tenant()
+    site = factories.client(tenant=tenant, trusted=True)
+    other_site = factories.client()
+    person = factories.account(email="p@example.com")
+    browser = Browser(app.test_client(), ISSUER)
+    rp = RelyingParty(browser.http, ISSUER, site.client_id, site.client_secret, site.redirect_uri)
+    request, response = authorize(browser, rp, person, scope="openid offline_access")
+    tokens = rp.exchange(code_from(response, request), request).get_json()
+
+    tenant_admin = admins.client_token("tenant_admin", tenant)
+    assert http.post(f"{BASE}/users/{person.id}/reset-password", json={"generate": True},
+                     headers=tenant_admin.headers).status_code == 403
+    assert http.post(f"{BASE}/users/{person.id}/close", json={"reason": "x"}, headers=tenant_admin.headers).status_code == 403
+    assert http.get(f"{BASE}/users/{person.id}/export", headers=tenant_admin.headers).status_code == 403
+    assert http.post(f"{BASE}/users/{person.id}/revoke", json={"client": other_site.client_id},
+                     headers=tenant_admin.headers).status_code == 404
+    revoked = http.post(f"{BASE}/users/{person.id}/revoke", json={"client": site.client_id}, headers=tenant_admin.headers)
+    assert revoked.status_code == 200 and revoked.get_json()["tokens_revoked"] >= 1
+    assert rp.refresh(tokens["refresh_token"]).status_code == 400
+
+    admin = admins.client_token("super")
+    weak = http.post(f"{BASE}/users/{person.id}/reset-password", json={"password": "short"}, headers=admin.headers)
+    assert weak.status_code == 400
+    reset = http.post(f"{BASE}/users/{person.id}/reset-password", json={"generate": True}, headers=admin.headers)
+    assert reset.status_code == 200, reset.get_json()
+    new_password = reset.get_json()["password"]
+    assert new_password
+    fresh = Browser(app.test_client(), ISSUER)
+    request, response = authorize(fresh, rp.__class__(fresh.http, ISSUER, site.client_id, site.client_secret,
+                                                     site.redirect_uri), None)
+    assert fresh.login(response, person.phone, new_password).status_code == 302
+
+    export = http.get(f"{BASE}/users/{person.id}/export", headers=admin.headers)
+    assert export.status_code == 200 and "password_hash" not in export.get_data(as_text=True)
+    closed = http.post(f"{BASE}/users/{person.id}/close", json={"reason": "asked by phone"}, headers=admin.headers)
+    assert closed.status_code == 200 and closed.get_json()["user"]["status"] == "closed"
+    assert http.post(f"{BASE}/users/{person.id}/close", json={"reason": "again"}, headers=admin.headers).status_code == 409
+    kinds = {e["kind"] for e in http.get(f"{BASE}/audit", query_string={"user": person.id, "limit": 200},
+                                         headers=admin.headers).get_json()["items"]}
+    assert {"account.consents_revoked", "account.password_reset", "account.exported", "account.deregistered"} <= kinds
