@@ -10,6 +10,7 @@ from flask import request
 from app import audit
 from app.admin.blueprint import answer, arg_int, bp, page, path_id, principal, refuse, unknown
 from app.admin.principals import admin_required
+from app.admin.reach import deliveries_query, delivery_in_reach, merges_query
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.federation.models import UpstreamProvider
@@ -19,7 +20,6 @@ from app.merging.requests import merge_to_dict
 from app.oidc import deliveries
 from app.oidc.keys import ensure_keys, rotate_keys
 from app.oidc.models import Client, SigningKey
-from app.partners.relationship import tenant_related_clause
 
 MERGE_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
@@ -27,20 +27,11 @@ DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
 
 # --- merges --------------------------------------------------------------------------------------
 
-def _merges_query():
-    query = db.select(MergeRecord)
-    tenant_id = principal().tenant_id
-    if tenant_id is not None:
-        query = query.where(db.or_(tenant_related_clause(tenant_id, MergeRecord.survivor_id),
-                                   tenant_related_clause(tenant_id, MergeRecord.absorbed_id)))
-    return query
-
-
 @bp.get("/merges")
 @admin_required
 def merges_list():
     principal().require("merges", "read")
-    query = _merges_query()
+    query = merges_query(principal())
     status = request.args.get("status")
     if status is not None:
         if status not in MERGE_STATUSES:
@@ -56,7 +47,7 @@ def merges_list():
 @admin_required
 def merges_show(merge_id: str):
     principal().require("merges", "read")
-    record = db.session.scalar(_merges_query().where(MergeRecord.id == path_id(merge_id, "merge")))
+    record = db.session.scalar(merges_query(principal()).where(MergeRecord.id == path_id(merge_id, "merge")))
     if record is None:
         raise unknown(f"merge {merge_id}")
     return answer(merge_to_dict(record))
@@ -64,19 +55,11 @@ def merges_show(merge_id: str):
 
 # --- deliveries ----------------------------------------------------------------------------------
 
-def _deliveries_query():
-    query = db.select(OutboxEvent)
-    if principal().tenant_id is not None:
-        query = query.where(OutboxEvent.client_id.in_(
-            db.select(Client.id).where(Client.tenant_id == principal().tenant_id)))
-    return query
-
-
 @bp.get("/deliveries")
 @admin_required
 def deliveries_list():
     principal().require("deliveries", "read")
-    query = _deliveries_query()
+    query = deliveries_query(principal())
     client_id = request.args.get("client")
     if client_id is not None:
         pk = db.session.scalar(db.select(Client.id).filter_by(client_id=client_id[:200]))
@@ -96,9 +79,7 @@ def deliveries_list():
 @admin_required
 def deliveries_retry(event_id: str):
     principal().require("deliveries", "retry")
-    pk = path_id(event_id, "delivery")
-    if db.session.scalar(_deliveries_query().where(OutboxEvent.id == pk)) is None:
-        raise unknown(f"delivery {event_id}")
+    pk = delivery_in_reach(principal(), path_id(event_id, "delivery")).id
     return answer(deliveries.retry(event_id=pk, actor=principal().actor)[0])
 
 
