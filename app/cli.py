@@ -16,6 +16,8 @@ from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from app.accounts.login import find_identity
 from app.accounts.profile import create_account
+from app.admin.console import ensure_console_client
+from app.admin.roles import grant_role, role_of
 from app.cli_support import CommandFailed, database_problem
 from app.config import load_config
 from app.extensions import db
@@ -140,6 +142,11 @@ def demo_seed() -> None:
     u = DEMO["user"]
     if find_identity(u["phone"]) is None:
         create_account(**u)
+    # The admin console (/admin) works out of the box: its client, and the demo user a super admin.
+    console_client, _ = ensure_console_client(t["slug"], actor="operator:demo-seed")
+    demo_user = find_identity(u["phone"]).account_id
+    if role_of(demo_user) is None:
+        grant_role(demo_user, "super", actor="operator:demo-seed")
     for spec in DEMO["clients"]:
         if get_client(spec["client_id"]) is None:
             create_client(tenant=t["slug"], **spec)
@@ -154,6 +161,7 @@ def demo_seed() -> None:
     for spec in DEMO["clients"]:
         secret = f", secret {spec['client_secret']}" if spec.get("client_secret") else " (public, PKCE)"
         click.echo(f"  client:  {spec['client_id']}{secret}")
+    click.echo(f"  admin:   the demo user is a super admin of the console at /admin (client {console_client})")
 
 
 if __name__ == "__main__":

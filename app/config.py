@@ -122,6 +122,9 @@ def load_config() -> dict:
         # (whose 409 answer tells whether a number is registered: keep it slow).
         "TESSERA_PARTNER_RATE_LIMIT": _env("PARTNER_RATE_LIMIT", "1200 per minute"),
         "TESSERA_ADMIN_RATE_LIMIT": _env("ADMIN_RATE_LIMIT", "600 per minute"),
+        # The admin console's (/admin) own client: public, trusted, scope "openid admin"
+        # (`tessera admins console-client --tenant SLUG` registers it).
+        "TESSERA_ADMIN_CONSOLE_CLIENT": _env("ADMIN_CONSOLE_CLIENT", "tessera-admin-console"),
         "TESSERA_PARTNER_REGISTER_RATE_LIMIT": _env("PARTNER_REGISTER_RATE_LIMIT", "30 per minute;500 per day"),
         # Default region for phone numbers typed without a country code.
         "TESSERA_DEFAULT_REGION": _env("DEFAULT_REGION", "US"),

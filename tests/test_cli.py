@@ -332,8 +332,10 @@ def test_demo_seed_is_idempotent(tessera):
     first = tessera.ok("demo", "seed")
     assert "demo-web" in first.stdout
     counts = tessera.row_counts()
-    assert counts["tenants"] == 1 and counts["accounts"] == 1 and counts["clients"] == 3
-    assert counts["signing_keys"] == 4
+    # three demo clients and the admin console's; the demo user is a super admin of the console
+    assert counts["tenants"] == 1 and counts["accounts"] == 1 and counts["clients"] == 4
+    assert counts["signing_keys"] == 4 and counts["admin_roles"] == 1
+    assert "tessera-admin-console" in first.stdout
 
     tessera.ok("demo", "seed")
     assert tessera.row_counts() == counts

@@ -78,6 +78,23 @@ ADMIN_PROBES = {
 }
 ACTORS.update({f"admin_api.{name}": "admin" for name in ADMIN_PROBES})
 
+#: The admin console (/admin): a person holding an admin role, logged in to the console (its
+#: session cookie); the anonymous are sent to /admin/login (GET) or refused for want of CSRF (POST).
+CONSOLE_PROBES = {
+    "home": ("GET", "/", None), "people": ("GET", "/people?by=phone&q=4155550199", None),
+    "person": ("GET", "/people/1", None), "person_lock": ("POST", "/people/1/lock", {"reason": "x"}),
+    "person_unlock": ("POST", "/people/1/unlock", {}), "person_logout": ("POST", "/people/1/logout", {}),
+    "tenants": ("GET", "/tenants", None), "clients": ("GET", "/clients", None), "client": ("GET", "/clients/c1", None),
+    "client_disable": ("POST", "/clients/c1/disable", {}), "client_enable": ("POST", "/clients/c1/enable", {}),
+    "client_rotate_secret": ("POST", "/clients/c1/rotate-secret", {}),
+    "deliveries_list": ("GET", "/deliveries", None), "delivery_retry": ("POST", "/deliveries/1/retry", {}),
+    "keys": ("GET", "/keys", None), "keys_rotate": ("POST", "/keys/rotate", {}),
+    "audit_log": ("GET", "/audit", None), "logout": ("POST", "/logout", {}),
+}
+ACTORS.update({f"admin_console.{name}": "admin console" for name in CONSOLE_PROBES})
+# the console's login starts (and its callback ends) the hub's code flow: anyone may
+ACTORS.update({"admin_console.login": "anonymous", "admin_console.callback": "anonymous"})
+
 #: A concrete request for each route that is not the anonymous': (method, path, body).
 PROBES = {
     "account.index": ("GET", "/account/", None),
@@ -113,6 +130,7 @@ PROBES = {
     "sync.delete_account": ("DELETE", "/api/sync/TENANT/accounts/L1", None),
     "web.metrics": ("GET", "/metrics", None),
     **{f"admin_api.{name}": (method, "/api/admin/v1" + path, body) for name, (method, path, body) in ADMIN_PROBES.items()},
+    **{f"admin_console.{name}": (method, "/admin" + path, body) for name, (method, path, body) in CONSOLE_PROBES.items()},
 }
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
@@ -129,7 +147,8 @@ def _call(http, method, path, body, headers=None):
 
 
 def _refused(response) -> bool:
-    """Not served: a refusal (401, 403, 404), a malformed-request answer (400), or the login page."""
+    """Not served: a refusal (401, 403, 404), a malformed-request answer (400, a missing CSRF token),
+    or a login page (the hub's, or the admin console's /admin/login)."""
     if response.status_code in (301, 302, 303):
         return "/login" in response.headers.get("Location", "")
     return response.status_code in (400, 401, 403, 404)

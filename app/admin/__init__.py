@@ -1,2 +1,2 @@
-"""The operators' admin REST API (/api/admin/v1) and its roles: who may run the hub, over the
-services the CLI uses."""
+"""The operators' admin REST API (/api/admin/v1), the admin console (/admin) and their roles: who
+may run the hub, over the services the CLI uses."""

@@ -16,6 +16,7 @@ from app.admin.blueprint import (
 )
 from app.admin.openapi import openapi_document
 from app.admin.principals import admin_required
+from app.admin.reach import client_in_reach, clients_query, tenants_query
 from app.admin.roles import admin_scopes_in
 from app.extensions import db
 from app.oidc.client_admin import client_details, delete_client, rotate_client_secret, update_client
@@ -40,9 +41,9 @@ def tenant_to_dict(tenant: Tenant) -> dict:
 
 
 def _tenant(slug: str, *, lock: bool = False) -> Tenant:
-    query = db.select(Tenant).filter_by(slug=slug)
+    query = tenants_query(principal()).filter_by(slug=slug)
     tenant = db.session.scalar(query.with_for_update() if lock else query)
-    if tenant is None or not principal().reaches_tenant(tenant.id):
+    if tenant is None:
         raise unknown(f"tenant {slug!r}")
     return tenant
 
@@ -51,10 +52,7 @@ def _tenant(slug: str, *, lock: bool = False) -> Tenant:
 @admin_required
 def tenants_list():
     principal().require("tenants", "read")
-    query = db.select(Tenant)
-    if principal().tenant_id is not None:
-        query = query.where(Tenant.id == principal().tenant_id)
-    return page(query, Tenant.id, tenant_to_dict)
+    return page(tenants_query(principal()), Tenant.id, tenant_to_dict)
 
 
 @bp.post("/tenants")
@@ -115,11 +113,7 @@ def tenants_update(slug: str):
 # --- clients -------------------------------------------------------------------------------------
 
 def _client(client_id: str, *, lock: bool = False) -> Client:
-    query = db.select(Client).filter_by(client_id=client_id)
-    row = db.session.scalar(query.with_for_update(of=Client) if lock else query)
-    if row is None or not principal().reaches_tenant(row.tenant_id):
-        raise unknown(f"client {client_id!r}")
-    return row
+    return client_in_reach(principal(), client_id, lock=lock)
 
 
 def _client_answer(row: Client, status: int = 200, **extra):
@@ -135,9 +129,7 @@ def _no_admin_scopes(scope: str | None) -> None:
 @admin_required
 def clients_list():
     principal().require("clients", "read")
-    query = db.select(Client)
-    if principal().tenant_id is not None:
-        query = query.where(Client.tenant_id == principal().tenant_id)
+    query = clients_query(principal())
     tenant = field_arg("tenant")
     if tenant is not None:
         tenant_id = db.session.scalar(db.select(Tenant.id).filter_by(slug=tenant))
@@ -280,7 +272,7 @@ def clients_delete(client_id: str):
 
 # --- data contracts (partner API) and event subscriptions -----------------------------------------
 
-def _contract_to_dict(row: Client) -> dict:
+def contract_to_dict(row: Client) -> dict:
     contract = db.session.scalar(db.select(DataContract).filter_by(client_id=row.id))
     return {"client_id": row.client_id,
             "read": list(contract.read_claims) if contract else [], "write": list(contract.write_claims) if contract else [],
@@ -293,7 +285,7 @@ def _contract_to_dict(row: Client) -> dict:
 @admin_required
 def clients_contract(client_id: str):
     principal().require("clients", "read")
-    return answer(_contract_to_dict(_client(client_id)), etag=True)
+    return answer(contract_to_dict(_client(client_id)), etag=True)
 
 
 @bp.put("/clients/<client_id>/contract")
@@ -305,7 +297,7 @@ def clients_set_contract(client_id: str):
     read, write = string_list(data, "read"), string_list(data, "write")
     subscribe, token_exchange = field(data, "subscribe", bool), field(data, "token_exchange", bool)
     row = _client(client_id, lock=True)
-    check_if_match(_contract_to_dict(row))
+    check_if_match(contract_to_dict(row))
     row, _ = set_contract(client_id, read=read or [], write=write or [], subscribe=bool(subscribe),
                           token_exchange=token_exchange, actor=principal().actor)
-    return answer(_contract_to_dict(row), etag=True)
+    return answer(contract_to_dict(row), etag=True)

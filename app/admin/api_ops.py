@@ -13,6 +13,7 @@ from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
+from app.admin.reach import deliveries_query, delivery_in_reach, merges_query
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.federation.models import UpstreamProvider
@@ -24,7 +25,6 @@ from app.merging.run import merge_accounts
 from app.oidc import deliveries
 from app.oidc.keys import ensure_keys, rotate_keys
 from app.oidc.models import Client, SigningKey
-from app.partners.relationship import tenant_related_clause
 
 MERGE_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
@@ -32,20 +32,11 @@ DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
 
 # --- merges --------------------------------------------------------------------------------------
 
-def _merges_query():
-    query = db.select(MergeRecord)
-    tenant_id = principal().tenant_id
-    if tenant_id is not None:
-        query = query.where(db.or_(tenant_related_clause(tenant_id, MergeRecord.survivor_id),
-                                   tenant_related_clause(tenant_id, MergeRecord.absorbed_id)))
-    return query
-
-
 @bp.get("/merges")
 @admin_required
 def merges_list():
     principal().require("merges", "read")
-    query = _merges_query()
+    query = merges_query(principal())
     status = request.args.get("status")
     if status is not None:
         if status not in MERGE_STATUSES:
@@ -61,7 +52,7 @@ def merges_list():
 @admin_required
 def merges_show(merge_id: str):
     principal().require("merges", "read")
-    record = db.session.scalar(_merges_query().where(MergeRecord.id == path_id(merge_id, "merge")))
+    record = db.session.scalar(merges_query(principal()).where(MergeRecord.id == path_id(merge_id, "merge")))
     if record is None:
         raise unknown(f"merge {merge_id}")
     return answer(merge_to_dict(record))
@@ -101,19 +92,11 @@ def _merge_parties(extra: tuple[str, ...]) -> tuple[int, int, dict]:
 
 # --- deliveries ----------------------------------------------------------------------------------
 
-def _deliveries_query():
-    query = db.select(OutboxEvent)
-    if principal().tenant_id is not None:
-        query = query.where(OutboxEvent.client_id.in_(
-            db.select(Client.id).where(Client.tenant_id == principal().tenant_id)))
-    return query
-
-
 @bp.get("/deliveries")
 @admin_required
 def deliveries_list():
     principal().require("deliveries", "read")
-    query = _deliveries_query()
+    query = deliveries_query(principal())
     client_id = request.args.get("client")
     if client_id is not None:
         pk = db.session.scalar(db.select(Client.id).filter_by(client_id=client_id[:200]))
@@ -133,9 +116,7 @@ def deliveries_list():
 @admin_required
 def deliveries_retry(event_id: str):
     principal().require("deliveries", "retry")
-    pk = path_id(event_id, "delivery")
-    if db.session.scalar(_deliveries_query().where(OutboxEvent.id == pk)) is None:
-        raise unknown(f"delivery {event_id}")
+    pk = delivery_in_reach(principal(), path_id(event_id, "delivery")).id
     return answer(deliveries.retry(event_id=pk, actor=principal().actor)[0])
 
 

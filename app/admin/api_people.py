@@ -21,10 +21,10 @@ from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
+from app.admin.reach import account_in_reach, audit_in_reach, reachable_accounts, search_people
 from app.extensions import db
 from app.oidc.logout import end_session
-from app.oidc.models import Client, SSOSession
-from app.partners.relationship import tenant_related_clause
+from app.oidc.models import SSOSession
 
 _SEARCH_ARGS = ("phone", "email", "username", "tenant", "name", "sub", "client", "legacy_id")
 
@@ -35,16 +35,8 @@ def me():
     return answer(principal().to_dict())
 
 
-def _reachable(query, column):
-    tenant_id = principal().tenant_id
-    return query if tenant_id is None else query.where(tenant_related_clause(tenant_id, column))
-
-
 def _account(account_id: str) -> Account:
-    pk = path_id(account_id, "user")
-    if db.session.scalar(_reachable(db.select(Account.id).where(Account.id == pk), Account.id)) is None:
-        raise unknown(f"user {account_id}")
-    return db.session.get(Account, pk)
+    return account_in_reach(principal(), path_id(account_id, "user"))
 
 
 @bp.get("/users")
@@ -59,13 +51,9 @@ def users_search():
                 raise refuse(400, "invalid_request", f"{name} must be 1 to 200 characters")
             criteria[name] = value
     if not criteria:
-        query = _reachable(db.select(Account), Account.id)
+        query = reachable_accounts(principal(), db.select(Account), Account.id)
         return page(query, Account.id, operators.account_summary)
-    accounts = operators.search_accounts(**criteria)
-    ids = [a.id for a in accounts]
-    if principal().tenant_id is not None and ids:
-        ids = set(db.session.scalars(_reachable(db.select(Account.id).where(Account.id.in_(ids)), Account.id)))
-        accounts = [a for a in accounts if a.id in ids]
+    accounts = search_people(principal(), **criteria)
     return answer({"items": [operators.account_summary(a) for a in accounts], "next_cursor": None})
 
 
@@ -222,13 +210,7 @@ def _audit_query():
     query = audit.events_query(account_id=account_id, client_id=request.args.get("client"),
                                kind=request.args.get("kind"), actor=request.args.get("actor"),
                                since=_time_arg("since"), until=_time_arg("until"))
-    tenant_id = principal().tenant_id
-    if tenant_id is not None:
-        tenant_clients = db.select(Client.id).where(Client.tenant_id == tenant_id)
-        query = query.where(db.or_(AuditEvent.client_id.in_(tenant_clients),
-                                   db.and_(AuditEvent.account_id.is_not(None),
-                                           tenant_related_clause(tenant_id, AuditEvent.account_id))))
-    return query
+    return audit_in_reach(principal(), query)
 
 
 @bp.get("/audit")

@@ -1,6 +1,7 @@
 """The admin API's blueprint (/api/admin/v1) and what every resource module shares: its error
 answers (RFC 9457 problems with a stable ``reason``), cursor pages, ETags with ``If-Match``, JSON
-bodies, and the tenant admin's reach (its tenant's clients, people related to its tenant).
+bodies. The tenant admin's reach (its tenant's clients, people related to its tenant) and the
+cursor pages are ``app.admin.reach``'s, shared with the admin console.
 
 Rules:
 
@@ -13,17 +14,15 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import re
 
 from flask import Blueprint, g, jsonify, request
 
 from app.admin.principals import AdminRefusal
+from app.admin.reach import MAX_ID, page_of, unknown
 from app.errors import TesseraError
-from app.extensions import csrf, db
+from app.extensions import csrf
 from app.json_input import json_body
 from app.problems import problem
 
@@ -31,9 +30,6 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/admin/v1")
 csrf.exempt(bp)  # bearer-token API, no cookies
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
-#: Ids are 32-bit integers (PostgreSQL refuses a bigger one in a query).
-MAX_ID = 2**31 - 1
-_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 @bp.errorhandler(AdminRefusal)
@@ -71,10 +67,6 @@ def refuse(status: int, reason: str, detail: str) -> AdminRefusal:
     titles = {400: "Invalid request", 404: "Not found", 409: "Conflict", 412: "Precondition failed",
               428: "Precondition required"}
     return AdminRefusal(status, reason, titles.get(status, "Refused"), detail)
-
-
-def unknown(what: str) -> AdminRefusal:
-    return refuse(404, "not_found", f"no {what}")
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -132,36 +124,12 @@ def path_id(value: str, what: str) -> int:
 
 # --- pages ---------------------------------------------------------------------------------------
 
-def _decode_cursor(raw: str) -> int:
-    try:
-        if not _CURSOR_RE.match(raw):
-            raise ValueError
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
-        if not text.startswith("id:") or not text[3:].isdigit() or int(text[3:]) > MAX_ID:
-            raise ValueError
-        return int(text[3:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise refuse(400, "invalid_cursor", "the cursor is not one this API gave") from None
-
-
-def _encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
 def page(query, id_column, to_dict, *, newest_first: bool = False):
     """One page of ``query`` in id order (``newest_first``: descending) as a JSON answer
-    ``{"items": [...], "next_cursor": ...}``."""
+    ``{"items": [...], "next_cursor": ...}`` (``reach.page_of``, the console's pages too)."""
     limit = arg_int("limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    cursor = request.args.get("cursor")
-    if cursor:
-        after = _decode_cursor(cursor)
-        query = query.where(id_column < after if newest_first else id_column > after)
-    query = query.order_by(id_column.desc() if newest_first else id_column).limit(limit + 1)
-    rows = list(db.session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1].id) if more else None
-    return answer({"items": [to_dict(r) for r in rows], "next_cursor": next_cursor})
+    result = page_of(query, id_column, limit=limit, cursor=request.args.get("cursor"), newest_first=newest_first)
+    return answer({"items": [to_dict(r) for r in result.rows], "next_cursor": result.next_cursor})
 
 
 # --- answers -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import click
 from flask.cli import with_appcontext
 
 from app.accounts.operators import resolve_account
+from app.admin.console import ensure_console_client
 from app.admin.models import ROLES
 from app.admin.roles import grant_role, list_roles, revoke_role, role_to_dict
 from app.cli_support import echo_json, json_option, reports_errors
@@ -62,3 +63,18 @@ def admins_list(as_json) -> None:
         return
     for r in rows:
         click.echo(f"{r['account_id']}  {r['role']}" + (f" of {r['tenant']}" if r["tenant"] else ""))
+
+
+@admins_group.command("console-client")
+@click.option("--tenant", required=True, help="The tenant the console's client belongs to (its slug).")
+@json_option
+@with_appcontext
+@reports_errors
+def admins_console_client(tenant, as_json) -> None:
+    """Register the admin console's client (TESSERA_ADMIN_CONSOLE_CLIENT: public, trusted, scope
+    "openid admin", redirect URI TESSERA_ISSUER/admin/callback) if it is missing. Idempotent."""
+    client_id, changed = ensure_console_client(tenant, actor=OPERATOR)
+    if as_json:
+        echo_json({"client_id": client_id, "changed": changed})
+    else:
+        click.echo(f"admin console client {client_id}: " + ("registered" if changed else "already registered"))
