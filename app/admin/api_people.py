@@ -21,7 +21,7 @@ from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
-from app.admin.reach import account_in_reach, audit_in_reach, reachable_accounts, search_people
+from app.admin.reach import account_in_reach, client_in_reach, audit_in_reach, reachable_accounts, search_people
 from app.extensions import db
 from app.oidc.logout import end_session
 from app.oidc.models import SSOSession
@@ -111,9 +111,7 @@ def users_revoke(account_id: str):
     if client is None and principal().tenant_id is not None:
         raise refuse(400, "invalid_request", "a tenant admin revokes at one of its clients: give client")
     if client is not None:
-        tenant_id = db.session.scalar(db.select(Client.tenant_id).filter_by(client_id=client[:200]))
-        if tenant_id is None or not principal().reaches_tenant(tenant_id):
-            raise unknown(f"client {client!r}")
+        client_in_reach(principal(), client)
     result = operator_actions.revoke_access(account.id, client, actor=principal().actor)
     return answer({"user": operators.account_summary(result.account), "client": result.client,
                    "consents_removed": result.consents_removed, "tokens_revoked": result.tokens_revoked})
