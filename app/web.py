@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.events.outbox import backlog_by_client, delivery_counters
 from app.extensions import db
 from app.health import is_ready, readiness
+from app.merging.models import STATUSES as MERGE_STATUSES
 from app.merging.requests import merge_counters
 from app.metrics import exposition
 from app.oidc.models import Client
@@ -97,7 +98,7 @@ class DatabaseCollector:
 def _database_gauges():
     merges = merge_counters()
     gauge = GaugeMetricFamily("tessera_merges", "Account merges by status.", labels=["status"])
-    for status in ("pending", "running", "completed", "failed"):
+    for status in MERGE_STATUSES:
         gauge.add_metric([status], merges.get(status, 0))
     yield gauge
     gauge = GaugeMetricFamily("tessera_outbox_events", "Outbox events by kind and status.", labels=["kind", "status"])

@@ -1,5 +1,6 @@
-"""`tessera import …`: plan (dry run + conflict report), run (resumable, shardable) and the
-legacy-id → sub mapping export. The file format and the policies: docs/flows/import.md."""
+"""`tessera import …`: plan (dry run + conflict report), run (resumable, shardable), the jobs and
+their progress (``jobs``, ``show``) and the legacy-id → sub mapping export. The file format and the
+policies: docs/flows/import.md."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from flask.cli import with_appcontext
 
 from app.bulk_import.conflicts import parse_policies
 from app.bulk_import.dry_run import plan_job
-from app.bulk_import.jobs import ImportStopped, job_summary, start_job, write_report
+from app.bulk_import.jobs import (
+    CONFLICTS_LIMIT, COUNTERS, STATUSES, ImportStopped, job_details, job_summary, list_jobs, start_job, write_report,
+)
 from app.bulk_import.mapping import export_mapping
 from app.bulk_import.run import run_job
-from app.cli_support import echo_json, fail, reports_errors
+from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.extensions import db
 
 POLICY_HELP = ("kind=policy, repeatable; kinds: same_phone, duplicate_username, shared_email, same_upstream, "
@@ -159,9 +162,57 @@ def import_run(file, tenant, policies, shard, batch_size, fmt, report_dir, as_js
     else:
         counters = summary["counters"]
         click.echo(f"import job {job.id} {job.status}: " + ", ".join(
-            f"{name} {counters.get(name, 0):,}" for name in ("read", "created", "linked", "overwritten", "merged", "updated",
-                                                              "unchanged", "stale", "skipped", "invalid", "conflicts",
-                                                              "other_shards")))
+            f"{name} {counters.get(name, 0):,}" for name in COUNTERS))
+
+
+def _counters_line(counters: dict) -> str:
+    return ", ".join(f"{name} {counters.get(name, 0):,}" for name in COUNTERS if counters.get(name))
+
+
+@import_group.command("jobs")
+@click.option("--tenant", help="Only the jobs of this tenant (slug).")
+@click.option("--status", type=click.Choice(STATUSES))
+@json_option
+@with_appcontext
+@reports_errors
+def import_jobs(tenant, status, as_json) -> None:
+    """The 200 newest import jobs (plans and runs): one line each, or JSON."""
+    rows = list_jobs(tenant=tenant, status=status)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"job {r['job']}: {r['tenant']}  {r['mode']} {r['status']}  shard {r['shard']}  "
+                   f"line {r['checkpoint']['line']:,}  started {r['started_at']:%Y-%m-%d %H:%M}  "
+                   f"{os.path.basename(r['file'])}  {_counters_line(r['counters'])}")
+
+
+@import_group.command("show")
+@click.argument("job_id", type=int)
+@click.option("--conflicts", "conflicts", type=click.IntRange(0, CONFLICTS_LIMIT), default=100, show_default=True,
+              help="How many of its conflicts to show, in file order.")
+@json_option
+@with_appcontext
+@reports_errors
+def import_show(job_id, conflicts, as_json) -> None:
+    """An import job's progress: status, times, counters, checkpoint, its conflicts."""
+    data = job_details(job_id, conflicts=conflicts)
+    if as_json:
+        echo_json(data)
+        return
+    for key in ("job", "tenant", "mode", "status", "file", "sha256", "shard", "started_at", "updated_at",
+                "finished_at", "last_error"):
+        click.echo(f"{key}: {'' if data[key] is None else data[key]}")
+    click.echo(f"checkpoint: line {data['checkpoint']['line']:,} (byte {data['checkpoint']['offset']:,})")
+    click.echo(f"counters: {_counters_line(data['counters']) or '(none)'}")
+    for kind, policy in sorted(data["policies"].items()):
+        click.echo(f"policy {kind}: {policy}")
+    for row in data["conflicts_by_kind"]:
+        click.echo(f"conflicts {row['kind']} ({row['policy']}): {row['count']:,}")
+    for c in data["conflicts"]:
+        click.echo(f"  line {c['line']}  {c['legacy_id'] or '-'}  {c['kind']} ({c['policy']})  {c['detail']}")
+    if len(data["conflicts"]) < data["conflicts_recorded"]:
+        click.echo(f"  … {data['conflicts_recorded'] - len(data['conflicts']):,} more (--conflicts N)")
 
 
 @import_group.command("mapping")

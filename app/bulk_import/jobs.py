@@ -1,7 +1,8 @@
 """Import jobs (flow 6): one job is one plan or run of a file for a tenant and a shard, with its
 policies, counters and checkpoint. Starting one (or resuming the unfinished run of the same file
-and shard), its summary and conflict report, and the record of a run stopped by a ``fail``
-conflict. The dry run is app.bulk_import.dry_run, the run app.bulk_import.run."""
+and shard), its summary and conflict report, the record of a run stopped by a ``fail``
+conflict, and the jobs as operators read them (``tessera import jobs|show``, later the admin API:
+``list_jobs``, ``job_details``). The dry run is app.bulk_import.dry_run, the run app.bulk_import.run."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.bulk_import.conflicts import Conflict, ReportWriter
 from app.bulk_import.models import ImportConflict, ImportJob
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.tenants.models import Tenant
+from app.tenants.service import get_tenant
+
+#: running (or stopped by a crash: a run of the same file resumes it) | completed | failed (a ``fail`` conflict)
+STATUSES = ("running", "completed", "failed")
+#: The most jobs one list returns, and the most conflicts one ``job_details`` shows.
+LIST_LIMIT = 200
+CONFLICTS_LIMIT = 10_000
 
 COUNTERS = ("read", "created", "linked", "overwritten", "merged", "updated", "unchanged", "stale", "skipped",
             "invalid", "conflicts", "other_shards")
@@ -67,12 +75,12 @@ def start_job(path: str, tenant: str, *, mode: str, policies: dict, shard: tuple
     return job
 
 
-def job_conflicts(job_id: int):
-    """The conflicts a job recorded, in file order (streamed)."""
-    rows = db.session.execute(
-        select(ImportConflict).filter_by(job_id=job_id).order_by(ImportConflict.line, ImportConflict.id)
-        .execution_options(yield_per=2000)
-    ).scalars()
+def job_conflicts(job_id: int, limit: int | None = None):
+    """The conflicts a job recorded, in file order (streamed), the first ``limit`` if given."""
+    query = select(ImportConflict).filter_by(job_id=job_id).order_by(ImportConflict.line, ImportConflict.id)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = db.session.execute(query.execution_options(yield_per=2000)).scalars()
     for row in rows:
         yield Conflict(kind=row.kind, policy=row.policy, line=row.line, legacy_id=row.legacy_id, detail=row.detail,
                        other=row.other or {})
@@ -101,3 +109,43 @@ def record_stop(job_id: int, stop: ImportStopped) -> None:
     db.session.add(ImportConflict(job_id=job_id, kind=c.kind, policy=c.policy, line=c.line, legacy_id=c.legacy_id,
                                   other=c.other, detail=c.detail[:1000]))
     db.session.commit()
+
+
+def list_jobs(*, tenant: str | None = None, status: str | None = None, limit: int = LIST_LIMIT) -> list[dict]:
+    """The newest jobs first, at most ``limit``: of one tenant (slug) and/or one status. Each as
+    ``job_summary`` with its tenant and times."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+    if not 1 <= limit <= LIST_LIMIT:
+        raise InvalidInput(f"the limit must be between 1 and {LIST_LIMIT}")
+    query = (select(ImportJob, Tenant.slug).join(Tenant, Tenant.id == ImportJob.tenant_id)
+             .order_by(ImportJob.id.desc()).limit(limit))
+    if tenant is not None:
+        query = query.where(ImportJob.tenant_id == get_tenant(tenant).id)
+    if status is not None:
+        query = query.where(ImportJob.status == status)
+    return [_job_dict(job, slug) for job, slug in db.session.execute(query)]
+
+
+def job_details(job_id: int, conflicts: int = 100) -> dict:
+    """One job: its summary, tenant and times, its conflicts counted by kind and policy, and the
+    first ``conflicts`` of them in file order (0–``CONFLICTS_LIMIT``; the whole report:
+    ``tessera import plan|run --report-dir``)."""
+    if not 0 <= conflicts <= CONFLICTS_LIMIT:
+        raise InvalidInput(f"the number of conflicts shown must be between 0 and {CONFLICTS_LIMIT}")
+    job = db.session.get(ImportJob, job_id)
+    if job is None:
+        raise NotFound(f"no import job {job_id}")
+    data = _job_dict(job, db.session.scalar(select(Tenant.slug).filter_by(id=job.tenant_id)))
+    by_kind = db.session.execute(
+        select(ImportConflict.kind, ImportConflict.policy, func.count()).filter_by(job_id=job.id)
+        .group_by(ImportConflict.kind, ImportConflict.policy).order_by(ImportConflict.kind, ImportConflict.policy))
+    data["conflicts_by_kind"] = [{"kind": kind, "policy": policy, "count": count} for kind, policy, count in by_kind]
+    data["conflicts_recorded"] = sum(row["count"] for row in data["conflicts_by_kind"])
+    data["conflicts"] = [conflict.row() for conflict in job_conflicts(job.id, limit=conflicts)]
+    return data
+
+
+def _job_dict(job: ImportJob, tenant_slug: str) -> dict:
+    return {**job_summary(job), "tenant": tenant_slug, "started_at": job.started_at, "updated_at": job.updated_at,
+            "finished_at": job.finished_at}

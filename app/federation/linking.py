@@ -119,9 +119,13 @@ def login_or_pend(provider: UpstreamProvider, user: UpstreamUser, *, interaction
 
 
 def load_pending(uid: str, browser_hash: str) -> PendingUpstreamLogin | None:
-    """The pending login, if it exists, has not expired and belongs to this browser."""
+    """The pending login, if it exists, has not expired, belongs to this browser and its upstream
+    is enabled (disabling one drops its pending logins: this holds for one a callback was still
+    recording meanwhile)."""
     pending = db.session.scalar(db.select(PendingUpstreamLogin).filter_by(uid=uid or ""))
     if pending is None or pending.expires_at <= utcnow() or pending.browser_hash != browser_hash:
+        return None
+    if not db.session.scalar(db.select(UpstreamProvider.enabled).filter_by(id=pending.provider_id)):
         return None
     return pending
 

@@ -1,4 +1,5 @@
-"""`tessera merges …`: operators merge accounts of the same person, preview merges and follow them."""
+"""`tessera merges …`: operators merge accounts of the same person, preview merges, follow them,
+retry a failed one and cancel a pending one (``app.merging.operators``, actor ``operator:cli``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import click
 from flask.cli import with_appcontext
 
 from app.accounts.operators import resolve_account
-from app.cli_support import echo_json, fail, json_option, reports_errors
-from app.events.models import OutboxEvent
-from app.extensions import db
-from app.merging.models import MergeRecord
+from app.cli_support import echo_json, json_option, reports_errors
+from app.merging.models import STATUSES
+from app.merging.operators import cancel_merge, get_merge, list_merges, merge_details, retry_merge
 from app.merging.preview import preview_merge
 from app.merging.requests import merge_to_dict
 from app.merging.run import merge_accounts
+
+ACTOR = "operator:cli"
 
 
 @click.group("merges")
@@ -47,34 +49,53 @@ def merges_create(survivor, absorbed, reason, regrant_consents, dry_run, as_json
 @click.argument("merge_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Accepted for scripts: the output is JSON anyway.")
 @with_appcontext
+@reports_errors
 def merges_show(merge_id: int, as_json: bool) -> None:  # noqa: ARG001 (always JSON)
     """A merge with its report and the delivery state of its notifications (JSON)."""
-    record = db.session.get(MergeRecord, merge_id)
-    if record is None:
-        fail(f"no merge {merge_id}")
-    data = merge_to_dict(record)
-    events = db.session.scalars(db.select(OutboxEvent).filter_by(reference=f"merge-{merge_id}").order_by(OutboxEvent.id))
-    data["deliveries"] = [
-        {"jti": e.jti, "url": e.url, "status": e.status, "attempts": e.attempts, "last_error": e.last_error,
-         "delivered_at": e.delivered_at}
-        for e in events
-    ]
-    echo_json(data)
+    echo_json(merge_details(get_merge(merge_id)))
 
 
 @merges_group.command("list")
-@click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]))
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--account", help="Only the merges of this account (id, phone or email), as survivor or absorbed.")
 @json_option
 @with_appcontext
-def merges_list(status, as_json) -> None:
+@reports_errors
+def merges_list(status, account, as_json) -> None:
     """The 200 newest merges: one line each, or JSON."""
-    query = db.select(MergeRecord).order_by(MergeRecord.id.desc()).limit(200)
-    if status:
-        query = query.filter_by(status=status)
-    rows = [merge_to_dict(r) for r in db.session.scalars(query)]
+    account_id = resolve_account(account).id if account else None
+    rows = [merge_to_dict(r) for r in list_merges(status=status, account_id=account_id)]
     if as_json:
         echo_json(rows)
         return
     for r in rows:
         click.echo(f"merge {r['id']}: {r['absorbed']} → {r['survivor']}  {r['status']} (step {r['step']})  "
                    f"{r['origin']}  {r['created_at']}")
+
+
+def _echo_merge(record, as_json: bool, what: str) -> None:
+    if as_json:
+        echo_json(merge_to_dict(record))
+    else:
+        click.echo(f"merge {record.id}: {record.status} (step {record.step}){what}")
+
+
+@merges_group.command("retry")
+@click.argument("merge_id", type=int)
+@json_option
+@with_appcontext
+@reports_errors
+def merges_retry(merge_id, as_json) -> None:
+    """Queue a failed merge again: the worker resumes it at the step it reached."""
+    _echo_merge(retry_merge(merge_id, actor=ACTOR), as_json, ": the worker runs it on its next round")
+
+
+@merges_group.command("cancel")
+@click.argument("merge_id", type=int)
+@click.option("--reason", required=True, help="Why (kept on the merge and in the audit log).")
+@json_option
+@with_appcontext
+@reports_errors
+def merges_cancel(merge_id, reason, as_json) -> None:
+    """Cancel a pending merge that has not changed the accounts yet."""
+    _echo_merge(cancel_merge(merge_id, actor=ACTOR, reason=reason), as_json, "")

@@ -14,6 +14,12 @@ from app.security import utcnow
 STEPS = ("requested", "locked", "identities_moved", "data_unioned", "subjects_aliased", "access_revoked",
          "clients_notified", "completed")
 
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+#: The statuses of a merge a runner may (still) take up.
+RUNNABLE = ("pending", "running")
+#: A merge in these is over: a new request of the same pair starts a new merge.
+ENDED_UNDONE = ("failed", "cancelled")
+
 
 class MergeRecord(db.Model):
     """One merge of ``absorbed`` into ``survivor``. Each step commits together with the new
@@ -31,7 +37,9 @@ class MergeRecord(db.Model):
     #: Re-grant to the survivor the client consents it lacks (only when the user approved it).
     regrant_consents: Mapped[bool] = mapped_column(default=False)
     step: Mapped[str] = mapped_column(String(32), default="requested")
-    #: pending (waiting for its lock or a worker) | running | completed | failed
+    #: ``STATUSES``: pending (waiting for its lock or a worker) | running | completed | failed
+    #: (an account was no longer active; an operator may retry it) | cancelled (by an operator,
+    #: before it changed anything)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     #: What the merge changed, filled step by step (for the audit and the operators).
     report: Mapped[dict] = mapped_column(JSON, default=dict)

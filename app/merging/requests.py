@@ -2,8 +2,8 @@
 once, the merge lock logins check, and merge records as data (``tessera merges``, the metrics).
 
 A request names two distinct active accounts and is idempotent (the same pair returns the existing
-merge, unless that one failed); an account already merged is refused, and the answer names the
-account it went into. While a merge runs, both accounts are locked (``merge_locks``) and logins
+merge, unless that one failed or was cancelled); an account already merged is refused, and the
+answer names the account it went into. While a merge runs, both accounts are locked (``merge_locks``) and logins
 get a retry answer (``AccountBusy``).
 """
 
@@ -17,7 +17,7 @@ from app import audit
 from app.accounts.models import Account
 from app.errors import Conflict, InvalidInput, NotFound, TesseraError
 from app.extensions import db
-from app.merging.models import MergeLock, MergeRecord
+from app.merging.models import ENDED_UNDONE, MergeLock, MergeRecord
 
 
 class AccountBusy(TesseraError):
@@ -38,14 +38,15 @@ def final_account(account: Account) -> Account:
 
 def request_merge(survivor_id: int, absorbed_id: int, *, origin: str, reason: str | None = None,
                   regrant_consents: bool = False, actor: str | None = None) -> MergeRecord:
-    """Record a merge (idempotent: the same pair returns the existing merge)."""
+    """Record a merge (idempotent: the same pair returns the existing merge, unless that one failed
+    or was cancelled)."""
     if origin not in ("user", "phone_binding", "operator", "import"):
         raise InvalidInput(f"unknown merge origin {origin!r}")
     if survivor_id == absorbed_id:
         raise InvalidInput("an account cannot be merged into itself")
     existing = db.session.scalar(
         db.select(MergeRecord).filter_by(survivor_id=survivor_id, absorbed_id=absorbed_id)
-        .where(MergeRecord.status != "failed").order_by(MergeRecord.id.desc())
+        .where(MergeRecord.status.not_in(ENDED_UNDONE)).order_by(MergeRecord.id.desc())
     )
     if existing is not None:
         return existing

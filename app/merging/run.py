@@ -19,7 +19,7 @@ from sqlalchemy import or_, update
 from app import audit
 from app.errors import NotFound
 from app.extensions import db
-from app.merging.models import STEPS, MergeLock, MergeRecord
+from app.merging.models import RUNNABLE, STEPS, MergeLock, MergeRecord
 from app.merging.requests import request_merge
 from app.merging.steps import STEP_FUNCTIONS, MergeRefused, check_still_mergeable, lock_rows
 from app.security import utcnow
@@ -45,15 +45,21 @@ def _fail(merge_id: int, step: str, refusal: MergeRefused) -> MergeRecord:
 def run_merge(merge_id: int) -> MergeRecord:
     """Run (or resume) a merge to completion. Returns the record; its status is "pending" when
     it waits for a lock held by another merge, "failed" (with the reason in ``last_error`` and
-    ``report["failure"]``) when an account it names is no longer active."""
-    record = db.session.get(MergeRecord, merge_id)
-    if record is None:
+    ``report["failure"]``) when an account it names is no longer active; a merge completed, failed
+    or cancelled before is returned as it is."""
+    if db.session.get(MergeRecord, merge_id) is None:
         raise NotFound(f"no merge {merge_id}")
-    if record.status in ("completed", "failed"):
-        return record
-    record.status, record.attempts = "running", record.attempts + 1
-    record.locked_until = utcnow() + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"])
+    # A conditional UPDATE: a merge cancelled (app.merging.operators), completed or failed
+    # meanwhile is never started again.
+    started = db.session.execute(
+        update(MergeRecord).where(MergeRecord.id == merge_id, MergeRecord.status.in_(RUNNABLE))
+        .values(status="running", attempts=MergeRecord.attempts + 1,
+                locked_until=utcnow() + timedelta(seconds=current_app.config["TESSERA_MERGE_LEASE"]))
+    ).rowcount
     db.session.commit()
+    record = db.session.get(MergeRecord, merge_id, populate_existing=True)
+    if not started:
+        return record
     if record.step not in ("requested", "completed"):
         # A resume holding the merge lock: every status change takes that lock (app.accounts.
         # locking), so both accounts must still be active; if not (a change outside the
@@ -104,7 +110,7 @@ def claim_due_merges(limit: int = 10) -> list[int]:
     claiming at once take different merges); everywhere a claim is a conditional UPDATE of the
     lease, so a merge is run by one worker at a time, and never again once completed or failed."""
     now = utcnow()
-    due = (MergeRecord.status.in_(("pending", "running")),
+    due = (MergeRecord.status.in_(RUNNABLE),
            or_(MergeRecord.locked_until.is_(None), MergeRecord.locked_until <= now))
     query = db.select(MergeRecord.id).where(*due).order_by(MergeRecord.id).limit(limit)
     if db.session.get_bind().dialect.name == "postgresql":

@@ -11,17 +11,12 @@ from flask.cli import with_appcontext
 
 from app.cli_support import echo_json, fail, json_option, reports_errors
 from app.oidc.clients import client_metadata, create_client, set_client_disabled
-from app.oidc.keys import ensure_keys, list_keys, rotate_keys
+from app.oidc.keys import ensure_keys, key_to_dict, list_keys, retire_key, rotate_keys
 
 
 @click.group("keys")
 def keys_group() -> None:
     """Signing keys."""
-
-
-def _key_dict(row) -> dict:
-    return {"kid": row.kid, "alg": row.alg, "state": row.state, "created_at": row.created_at,
-            "activated_at": row.activated_at, "retired_at": row.retired_at}
 
 
 @keys_group.command("rotate")
@@ -31,7 +26,7 @@ def keys_rotate(as_json: bool) -> None:
     """current → retired, next → current, and a new next key, for every algorithm."""
     rows = rotate_keys()
     if as_json:
-        echo_json([_key_dict(r) for r in rows])
+        echo_json([key_to_dict(r) for r in rows])
     else:
         click.echo("Rotated. Current keys: " + ", ".join(f"{r.alg} {r.kid}" for r in rows if r.state == "current"))
 
@@ -42,12 +37,32 @@ def keys_rotate(as_json: bool) -> None:
 def keys_list(as_json: bool) -> None:
     """List signing keys and their states."""
     ensure_keys()
-    rows = [_key_dict(r) for r in list_keys()]
+    rows = [key_to_dict(r) for r in list_keys()]
     if as_json:
         echo_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['kid']}  {r['alg']:6} {r['state']:8} created {r['created_at']:%Y-%m-%d %H:%M}")
+        gone = "" if r["published_until"] is None else (
+            f"  {'published until' if r['published'] else 'left the JWKS'} {r['published_until']:%Y-%m-%d %H:%M}")
+        click.echo(f"{r['kid']}  {r['alg']:6} {r['state']:8} created {r['created_at']:%Y-%m-%d %H:%M}{gone}")
+
+
+@keys_group.command("retire")
+@click.argument("kid")
+@click.option("--now", is_flag=True, help="Leave the JWKS at once: tokens signed with the key fail verification.")
+@json_option
+@with_appcontext
+@reports_errors
+def keys_retire(kid, now, as_json) -> None:
+    """Take a next or retired key out of the JWKS (once its tokens expired, or --now)."""
+    row = retire_key(kid, actor="operator:cli", now=now)
+    data = key_to_dict(row)
+    if as_json:
+        echo_json(data)
+    else:
+        when = f"{data['published_until']:%Y-%m-%d %H:%M:%S} UTC"
+        click.echo(f"{kid}: retired; " + (f"it leaves the JWKS at {when}" if data["published"]
+                                          else f"out of the JWKS since {when}"))
 
 
 @click.group("clients")

@@ -240,8 +240,9 @@ class Consent(db.Model):
 
 class SigningKey(db.Model):
     """A signing key. States: ``next`` (published, not yet used) → ``current`` (signs) →
-    ``retired`` (published until ``TESSERA_KEY_RETIRED_TTL`` after retirement, then dropped from
-    the JWKS). The private JWK is encrypted at rest with a key derived from the secret key."""
+    ``retired`` (published until ``TESSERA_KEY_RETIRED_TTL`` after retirement, or until
+    ``published_until`` when that is sooner, then dropped from the JWKS). The private JWK is
+    encrypted at rest with a key derived from the secret key."""
 
     __tablename__ = "signing_keys"
     __table_args__ = (Index("ix_signing_keys_state_alg", "state", "alg"),)
@@ -255,6 +256,9 @@ class SigningKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()
     retired_at: Mapped[datetime | None] = mapped_column()
+    #: Set by ``tessera keys retire``: the retired key leaves the JWKS then, if sooner than
+    #: ``retired_at`` + ``TESSERA_KEY_RETIRED_TTL``.
+    published_until: Mapped[datetime | None] = mapped_column()
 
 
 class SubjectMapping(db.Model):

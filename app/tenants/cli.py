@@ -9,7 +9,9 @@ import click
 from flask.cli import with_appcontext
 
 from app.cli_support import echo_json, json_option, reports_errors
-from app.tenants.service import client_count, create_tenant, get_tenant, list_tenants, set_policy, update_tenant
+from app.tenants.service import (
+    client_count, create_tenant, delete_tenant, get_tenant, list_tenants, set_policy, update_tenant,
+)
 
 
 @click.group("tenants")
@@ -112,3 +114,20 @@ def tenants_update(slug, name, color, logo_uri, trust_all_clients, login_chain, 
         echo_json(_tenant_details(tenant))
     else:
         click.echo(f"{slug}: updated")
+
+
+@tenants_group.command("delete")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@with_appcontext
+@reports_errors
+def tenants_delete(slug, yes, as_json) -> None:
+    """Delete a tenant nothing refers to (no clients, usernames, legacy data, imports)."""
+    if not yes and not click.confirm(f"Delete tenant {slug}?", err=True):
+        raise click.Abort()
+    tenant = delete_tenant(slug, actor="operator:cli")
+    if as_json:
+        echo_json({"deleted": tenant})
+    else:
+        click.echo(f"{slug}: deleted")

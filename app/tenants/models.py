@@ -16,6 +16,9 @@ from app.security import utcnow
 
 class Tenant(db.Model):
     __tablename__ = "tenants"
+    #: SQLite reuses the highest rowid after a delete; a deleted tenant's id must never come back
+    #: (usernames and audit trails name tenants by it). PostgreSQL sequences never go back.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,16 +1,24 @@
-"""Tenant service: create, look up, list and change tenants (their name, branding and policy)."""
+"""Tenant service: create, look up, list, change and delete tenants (their name, branding and policy).
+
+A tenant is deleted only when nothing refers to it any more: no client, no username in its
+namespace, no identity, legacy mapping, import job, sync conflict or custom attribute its legacy
+system or partners left (``tenant_references``: every foreign key to ``tenants`` the schema
+declares, found at run time, and the two namespaces that name a tenant by its id)."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
 
-from sqlalchemy import func
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import audit
+from app.accounts.models import Identity
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.oidc.models import Client
+from app.partners.models import ClaimProvenance
 from app.oidc.redirects import is_loopback_host
 from app.tenants.models import Tenant
 
@@ -103,3 +111,67 @@ def update_tenant(slug: str, *, actor: str, name: str | None = None, color: str 
     audit.record("tenant.updated", actor=actor, tenant=slug, changed=changed)
     db.session.commit()
     return tenant
+
+
+#: What each reference to a tenant is, in the refusal to delete it (a foreign key not named here
+#: is shown by its table and column).
+REFERENCE_NAMES = {
+    ("clients", "tenant_id"): "clients",
+    ("identities", "legacy_tenant_id"): "identities its legacy system added",
+    ("legacy_mappings", "tenant_id"): "legacy mappings",
+    ("import_jobs", "tenant_id"): "import jobs",
+    ("sync_conflicts", "tenant_id"): "sync conflicts",
+    ("account_attributes", "tenant_id"): "accounts with its custom attributes",
+    ("claim_changes", "tenant_id"): "changes of its custom attributes",
+    ("identities", "namespace"): "usernames in its namespace (live or released)",
+    ("claim_provenance", "namespace"): "provenance records of its custom attributes",
+}
+
+
+def tenant_references(tenant: Tenant) -> dict[str, int]:
+    """What still refers to the tenant: name (``REFERENCE_NAMES``) → rows, only those with rows.
+    Every foreign key to ``tenants`` in the schema counts, and the namespaces that hold its id as
+    text: usernames (``identities.namespace``) and the provenance of its custom attributes
+    (``claim_provenance.namespace`` = ``tenant:<id>``)."""
+    counts = {}
+    for table in db.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column.table is Tenant.__table__:
+                counts[(table.name, fk.parent.name)] = select(func.count()).select_from(table).where(
+                    fk.parent == tenant.id)
+    counts[("identities", "namespace")] = select(func.count(Identity.id)).where(
+        Identity.kind == "username", Identity.namespace == str(tenant.id))
+    counts[("claim_provenance", "namespace")] = select(func.count(ClaimProvenance.id)).where(
+        ClaimProvenance.namespace == f"tenant:{tenant.id}")
+    found = {}
+    for key, query in counts.items():
+        rows = db.session.scalar(query)
+        if rows:
+            found[REFERENCE_NAMES.get(key, f"{key[0]}.{key[1]}")] = rows
+    return found
+
+
+def delete_tenant(slug: str, *, actor: str) -> dict:
+    """Delete a tenant nothing refers to (``tenant_references``); otherwise ``Conflict`` naming
+    what remains. The tenant's row is locked first (on PostgreSQL a row that would refer to it
+    waits for this transaction), and a reference that still appears makes the delete a
+    ``Conflict`` too, never a database error. SQLite never reuses a deleted tenant's id. Audited
+    as ``tenant.deleted``; returns the tenant as it was."""
+    tenant = get_tenant(slug)
+    for_update = db.session.get_bind().dialect.name == "postgresql"
+    tenant = db.session.get(Tenant, tenant.id, with_for_update=for_update or None, populate_existing=True)
+    remaining = tenant_references(tenant)
+    if remaining:
+        db.session.rollback()
+        what = "; ".join(f"{name}: {count}" for name, count in remaining.items())
+        raise Conflict(f"tenant {slug!r} is not empty, these refer to it: {what}. Only a tenant nothing refers "
+                       "to can be deleted")
+    data = tenant.to_dict()
+    audit.record("tenant.deleted", actor=actor, tenant=slug, tenant_id=tenant.id, name=tenant.name)
+    db.session.delete(tenant)
+    try:
+        db.session.commit()
+    except SQLAlchemyError as exc:  # a row referring to it appeared meanwhile (a foreign key)
+        db.session.rollback()
+        raise Conflict(f"tenant {slug!r} cannot be deleted: something refers to it now ({type(exc).__name__})") from None
+    return data
