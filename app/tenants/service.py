@@ -117,6 +117,7 @@ def update_tenant(slug: str, *, actor: str, name: str | None = None, color: str 
 #: is shown by its table and column).
 REFERENCE_NAMES = {
     ("clients", "tenant_id"): "clients",
+    ("admin_roles", "tenant_id"): "tenant admins (tessera admins revoke)",
     ("identities", "legacy_tenant_id"): "identities its legacy system added",
     ("legacy_mappings", "tenant_id"): "legacy mappings",
     ("import_jobs", "tenant_id"): "import jobs",
