@@ -74,7 +74,14 @@ ADMIN_PROBES = {
     "users_revoke": ("POST", "/users/1/revoke", {}), "users_close": ("POST", "/users/1/close", {"reason": "x"}),
     "users_export": ("GET", "/users/1/export", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
     "sessions_end": ("DELETE", "/sessions/abc", None), "audit_search": ("GET", "/audit", None),
-    "audit_export": ("GET", "/audit/export", None),
+    "audit_export": ("GET", "/audit/export", None), "tenants_delete": ("DELETE", "/tenants/TENANT", None),
+    "merges_retry": ("POST", "/merges/1/retry", None), "merges_cancel": ("POST", "/merges/1/cancel", {"reason": "x"}),
+    "keys_retire": ("POST", "/keys/abc/retire", {"now": True}),
+    "upstreams_create": ("POST", "/upstreams", {"slug": "x", "name": "X", "client_id": "c"}),
+    "upstreams_show": ("GET", "/upstreams/x", None), "upstreams_update": ("PATCH", "/upstreams/x", {"name": "Y"}),
+    "upstreams_disable": ("POST", "/upstreams/x/disable", None), "upstreams_enable": ("POST", "/upstreams/x/enable", None),
+    "imports_list": ("GET", "/imports", None), "imports_show": ("GET", "/imports/1", None),
+    "imports_conflicts": ("GET", "/imports/1/conflicts", None),
 }
 ACTORS.update({f"admin_api.{name}": "admin" for name in ADMIN_PROBES})
 

@@ -25,7 +25,7 @@ from app.oidc.models import Client
 from app.partners.contracts import set_contract
 from app.partners.models import DataContract
 from app.tenants.models import Tenant
-from app.tenants.service import client_count, create_tenant, update_tenant
+from app.tenants.service import client_count, create_tenant, delete_tenant, update_tenant
 
 
 @bp.get("/openapi.json")
@@ -108,6 +108,15 @@ def tenants_update(slug: str):
         logo_uri=("" if branding.get("logo_uri") is None else branding["logo_uri"]) if "logo_uri" in branding else None,
         trust_all_clients=policy.get("trust_all_clients"), login_chain=policy.get("login_chain"))
     return answer(tenant_to_dict(tenant), etag=True)
+
+
+@bp.delete("/tenants/<slug>")
+@admin_required
+def tenants_delete(slug: str):
+    """Delete a tenant nothing refers to (409 naming what still does)."""
+    principal().require("tenants", "delete")
+    _tenant(slug)
+    return answer({"deleted": delete_tenant(slug, actor=principal().actor)})
 
 
 # --- clients -------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from flask import request
 
-from app import audit
 from app.accounts.models import Account
 from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
@@ -23,7 +22,7 @@ from app.merging.preview import preview_merge
 from app.merging.requests import merge_to_dict
 from app.merging.run import merge_accounts
 from app.oidc import deliveries
-from app.oidc.keys import ensure_keys, rotate_keys
+from app.oidc.keys import ensure_keys, key_to_dict, rotate_keys
 from app.oidc.models import Client, SigningKey
 
 MERGE_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -122,12 +121,6 @@ def deliveries_retry(event_id: str):
 
 # --- keys ----------------------------------------------------------------------------------------
 
-def key_to_dict(row: SigningKey) -> dict:
-    """The public facts of a signing key (never its private part)."""
-    return {"kid": row.kid, "alg": row.alg, "state": row.state, "created_at": row.created_at,
-            "activated_at": row.activated_at, "retired_at": row.retired_at}
-
-
 @bp.get("/keys")
 @admin_required
 def keys_list():
@@ -140,10 +133,7 @@ def keys_list():
 @admin_required
 def keys_rotate():
     principal().require("keys", "manage")
-    rows = rotate_keys()
-    audit.record("keys.rotated", actor=principal().actor,
-                 current=[r.kid for r in rows if r.state == "current"])
-    db.session.commit()
+    rows = rotate_keys(actor=principal().actor)
     return answer({"items": [key_to_dict(r) for r in rows], "next_cursor": None})
 
 

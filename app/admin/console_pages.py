@@ -232,9 +232,7 @@ def keys():
 @console_login_required
 def keys_rotate():
     principal().require("keys", "manage")
-    rows = rotate_keys()
-    audit.record("keys.rotated", actor=principal().actor, current=[r.kid for r in rows if r.state == "current"])
-    db.session.commit()
+    rotate_keys(actor=principal().actor)
     flash("Signing keys rotated.", "info")
     return redirect(url_for(".keys"), 303)
 

@@ -73,6 +73,8 @@ SCHEMAS = {
     "Upstream": _obj(["slug", "name", "kind", "enabled"], slug=S, name=S, kind=S, enabled=B, has_client_secret=B),
     "Preview": {"type": "object"},
     "Export": {"type": "object"},
+    "TenantDeleted": _obj(["deleted"], deleted={"type": "object"}),
+    "Import": _obj(["id", "tenant", "status"], id=I, tenant=S, status=S),
     "PasswordReset": _obj(["user", "password", "sessions_ended", "tokens_revoked"], user=_ref("UserSummary"),
                           password=N, sessions_ended=I, tokens_revoked=I),
     "Revocation": _obj(["user", "client", "consents_removed", "tokens_revoked"], user=_ref("UserSummary"), client=N,
@@ -82,7 +84,7 @@ SCHEMAS = {
     "Count": _obj(["sessions_ended"], sessions_ended=I),
     "Deleted": _obj(["client_id", "deleted"], client_id=S, deleted={"type": "object"}),
 }
-for _name in ("Tenant", "Client", "UserSummary", "Session", "AuditEvent", "Merge", "Delivery", "Key", "Upstream"):
+for _name in ("Tenant", "Client", "UserSummary", "Session", "AuditEvent", "Merge", "Delivery", "Key", "Upstream", "Import"):
     SCHEMAS[_name + "Page"] = _page(_name)
 
 LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
@@ -114,6 +116,12 @@ PREVIEW_BODY = _obj(["survivor", "absorbed"], survivor={"type": "integer", "mini
                     absorbed={"type": "integer", "minimum": 1})
 RESET_BODY = {"type": "object", "properties": {"password": S, "generate": B}}
 REVOKE_BODY = {"type": "object", "properties": {"client": S}}
+RETIRE_BODY = {"type": "object", "properties": {"now": B}}
+UPSTREAM_PATCH = {"type": "object", "properties": {"name": S, "client_id": S, "client_secret": S, "scope": S,
+                                                   "claim_mapping": {"type": "object"}, "matching_mode": S}}
+UPSTREAM_BODY = _obj(["slug", "name", "client_id"], slug=S, name=S, client_id=S, client_secret=S, discovery_url=S,
+                     authorization_endpoint=S, token_endpoint=S, userinfo_endpoint=S, scope=S,
+                     claim_mapping={"type": "object"}, matching_mode=S)
 LOCK_BODY = _obj(["reason"], reason=S)
 ROTATE_BODY = {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}}}
 
@@ -125,6 +133,8 @@ OPERATIONS = [
     ("get", "/tenants/{slug}", "showTenant", "One tenant", [_path("slug")], None, 200, "Tenant", (403, 404), True),
     ("patch", "/tenants/{slug}", "updateTenant", "Change a tenant's name, branding or policy",
      [_path("slug"), IF_MATCH], TENANT_PATCH, 200, "Tenant", (403, 404, 412, 428), True),
+    ("delete", "/tenants/{slug}", "deleteTenant", "Delete a tenant nothing refers to", [_path("slug")], None, 200,
+     "TenantDeleted", (403, 404, 409), False),
     ("get", "/clients", "listClients", "Clients in reach (by tenant, by a part of id or name)",
      [LIMIT, CURSOR, _q("tenant"), _q("q")], None, 200, "ClientPage", (403,), False),
     ("post", "/clients", "createClient", "Register a client (its secret is in the answer, once)", [], CLIENT_BODY, 201,
@@ -182,6 +192,10 @@ OPERATIONS = [
      "Preview", (403, 404, 409), False),
     ("get", "/merges/{merge_id}", "showMerge", "One merge with its step and report", [_path("merge_id")], None, 200,
      "Merge", (403, 404), False),
+    ("post", "/merges/{merge_id}/retry", "retryMerge", "Queue a failed merge again (resumed from its step)",
+     [_path("merge_id")], None, 200, "Merge", (403, 404, 409, 503), False),
+    ("post", "/merges/{merge_id}/cancel", "cancelMerge", "Cancel a pending merge", [_path("merge_id")], LOCK_BODY, 200,
+     "Merge", (403, 404, 409, 503), False),
     ("get", "/deliveries", "listDeliveries", "The outbox: messages to clients, newest first",
      [LIMIT, CURSOR, _q("client"), _q("status", {"enum": ["pending", "failing", "delivered", "expired", "rejected"]})],
      None, 200, "DeliveryPage", (403,), False),
@@ -189,8 +203,26 @@ OPERATIONS = [
      [_path("delivery_id")], None, 200, "Delivery", (403, 404, 409), False),
     ("get", "/keys", "listKeys", "Signing keys (public facts only)", [LIMIT, CURSOR], None, 200, "KeyPage", (403,), False),
     ("post", "/keys/rotate", "rotateKeys", "Rotate the signing keys", [], None, 200, "KeyPage", (403,), False),
+    ("post", "/keys/{kid}/retire", "retireKey", "Take a key out of the JWKS (now: at once)", [_path("kid")],
+     RETIRE_BODY, 200, "Key", (403, 404, 409), False),
     ("get", "/upstreams", "listUpstreams", "Upstream identity providers", [LIMIT, CURSOR], None, 200, "UpstreamPage",
      (403,), False),
+    ("post", "/upstreams", "createUpstream", "Configure an upstream identity provider", [], UPSTREAM_BODY, 201,
+     "Upstream", (403, 409), True),
+    ("get", "/upstreams/{slug}", "showUpstream", "One upstream (never its secret)", [_path("slug")], None, 200,
+     "Upstream", (403, 404), True),
+    ("patch", "/upstreams/{slug}", "updateUpstream", "Change an upstream", [_path("slug"), IF_MATCH], UPSTREAM_PATCH,
+     200, "Upstream", (403, 404, 409, 412, 428), True),
+    ("post", "/upstreams/{slug}/disable", "disableUpstream", "No login with it (linked identities stay)",
+     [_path("slug")], None, 200, "Upstream", (403, 404), True),
+    ("post", "/upstreams/{slug}/enable", "enableUpstream", "Logins with it again", [_path("slug")], None, 200,
+     "Upstream", (403, 404), True),
+    ("get", "/imports", "listImports", "Import jobs (plans and runs) with their progress, newest first",
+     [LIMIT, CURSOR, _q("tenant"), _q("status", {"enum": ["running", "completed", "failed"]})], None, 200,
+     "ImportPage", (403,), False),
+    ("get", "/imports/{job_id}", "showImport", "One import job: progress, conflicts by kind, the first conflicts",
+     [_path("job_id"), _q("conflicts", {"type": "integer", "minimum": 0, "maximum": 1000})], None, 200, "Import",
+     (403, 404), False),
 ]
 
 
@@ -215,6 +247,11 @@ def openapi_document(issuer: str) -> dict:
     for method, path, op_id, summary, params, request_body, status, schema, errors, etag in OPERATIONS:
         paths.setdefault(BASE + path, {})[method] = _operation(op_id, summary, params, request_body, status, schema,
                                                                errors, etag, method)
+    paths[BASE + "/imports/{job_id}/conflicts"] = {"get": {
+        "operationId": "downloadImportConflicts", "summary": "An import job's conflict report as JSON Lines",
+        "tags": ["imports"], "security": [{"bearer": []}], "parameters": [_path("job_id")],
+        "responses": {"200": {"description": "One conflict per line", "content": {"application/jsonl": {"schema": S}}},
+                      **{str(s): problem_answer(s, DESCRIPTIONS, REASONS) for s in (400, 401, 403, 404, 429)}}}}
     paths[BASE + "/audit/export"] = {"get": {
         "operationId": "exportAudit", "summary": "Audit events as JSON Lines, oldest first", "tags": ["audit"],
         "security": [{"bearer": []}],

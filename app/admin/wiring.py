@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.admin import api_clients, api_ops, api_people, console_pages  # noqa: F401  (their routes join the blueprints)
+from app.admin import api_clients, api_ops, api_ops2, api_people, console_pages  # noqa: F401  (their routes join the blueprints)
 from app.admin.blueprint import bp
 from app.admin.cli import admins_group
 from app.admin.console import bp as console_bp

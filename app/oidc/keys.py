@@ -74,16 +74,20 @@ def ensure_keys() -> list[SigningKey]:
     return created
 
 
-def rotate_keys() -> list[SigningKey]:
-    """For each algorithm: current → retired, next → current, and a fresh next key."""
+def rotate_keys(*, actor: str = "operator:cli") -> list[SigningKey]:
+    """For each algorithm: current → retired, next → current, and a fresh next key. Audited as
+    ``keys.rotated`` with ``actor``."""
     ensure_keys()
     now = utcnow()
+    current, upcoming = [], []
     for alg in SUPPORTED_ALGS:
         for row in db.session.scalars(db.select(SigningKey).filter_by(alg=alg, state="current").with_for_update()):
             row.state, row.retired_at = "retired", now
         for row in db.session.scalars(db.select(SigningKey).filter_by(alg=alg, state="next").with_for_update()):
             row.state, row.activated_at = "current", now
-        _new_key(alg, "next")
+            current.append(row.kid)
+        upcoming.append(_new_key(alg, "next").kid)
+    audit.record("keys.rotated", actor=actor, current=current, next=upcoming)
     db.session.commit()
     return list_keys()
 

@@ -23,7 +23,7 @@ def test_the_admin_api_keeps_its_openapi_contract(app, http, factories, admins):
     person = factories.account(name="张三")
     admin = admins.client_token("super")
     real = {"slug": tenant, "client_id": client.client_id, "user_id": str(person.id), "merge_id": "1",
-            "sid": "x", "delivery_id": "1"}
+            "sid": "x", "delivery_id": "1", "kid": "no-such-key", "job_id": "1"}
 
     document = http.get("/api/admin/v1/openapi.json").get_json()
     schema = schemathesis.openapi.from_dict(document)
