@@ -73,7 +73,7 @@ ADMIN_PROBES = {
     "users_reset_password": ("POST", "/users/1/reset-password", {"generate": True}),
     "users_revoke": ("POST", "/users/1/revoke", {}), "users_close": ("POST", "/users/1/close", {"reason": "x"}),
     "users_export": ("GET", "/users/1/export", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
-    "sessions_end": ("DELETE", "/sessions/abc", None), "audit_search": ("GET", "/audit", None),
+    "sessions_end": ("DELETE", "/sessions/abc", None), "sessions_list": ("GET", "/sessions", None), "audit_search": ("GET", "/audit", None),
     "audit_export": ("GET", "/audit/export", None), "tenants_delete": ("DELETE", "/tenants/TENANT", None),
     "merges_retry": ("POST", "/merges/1/retry", None), "merges_cancel": ("POST", "/merges/1/cancel", {"reason": "x"}),
     "keys_retire": ("POST", "/keys/abc/retire", {"now": True}),

@@ -160,6 +160,18 @@ def users_sessions(account_id: str):
     return page(query, SSOSession.id, _session_to_dict)
 
 
+@bp.get("/sessions")
+@admin_required
+def sessions_list():
+    """Live hub sessions of the people in reach, newest first (``user``: one person's)."""
+    principal().require("sessions", "read")
+    query = reachable_accounts(principal(), db.select(SSOSession).filter_by(ended_at=None), SSOSession.account_id)
+    user = arg_int("user", None, low=1)
+    if user is not None:
+        query = query.where(SSOSession.account_id == user)
+    return page(query, SSOSession.id, _session_to_dict, newest_first=True)
+
+
 @bp.delete("/users/<account_id>/sessions")
 @admin_required
 def users_end_sessions(account_id: str):

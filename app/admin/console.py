@@ -31,8 +31,10 @@ from werkzeug.test import EnvironBuilder
 
 from app.admin.principals import AdminRefusal, Principal, principal_from_token
 from app.extensions import db
+from app.oidc.bearer import find_access_token
 from app.oidc.client_admin import update_client
 from app.oidc.clients import create_client, get_client
+from app.oidc.server import revoke_family
 
 bp = Blueprint("admin_console", __name__, url_prefix="/admin")
 
@@ -161,6 +163,10 @@ def _nonce_matches(id_token: str, nonce: str) -> bool:
 
 @bp.post("/logout")
 def logout():
-    """Forget the console's token (the hub's own session is the person's to end)."""
-    session.pop(TOKEN, None)
+    """Revoke the console's token and forget it (the hub's own session is the person's to end)."""
+    token = session.pop(TOKEN, None)
+    record = find_access_token(token) if isinstance(token, str) else None
+    if record is not None:
+        revoke_family(record.family_id)
+        db.session.commit()
     return render_template("admin/logged_out.html")

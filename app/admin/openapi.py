@@ -105,8 +105,10 @@ TENANT_BODY = _obj(["slug", "name"], slug=S, name=S, branding={"type": "object"}
 TENANT_PATCH = {"type": "object", "properties": {"name": S, "branding": {"type": "object"}, "policy": {"type": "object"}}}
 CLIENT_BODY = _obj(["tenant", "client_name"], tenant=S, client_name=S, redirect_uris={"type": "array", "items": S},
                    token_endpoint_auth_method=S, grant_types={"type": "array", "items": S}, scope=S, trusted=B)
-CLIENT_PATCH = {"type": "object", "properties": {"client_name": S, "redirect_uris": {"type": "array", "items": S},
-                                                 "scope": S, "trusted": B}}
+CLIENT_PATCH = {"type": "object", "properties": {
+    "client_name": S, "redirect_uris": {"type": "array", "items": S},
+    "post_logout_redirect_uris": {"type": "array", "items": S}, "backchannel_logout_uri": N,
+    "frontchannel_logout_uri": N, "events_endpoint": N, "scope": S, "trusted": B}}
 CONTRACT_BODY = {"type": "object", "properties": {"read": {"type": "array", "items": S},
                                                   "write": {"type": "array", "items": S}, "subscribe": B,
                                                   "token_exchange": B}}
@@ -178,6 +180,8 @@ OPERATIONS = [
      [_path("user_id"), LIMIT, CURSOR], None, 200, "SessionPage", (403, 404), False),
     ("delete", "/users/{user_id}/sessions", "endUserSessions", "End every session of a person (sites told)",
      [_path("user_id")], None, 200, "Count", (403, 404), False),
+    ("get", "/sessions", "listSessions", "Live sessions of the people in reach, newest first",
+     [LIMIT, CURSOR, _q("user", {"type": "integer", "minimum": 1})], None, 200, "SessionPage", (403,), False),
     ("delete", "/sessions/{sid}", "endSession", "End one session", [_path("sid")], None, 200, "Count", (403, 404), False),
     ("get", "/audit", "searchAudit", "Audit events, newest first",
      [LIMIT, CURSOR, _q("user", {"type": "integer", "minimum": 1}), _q("client"), _q("kind"), _q("actor"),

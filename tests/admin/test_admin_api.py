@@ -290,3 +290,26 @@ def test_password_reset_revoke_close_and_export(http, admins, factories, app):
     kinds = {e["kind"] for e in http.get(f"{BASE}/audit", query_string={"user": person.id, "limit": 200},
                                          headers=admin.headers).get_json()["items"]}
     assert {"account.consents_revoked", "account.password_reset", "account.exported", "account.deregistered"} <= kinds
+
+
+def test_sessions_list_is_cut_to_the_tenant_admins_reach(http, admins, factories, app):
+    from tests.conftest import ISSUER
+    from tests.rp import Browser, RelyingParty, authorize, code_from
+
+    mine = factories.tenant()
+    site = factories.client(tenant=mine, trusted=True)
+    elsewhere = factories.client(trusted=True, redirect_uri="https://other-site.example/cb")
+    ours, theirs = factories.account(), factories.account()
+    for person, client in ((ours, site), (theirs, elsewhere)):
+        browser = Browser(app.test_client(), ISSUER)
+        rp = RelyingParty(browser.http, ISSUER, client.client_id, client.client_secret, client.redirect_uri)
+        request, response = authorize(browser, rp, person)
+        rp.exchange(code_from(response, request), request)
+    tenant_admin = admins.client_token("tenant_admin", mine)
+    seen = {s["account_id"] for s in http.get(f"{BASE}/sessions", headers=tenant_admin.headers).get_json()["items"]}
+    assert seen == {ours.id}
+    admin = admins.client_token("super")
+    seen = {s["account_id"] for s in http.get(f"{BASE}/sessions?limit=200", headers=admin.headers).get_json()["items"]}
+    assert {ours.id, theirs.id} <= seen
+    only = http.get(f"{BASE}/sessions", query_string={"user": theirs.id}, headers=admin.headers).get_json()["items"]
+    assert {s["account_id"] for s in only} == {theirs.id}

@@ -103,10 +103,20 @@ def test_a_person_without_a_role_sees_not_an_admin(operator):
     assert response.status_code == 403 and "You are not an admin" in _text(response)
 
 
-def test_logout_forgets_the_token(operator):
+def test_logout_revokes_and_forgets_the_token(app, operator):
+    from app.extensions import db
+    from app.oidc.models import Token
+
     op = operator("super")
+
+    def live_tokens() -> int:
+        with app.app_context():
+            return len(list(db.session.scalars(db.select(Token).filter_by(account_id=op.account.id, revoked_at=None))))
+
+    assert live_tokens() == 1
     assert op.post_form("/admin/", "/admin/logout").status_code == 200
     assert op.get("/admin/").status_code == 302
+    assert live_tokens() == 0
 
 
 def test_search_by_phone_as_typed_lock_unlock_and_end_sessions(app, operator, factories):
