@@ -122,6 +122,8 @@ def load_config() -> dict:
         # (whose 409 answer tells whether a number is registered: keep it slow).
         "TESSERA_PARTNER_RATE_LIMIT": _env("PARTNER_RATE_LIMIT", "1200 per minute"),
         "TESSERA_ADMIN_RATE_LIMIT": _env("ADMIN_RATE_LIMIT", "600 per minute"),
+        # The issuer name authenticator apps show next to a TOTP code (app/mfa/totp.py).
+        "TESSERA_TOTP_ISSUER": _env("TOTP_ISSUER", "Tessera"),
         # The admin console's (/admin) own client: public, trusted, scope "openid admin"
         # (`tessera admins console-client --tenant SLUG` registers it).
         "TESSERA_ADMIN_CONSOLE_CLIENT": _env("ADMIN_CONSOLE_CLIENT", "tessera-admin-console"),

@@ -23,12 +23,13 @@ from app.federation import wiring as federation
 from app.http_headers import add_security_headers
 from app.input_guard import refuse_nul_characters
 from app.merging import wiring as merging
+from app.mfa import wiring as mfa
 from app.oidc import wiring as oidc
 from app.partners import wiring as partners
 from app.tenants import wiring as tenants
 
 #: Each domain's init_app, protocol first (the features register grants on its server).
-DOMAINS = (oidc, tenants, accounts, merging, partners, federation, bulk_import, admin, housekeeping, web)
+DOMAINS = (oidc, tenants, accounts, merging, partners, federation, bulk_import, admin, mfa, housekeeping, web)
 
 
 def create_app(overrides: dict | None = None) -> Flask:

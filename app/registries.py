@@ -9,6 +9,9 @@
 - ``business_data``: the tables whose rows are an account's business data (``account_id`` column);
   ``app.accounts.binding.has_business_data`` asks every one. An account with business data is
   merged, never silently closed by a phone bind.
+- ``second_factors``: asked by the login pages (``app.accounts.routes``) whether an account has a
+  second factor, so a login that passed its first one goes on to the second-factor step
+  (app/mfa). Each is ``(name, enrolled(account_id) -> bool)``.
 - ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
   (app/worker.py), in registration order (Warehouse's ``add_periodic_task``).
 """
@@ -39,9 +42,16 @@ class PeriodicJob:
     run: Callable[[], object]
 
 
+@dataclass(frozen=True)
+class SecondFactor:
+    name: str
+    enrolled: Callable[[int], bool]
+
+
 @dataclass
 class Registries:
     login_fallbacks: list[LoginFallback] = field(default_factory=list)
+    second_factors: list[SecondFactor] = field(default_factory=list)
     business_data: list[type] = field(default_factory=list)
     periodic_jobs: list[PeriodicJob] = field(default_factory=list)
 
@@ -51,6 +61,13 @@ class Registries:
     def add_business_data(self, *models: type) -> None:
         """Models with an ``account_id`` column whose rows are data a merge must keep."""
         self.business_data.extend(m for m in models if m not in self.business_data)
+
+    def add_second_factor(self, name: str, enrolled: Callable[[int], bool]) -> None:
+        self.second_factors.append(SecondFactor(name, enrolled))
+
+    def has_second_factor(self, account_id: int) -> bool:
+        """Whether the account has any second factor a login must then ask for."""
+        return any(factor.enrolled(account_id) for factor in self.second_factors)
 
     def add_periodic_job(self, name: str, run: Callable[[], object]) -> None:
         """``run`` is called with an app context, once per worker round; it commits its own work

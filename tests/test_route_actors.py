@@ -29,6 +29,7 @@ ACTORS = {
     "federation.pending": "anonymous", "federation.create_account": "anonymous",
     "federation.link_with_password": "anonymous", "federation.send_link_code": "anonymous",
     "federation.link_with_code": "anonymous",
+    "mfa.challenge": "anonymous", "mfa.account_login": "anonymous",
     "partners.openapi": "anonymous", "partners.unknown": "anonymous", "sync.openapi": "anonymous",
     "web.index": "anonymous", "web.healthz": "anonymous", "web.readyz": "anonymous", "static": "anonymous",
     # a person, logged in to the hub (the session cookie)
@@ -37,6 +38,7 @@ ACTORS = {
     "account.unbind": "person", "account.revoke_session": "person", "account.revoke_client": "person",
     "account.deregister": "person", "merging.start": "person", "merging.code": "person",
     "merging.preview": "person",
+    "mfa.security": "person", "mfa.totp_setup": "person", "mfa.totp_remove": "person", "mfa.recovery_codes": "person",
     # a relying party (client authentication, or a user's access token it holds)
     "oidc.token": "relying party", "oidc.revoke": "relying party", "oidc.introspect": "relying party",
     "oidc.userinfo": "relying party",
@@ -117,6 +119,10 @@ PROBES = {
     "merging.start": ("POST", "/account/merge/", {"login": "+14155550123", "password": "x"}),
     "merging.code": ("POST", "/account/merge/code", {"code": "000000"}),
     "merging.preview": ("POST", "/account/merge/preview", {}),
+    "mfa.security": ("GET", "/account/security", None),
+    "mfa.totp_setup": ("POST", "/account/security/totp", {"code": "123456", "verify": "Verify"}),
+    "mfa.totp_remove": ("POST", "/account/security/totp/remove", {}),
+    "mfa.recovery_codes": ("POST", "/account/security/recovery-codes", {}),
     "oidc.token": ("POST", "/token", {"grant_type": "client_credentials"}),
     "oidc.revoke": ("POST", "/revoke", {"token": "x"}),
     "oidc.introspect": ("POST", "/introspect", {"token": "x"}),

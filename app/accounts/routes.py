@@ -16,6 +16,7 @@ from app.errors import AuthenticationFailed, InvalidInput, TesseraError
 from app.oidc import authorization, logout
 from app.oidc.routes import render_logged_out
 from app.oidc.sessions import current_account, current_session, set_session_cookie, start_session
+from app.registries import registries
 
 bp = Blueprint("accounts", __name__)
 
@@ -34,6 +35,17 @@ def _resume(interaction):
 
 
 def _logged_in(interaction, account, amr: list[str]):
+    """A first factor passed. When the account has a second factor, or the request needs more
+    than one factor, the login goes on to the second-factor step (app/mfa); otherwise it is done."""
+    need = authorization.interaction_requirement(interaction)
+    if registries().has_second_factor(account.id) or need.minimum >= 2:
+        authorization.hold_for_second_factor(interaction, account.id, amr)
+        browser_session.pop(OTP_KEY, None)
+        return redirect(url_for("mfa.challenge", uid=interaction.uid), 303)
+    return finish_login(interaction, account, amr)
+
+
+def finish_login(interaction, account, amr: list[str]):
     """A fresh login: a new hub session replacing the browser's previous one, then back to the
     paused authorization request."""
     previous = current_session()  # read before start_session makes the new one current
@@ -56,6 +68,8 @@ def login(uid: str):
     continue_form = ContinueForm(prefix="continue")
     session, current = current_session(), current_account()
     error = None
+    if request.method == "GET" and current is not None and authorization.step_up_only(interaction, session):
+        return redirect(url_for("mfa.challenge", uid=interaction.uid))
     if request.method == "GET" and not form.login.data:
         form.login.data = interaction.params.get("login_hint") or ""
     if continue_form.submit.data and continue_form.validate_on_submit() and current is not None:
@@ -135,7 +149,7 @@ def otp_code(uid: str):
         except AuthenticationFailed as exc:
             return _render_otp("accounts/otp_code.html", interaction, 401, form=form, error=exc.detail)
         if result.outcome == "login":
-            return _logged_in(interaction, result.account, ["otp"])
+            return _logged_in(interaction, result.account, ["sms"])
         if result.outcome == "signup":
             return redirect(url_for("accounts.otp_signup", uid=uid), 303)
         if result.outcome == "dormant":
@@ -159,7 +173,7 @@ def otp_signup(uid: str):
         if form.validate_on_submit():
             account = phone_login.sign_up(challenge_uid, form.name.data, form.password.data,
                                           client_id=interaction.client.id)
-            return _logged_in(interaction, account, ["otp"])
+            return _logged_in(interaction, account, ["sms"])
     except AuthenticationFailed:
         return _start_over(uid)
     except InvalidInput as exc:
@@ -185,7 +199,7 @@ def otp_dormant(uid: str):
         phone_login.verified_phone(challenge_uid)
         if form.validate_on_submit():
             account = phone_login.prove_dormant(challenge_uid, form.password.data, client_id=interaction.client.id)
-            return _logged_in(interaction, account, ["otp", "pwd"])
+            return _logged_in(interaction, account, ["pwd", "sms"])
     except AuthenticationFailed as exc:
         if exc.detail == phone_login.START_OVER:
             return _start_over(uid)
@@ -209,7 +223,7 @@ def otp_fresh(uid: str):
         return _start_over(uid)
     except InvalidInput as exc:
         return _render_dormant(interaction, 400, error=exc.detail, fresh=form)
-    return _logged_in(interaction, account, ["otp"])
+    return _logged_in(interaction, account, ["sms"])
 
 
 @bp.get("/verify-email/<token>")

@@ -19,6 +19,7 @@ from app.accounts.guards import account_required
 from app.accounts.login import authenticate_password, confirm_password, confirm_phone_code
 from app.accounts.profile import update_profile
 from app.budgets import BudgetSpent
+from app.registries import registries
 from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.oidc import connections, logout
 from app.oidc.routes import render_logged_out
@@ -79,6 +80,12 @@ def _recent_login_or_confirm():
     return redirect(url_for("account.confirm", next=back))
 
 
+#: For the account pages of features (app/mfa): the same check.
+recent_login_or_confirm = _recent_login_or_confirm
+
+#: Flask-session key of an /account/login waiting for its second factor (app/mfa finishes it).
+ACCOUNT_LOGIN_KEY = "account_mfa"
+
 _PRINTABLE_PATH = re.compile(r"[\x21-\x7e]+")
 
 
@@ -122,7 +129,7 @@ def confirm():
             error = exc.detail
         else:
             session.pop("account_reauth", None)
-            renew_auth_time(g.hub_session, "otp")
+            renew_auth_time(g.hub_session, "sms")
             return redirect(back)
     return render_template(
         "account/confirm.html", password_form=password_form if account.password_hash else None,
@@ -142,11 +149,14 @@ def login():
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
+            if registries().has_second_factor(account.id):
+                session[ACCOUNT_LOGIN_KEY] = {"account": account.id, "amr": ["pwd"]}
+                return redirect(url_for("mfa.account_login"), 303)
             previous = current_session()
-            session, cookie_value = start_session(account, amr=["pwd"])
-            logout.replace_session(previous, session)
+            hub_session, cookie_value = start_session(account, amr=["pwd"])
+            logout.replace_session(previous, hub_session)
             response = make_response(redirect(url_for("account.index")))
-            set_session_cookie(response, cookie_value, session)
+            set_session_cookie(response, cookie_value, hub_session)
             return response
     return render_template("account/login.html", form=form, error=error), 401 if error else 200
 

@@ -234,7 +234,7 @@ def link_with_code(uid: str):
             codes = dict(session.get(LINK_CODES_KEY) or {})
             codes.pop(pending.uid, None)
             session[LINK_CODES_KEY] = codes
-            return _log_in(interaction, account, amr=["fed", "otp"])
+            return _log_in(interaction, account, amr=["fed", "sms"])
     client = interaction.client
     return render_template("federation/link_code.html", form=form, pending=pending, error=error,
                            provider=linking.pending_provider(pending), client=client,

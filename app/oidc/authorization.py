@@ -13,7 +13,10 @@ parse_claims       Core 5.5: the ``claims`` parameter is a JSON object
 login              Core 3.1.2.3: a live session, not older than max_age, unless prompt=login
                    or select_account asks for a new one
 id_token_hint      Core 3.1.2.1: the hinted user must be the logged-in one
-acr                Core 5.5.1.1: an essential acr that cannot be met is refused
+acr                Core 3.1.2.1 acr_values, 5.5.1.1 the acr claim, Registration 2
+                   default_acr_values, the tenant's require_mfa (app.oidc.assurance): a session
+                   below the level asked for is stepped up (a login); a fresh login still below
+                   the minimum is refused (access_denied)
 consent            Core 3.1.2.4: remembered or implied (trusted client) consent, unless
                    prompt=consent
 =================  ============================================================================
@@ -37,6 +40,7 @@ from flask import current_app, session as browser_session
 from app import audit
 from app.accounts.models import Account
 from app.extensions import db
+from app.oidc.assurance import Requirement, requirement
 from app.oidc.claims import parse_claims_request, scopes_for_claims
 from app.oidc.id_tokens import decode_id_token_hint
 from app.oidc.clients import ClientInfo
@@ -201,11 +205,17 @@ def decide(grant, interaction: Interaction | None = None) -> Decision:
             raise LoginRequiredError()  # Core 3.1.2.6
         return Decision("login", login_hint=data.get("login_hint"), reasons=reasons)
 
-    acr_claim = ((claims_request or {}).get("id_token") or {}).get("acr") or {}
-    if acr_claim.get("essential"):
-        wanted = acr_claim.get("values") or ([acr_claim["value"]] if acr_claim.get("value") else [])
-        if wanted and session.acr not in wanted:
-            raise AccessDeniedError("the essential acr requested cannot be satisfied")
+    need = requirement(data, claims_request, client)
+    if not need.met_by(session.acr):
+        if fresh_login:
+            # The person logged in during this interaction and reached no more: what they reached
+            # is enough unless the client must not get less.
+            if not need.allows(session.acr):
+                raise AccessDeniedError("the authentication level this client requires was not reached")
+        else:
+            if "none" in prompts:
+                raise LoginRequiredError()  # Core 3.1.2.6: the step-up needs the person
+            return Decision("login", login_hint=data.get("login_hint"), reasons=["acr below " + need.acr])
 
     needed_scope = consent_scope(request.scope or "", claims_request)
     consented = interaction is not None and interaction.consent_given
@@ -257,7 +267,40 @@ def load_interaction(uid: str) -> Interaction | None:
 
 def complete_login(interaction: Interaction, session: SSOSession) -> None:
     interaction.login_completed_at = session.auth_time
+    interaction.pending_account_id = interaction.pending_amr = None
     db.session.commit()
+
+
+def interaction_requirement(interaction: Interaction) -> Requirement:
+    """The assurance the paused request asks for (``app.oidc.assurance.requirement``)."""
+    params = interaction.params
+    try:
+        claims_request = parse_claims_request(params.get("claims")) if params.get("claims") else None
+    except (ValueError, json.JSONDecodeError):
+        claims_request = None
+    return requirement(params, claims_request, interaction.client)
+
+
+def hold_for_second_factor(interaction: Interaction, account_id: int, amr: list[str]) -> None:
+    """The first factor passed: the login waits for the second (``app.mfa``)."""
+    interaction.pending_account_id, interaction.pending_amr = account_id, list(amr)
+    db.session.commit()
+
+
+def step_up_only(interaction: Interaction, session: SSOSession | None) -> bool:
+    """Whether the browser's live session would do for the paused request but for its assurance
+    level: then only the missing factor is asked, not a whole new login."""
+    if session is None or interaction.pending_account_id is not None:
+        return False
+    params = interaction.params
+    prompts = set(str(params.get("prompt") or "").split())
+    if prompts & {"login", "select_account"} or params.get("id_token_hint"):
+        return False
+    max_age = params.get("max_age")
+    if max_age is not None:
+        if not str(max_age).isdigit() or time.time() - session.auth_time > int(max_age):
+            return False
+    return not interaction_requirement(interaction).met_by(session.acr)
 
 
 def complete_consent(interaction: Interaction, account_id: int) -> None:

@@ -17,7 +17,7 @@ from app.dbutil import delete_dependents
 from app.errors import InvalidInput
 from app.extensions import db
 from app.oidc.clients import (
-    SECRET_AUTH_METHODS, check_secret_choice, check_endpoint_uri, check_name, check_post_logout_redirect_uris,
+    SECRET_AUTH_METHODS, check_acr_values, check_secret_choice, check_endpoint_uri, check_name, check_post_logout_redirect_uris,
     check_redirect_uris, client_metadata, load_client_row, resolve_sector_identifier,
 )
 from app.oidc.models import Client, Token
@@ -27,7 +27,7 @@ from app.tenants.service import get_tenant
 
 #: The fields ``update_client`` changes (each None = unchanged).
 UPDATABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "backchannel_logout_uri",
-             "frontchannel_logout_uri", "events_endpoint", "trusted", "scope")
+             "frontchannel_logout_uri", "events_endpoint", "trusted", "scope", "default_acr_values")
 
 
 def list_clients(tenant: str | None = None, search: str | None = None) -> list[Client]:
@@ -96,6 +96,8 @@ def _checked(row: Client, changes: dict) -> dict:
             values[field] = check_endpoint_uri(changes[field], field)
     if "trusted" in changes:
         values["trusted"] = bool(changes["trusted"])
+    if "default_acr_values" in changes:
+        values["default_acr_values"] = check_acr_values(list(changes["default_acr_values"]))
     if "scope" in changes:
         scope = " ".join(dict.fromkeys(changes["scope"].split()))
         if not scope:

@@ -13,6 +13,7 @@ from flask import current_app
 
 from app import audit
 from app.caches import caches, freeze, watch
+from app.oidc.assurance import ACR_VALUES_SUPPORTED
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.net import OutboundError, fetch
@@ -34,6 +35,18 @@ CLIENTS_CACHE = "clients"
 class RegisteredClient:
     client: Client
     client_secret: str | None
+
+
+def check_acr_values(values: list[str] | None) -> list[str] | None:
+    """Registration 2 ``default_acr_values``: values this hub asserts (``app.oidc.assurance``);
+    empty means none."""
+    if not values:
+        return None
+    unknown = [v for v in values if v not in ACR_VALUES_SUPPORTED]
+    if unknown:
+        raise InvalidInput(f"unsupported acr values {', '.join(map(repr, unknown))}: "
+                           f"one of {', '.join(ACR_VALUES_SUPPORTED)}")
+    return list(dict.fromkeys(values))
 
 
 def check_endpoint_uri(uri: str | None, what: str) -> str | None:
@@ -136,6 +149,7 @@ def create_client(
     backchannel_logout_uri: str | None = None, frontchannel_logout_uri: str | None = None,
     initiate_login_uri: str | None = None, client_id: str | None = None, client_secret: str | None = None,
     login_chain: list[str] | None = None, events_endpoint: str | None = None,
+    default_acr_values: list[str] | None = None,
 ) -> RegisteredClient:
     tenant_row = get_tenant(tenant)
     name = check_name(name)
@@ -187,6 +201,7 @@ def create_client(
         initiate_login_uri=check_endpoint_uri(initiate_login_uri, "initiate_login_uri"),
         login_chain=login_chain,
         events_endpoint=check_endpoint_uri(events_endpoint, "events_endpoint"),
+        default_acr_values=check_acr_values(default_acr_values),
     )
     if db.session.scalar(db.select(Client.id).filter_by(client_id=client.client_id)):
         raise InvalidInput(f"client_id {client.client_id!r} is taken")
@@ -222,6 +237,7 @@ class ClientInfo(ClientRules):
     id_token_signed_response_alg: str
     initiate_login_uri: str | None
     login_chain: tuple[str, ...] | None
+    default_acr_values: tuple[str, ...] | None
     frontchannel_logout_uri: str | None
     backchannel_logout_uri: str | None
     events_endpoint: str | None
@@ -312,5 +328,6 @@ def client_metadata(client: Client) -> dict:
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "login_chain": client.login_chain,
+        "default_acr_values": client.default_acr_values,
         "events_endpoint": client.events_endpoint,
     }

@@ -7,7 +7,7 @@ from flask import current_app
 from app.oidc.claims import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
 from app.oidc.keys import SUPPORTED_ALGS
 from app.oidc.server import TOKEN_AUTH_METHODS
-from app.oidc.sessions import ACR_VALUES_SUPPORTED
+from app.oidc.assurance import ACR_VALUES_SUPPORTED
 
 
 def provider_metadata() -> dict:

@@ -110,6 +110,9 @@ class Client(ClientRules, db.Model):
     initiate_login_uri: Mapped[str | None] = mapped_column(String(500))
     #: Partner clients logged in automatically right after a login here (overrides the tenant's list).
     login_chain: Mapped[list | None] = mapped_column(JSON)
+    #: Registration 2 ``default_acr_values``: the lowest of them is the assurance level every
+    #: login to this client must reach (``app.oidc.assurance``); None: no requirement.
+    default_acr_values: Mapped[list | None] = mapped_column(JSON)
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     #: Where Security Event Tokens (account merged, …) are pushed (RFC 8935).
@@ -330,6 +333,10 @@ class Interaction(db.Model):
     #: Set when the user logged in during this interaction (so max_age/prompt=login are satisfied).
     login_completed_at: Mapped[int | None] = mapped_column()
     consent_given: Mapped[bool] = mapped_column(default=False)
+    #: A login that passed its first factor and waits for the second (``app.mfa``): the account and
+    #: the methods used so far. Null otherwise.
+    pending_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    pending_amr: Mapped[list | None] = mapped_column(JSON)
     #: Set once the login chain (partners logged in right after this login) has run.
     chain_done: Mapped[bool] = mapped_column(default=False)
     #: Checksum of the browser id kept in the signed Flask session: only the browser that started

@@ -20,6 +20,7 @@ from app.accounts.models import Account
 from app.dbutil import insert_ignoring_conflicts
 from app.errors import AuthenticationFailed
 from app.extensions import db
+from app.oidc.assurance import assurance
 from app.oidc.models import Client, SessionClient, SSOSession
 from app.security import new_secret, token_hash, utcnow
 
@@ -34,15 +35,11 @@ ANONYMOUS_STATE = "anonymous"
 #: How stale last_seen_at may get before a request writes it again (keeps reads read-only).
 TOUCH_INTERVAL = timedelta(seconds=60)
 
-#: Authentication Context Class References this hub asserts.
-ACR_PASSWORD = "urn:tessera:loa:1"
-ACR_VALUES_SUPPORTED = [ACR_PASSWORD]
-
-
-def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> tuple[SSOSession, str]:
+def start_session(account: Account, amr: list[str]) -> tuple[SSOSession, str]:
     """Create a session for a fresh login (a new sid and cookie value: no session fixation);
     returns it with the cookie value to set. The caller deals with the browser's previous session
-    (``app.oidc.logout.replace_session``).
+    (``app.oidc.logout.replace_session``). Its ``acr`` is what the methods ``amr`` reach
+    (``app.oidc.assurance``).
 
     The account row is locked and re-read first (the order of ``app.accounts.locking``): a login
     checked the account before this transaction, and a merge or a closure may have finished
@@ -55,6 +52,7 @@ def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> 
         raise AuthenticationFailed("this account is not active: sign in again")
     cookie_value = new_secret(32)
     now = utcnow()
+    acr, amr = assurance(amr)
     session = SSOSession(
         sid=new_secret(24), cookie_hash=token_hash(cookie_value), account_id=account.id,
         auth_time=int(time.time()), amr=amr, acr=acr,
@@ -68,11 +66,12 @@ def start_session(account: Account, amr: list[str], acr: str = ACR_PASSWORD) -> 
     return session, cookie_value
 
 
-def renew_auth_time(session: SSOSession, method: str) -> None:
-    """The person proved it is them again (``method``: an RFC 8176 amr value) in this session:
-    its ``auth_time`` (OIDC Core: the time of the last authentication) is now."""
+def renew_auth_time(session: SSOSession, *methods: str) -> None:
+    """The person proved it is them again (``methods``: RFC 8176 amr values) in this session:
+    its ``auth_time`` (OIDC Core: the time of the last authentication) is now, and its ``acr`` what
+    all its methods together reach (a second factor steps the session up)."""
     session.auth_time = int(time.time())
-    session.amr = sorted(set(session.amr or []) | {method})
+    session.acr, session.amr = assurance([*(session.amr or []), *methods])
     db.session.commit()
 
 

@@ -69,7 +69,7 @@ def test_sign_up_by_phone_then_log_in_again_by_code(app, outbox, rp, otp_browser
     assert signup.status_code == 200 and "Create your account" in signup.get_data(as_text=True)
     response = otp_browser.submit(signup, {"name": "Ada", "password": "a long enough secret", "submit": "Create account"})
     claims = id_token_of(rp, otp_browser, response)
-    assert claims["amr"] == ["otp"]
+    assert claims["amr"] == ["sms"]
 
     [identity] = phone_identities(app, phone)
     assert identity.verified and identity.released_at is None and identity.last_used_at is not None
@@ -118,7 +118,7 @@ def test_existing_account_logs_in_by_code(app, factories, outbox, rp, otp_browse
     account = factories.account(phone=new_phone())
     response = otp_browser.enter_code(otp_browser.send_code(otp_browser.otp_page(rp), account.phone),
                                       outbox.code(account.phone))
-    assert id_token_of(rp, otp_browser, response)["amr"] == ["otp"]
+    assert id_token_of(rp, otp_browser, response)["amr"] == ["sms"]
     kinds = audit_kinds(app, account.id)
     assert ("login.success", {"method": "otp", "identity": "phone"}) in kinds
     with app.app_context():
@@ -296,7 +296,7 @@ def test_dormant_account_owner_gets_in_with_code_and_password(app, factories, ou
     make_dormant(app, old.id)
     page = otp_browser.enter_code(otp_browser.send_code(otp_browser.otp_page(rp), old.phone), outbox.code(old.phone))
     response = otp_browser.submit(page, {"password": old.password, "submit": "Log in"})
-    assert id_token_of(rp, otp_browser, response)["amr"] == ["otp", "pwd"]
+    assert id_token_of(rp, otp_browser, response)["amr"] == ["mfa", "pwd", "sms"]
     with app.app_context():
         account = db.session.get(Account, old.id)
         assert account.last_login_at > utcnow() - timedelta(minutes=1)  # not dormant any more

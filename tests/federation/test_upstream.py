@@ -490,7 +490,7 @@ def test_link_with_a_code_to_the_accounts_phone(app, http, rp, factories, upstre
     assert [i.account_id for i in upstream_identities(app)] == [mine.id]
     with app.app_context():
         session = db.session.scalars(db.select(SSOSession).order_by(SSOSession.id.desc())).first()
-        assert session.account_id == mine.id and session.amr == ["fed", "otp"]
+        assert session.account_id == mine.id and session.amr == ["fed", "sms"]
     assert ("identity.linked", {"identity": "upstream", "provider": "tessera-up", "proof": "otp"}) in audit_kinds(app, mine.id)
 
 
