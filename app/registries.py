@@ -11,7 +11,8 @@
   merged, never silently closed by a phone bind.
 - ``second_factors``: asked by the login pages (``app.accounts.routes``) whether an account has a
   second factor, so a login that passed its first one goes on to the second-factor step
-  (app/mfa). Each is ``(name, enrolled(account_id) -> bool)``.
+  (app/mfa). Each is ``(name, enrolled(account_id) -> bool, remove(account_id, actor) -> int)``:
+  ``remove`` is what an operator's reset of a person's second factors calls (``reset_second_factors``).
 - ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
   (app/worker.py), in registration order (Warehouse's ``add_periodic_task``).
 """
@@ -46,6 +47,8 @@ class PeriodicJob:
 class SecondFactor:
     name: str
     enrolled: Callable[[int], bool]
+    #: Remove the account's factors of this kind (in the caller's transaction); how many went.
+    remove: Callable[[int, str], int] | None = None
 
 
 @dataclass
@@ -62,8 +65,9 @@ class Registries:
         """Models with an ``account_id`` column whose rows are data a merge must keep."""
         self.business_data.extend(m for m in models if m not in self.business_data)
 
-    def add_second_factor(self, name: str, enrolled: Callable[[int], bool]) -> None:
-        self.second_factors.append(SecondFactor(name, enrolled))
+    def add_second_factor(self, name: str, enrolled: Callable[[int], bool],
+                          remove: Callable[[int, str], int] | None = None) -> None:
+        self.second_factors.append(SecondFactor(name, enrolled, remove))
 
     def has_second_factor(self, account_id: int) -> bool:
         """Whether the account has any second factor a login must then ask for."""

@@ -1,14 +1,19 @@
 """The mfa domain's ``init_app``: the second-factor step and /account/security pages, and the
-authenticator app as a second factor the login pages ask about (``registries.second_factors``)."""
+authenticator app as a second factor the login pages ask about (``registries.second_factors``),
+and ``tessera users reset-mfa``."""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from app.accounts.cli import users_group
 from app.mfa import routes, totp
+from app.mfa.cli import reset_mfa_command
 from app.registries import registries
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(routes.bp)
-    registries(app).add_second_factor("totp", lambda account_id: totp.factor_of(account_id) is not None)
+    registries(app).add_second_factor("totp", lambda account_id: totp.factor_of(account_id) is not None,
+                                      totp.remove_for_reset)
+    users_group.add_command(reset_mfa_command)

@@ -191,3 +191,22 @@ def test_security_page_needs_a_login_and_removing_the_app_turns_it_off(app, fact
     rp_browser, rp = _rp(app, site)
     request, response = authorize(rp_browser, rp, person)
     assert response.status_code == 302  # no second step any more
+
+
+def test_an_operator_resets_the_second_factors(app, factories):
+    person = factories.account()
+    enrol(app, person)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "reset-mfa", str(person.id), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["removed"] == {"totp": 11}  # the app and its ten recovery codes
+    again = runner.invoke(args=["users", "reset-mfa", str(person.id)])
+    assert again.exit_code == 1 and "no second factor" in again.output
+    site = factories.client(trusted=True)
+    browser, rp = _rp(app, site)
+    _, response = authorize(browser, rp, person)
+    assert response.status_code == 302  # the password alone again
+    from app.accounts.models import AuditEvent
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent).filter_by(account_id=person.id, kind="mfa.reset"))
+        assert event.actor == "operator:cli"
