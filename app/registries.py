@@ -15,6 +15,9 @@
   ``remove`` is what an operator's reset of a person's second factors calls (``reset_second_factors``).
 - ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
   (app/worker.py), in registration order (Warehouse's ``add_periodic_task``).
+- ``actor_descriptions``: asked by ``app.accounts.history`` for the words a person reads about who
+  acted on their account (an audit event's ``actor``); the first one that knows the actor answers
+  (the admin domain: its admins and admin clients are "an administrator").
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Registries:
     second_factors: list[SecondFactor] = field(default_factory=list)
     business_data: list[type] = field(default_factory=list)
     periodic_jobs: list[PeriodicJob] = field(default_factory=list)
+    actor_descriptions: list[Callable[[str], str | None]] = field(default_factory=list)
 
     def add_login_fallback(self, fallback: LoginFallback) -> None:
         self.login_fallbacks.append(fallback)
@@ -79,6 +83,12 @@ class Registries:
         if any(job.name == name for job in self.periodic_jobs):
             raise ValueError(f"periodic job {name!r} registered twice")
         self.periodic_jobs.append(PeriodicJob(name, run))
+
+
+    def add_actor_description(self, describe: Callable[[str], str | None]) -> None:
+        """``describe(actor)``: the words a person reads for an audit event's actor ("by an
+        administrator"), or None for an actor it does not know. It never names the actor."""
+        self.actor_descriptions.append(describe)
 
 
 def init_app(app: Flask) -> Registries:

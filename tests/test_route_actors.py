@@ -99,6 +99,11 @@ CONSOLE_PROBES = {
     "deliveries_list": ("GET", "/deliveries", None), "delivery_retry": ("POST", "/deliveries/1/retry", {}),
     "keys": ("GET", "/keys", None), "keys_rotate": ("POST", "/keys/rotate", {}),
     "audit_log": ("GET", "/audit", None), "logout": ("POST", "/logout", {}),
+    "merges": ("GET", "/merges", None), "merge": ("GET", "/merges/1", None),
+    "merge_retry": ("POST", "/merges/1/retry", {}), "merge_cancel": ("POST", "/merges/1/cancel", {"reason": "x"}),
+    "imports": ("GET", "/imports", None), "import_job": ("GET", "/imports/1", None),
+    "import_conflicts": ("GET", "/imports/1/conflicts", None), "upstreams": ("GET", "/upstreams", None),
+    "upstream_disable": ("POST", "/upstreams/x/disable", {}), "upstream_enable": ("POST", "/upstreams/x/enable", {}),
 }
 ACTORS.update({f"admin_console.{name}": "admin console" for name in CONSOLE_PROBES})
 # the console's login starts (and its callback ends) the hub's code flow: anyone may

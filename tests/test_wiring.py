@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from app import signals
 from app.accounts.locking import _write_guards
+from app.admin.principals import describe_actor
 from app.bulk_import.lazy import LegacyVerification
 from app.bulk_import.links import confirm_on_login
 from app.bulk_import.models import AccountAttributes, LegacyMapping
@@ -42,6 +43,7 @@ def test_every_registry_has_its_entries(app):
                                         AccountAttributes, AccountAddress}
     assert [j.name for j in found.periodic_jobs] == [
         "end-expired-sessions", "release-expired-deregistrations", "resume-due-merges", "housekeeping"]
+    assert found.actor_descriptions == [describe_actor]
     server = app.extensions["tessera_authorization_server"]
     assert server.grant_types[-1] == TokenExchangeGrant.GRANT_TYPE
     assert ensure_not_locked in _write_guards

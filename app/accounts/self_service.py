@@ -1,7 +1,7 @@
 """Account self-service at /account: profile, identities (bind, rebind, add email, unbind),
-sessions, connected clients, recent security events, deregistration. Every page needs the hub
-session (``/account/login`` starts one); every change is a CSRF-protected POST to one service,
-which audits it."""
+sessions, connected clients, recent security events (who acted: app.accounts.history),
+deregistration. Every page needs the hub session (``/account/login`` starts one); every change is
+a CSRF-protected POST to one service, which audits it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
-from app import audit
 from app.accounts import binding, otp
 from app.accounts.forms import LoginForm, PhoneForm
 from app.accounts.guards import account_required
+from app.accounts.history import security_history
 from app.accounts.login import authenticate_password, confirm_password, confirm_phone_code
 from app.accounts.profile import update_profile
 from app.budgets import BudgetSpent
@@ -171,7 +171,7 @@ def index():
         removable=binding.removable_identities(account, identities),
         has_phone=any(i.kind == "phone" for i in identities),
         sessions=connections.live_sessions(account.id), current_sid=g.hub_session.sid,
-        clients=connections.connected_clients(account.id), events=audit.recent_events(account.id),
+        clients=connections.connected_clients(account.id), events=security_history(account.id),
         email_form=EmailForm(), action_form=ActionForm(),
     )
 

@@ -12,7 +12,7 @@ from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
-from app.admin.reach import deliveries_query, delivery_in_reach, merges_query
+from app.admin.reach import deliveries_query, delivery_in_reach, merge_in_reach, merges_query
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.federation.models import UpstreamProvider
@@ -51,10 +51,7 @@ def merges_list():
 @admin_required
 def merges_show(merge_id: str):
     principal().require("merges", "read")
-    record = db.session.scalar(merges_query(principal()).where(MergeRecord.id == path_id(merge_id, "merge")))
-    if record is None:
-        raise unknown(f"merge {merge_id}")
-    return answer(merge_to_dict(record))
+    return answer(merge_to_dict(merge_in_reach(principal(), path_id(merge_id, "merge"))))
 
 
 @bp.post("/merges")

@@ -7,8 +7,6 @@ tenant's imports."""
 
 from __future__ import annotations
 
-import json
-
 from flask import Response, request, stream_with_context
 
 from app import audit
@@ -16,7 +14,8 @@ from app.admin.blueprint import (
     answer, arg_int, body, bp, check_if_match, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
-from app.bulk_import.jobs import STATUSES as IMPORT_STATUSES, job_conflicts, job_details
+from app.admin.reach import import_job_in_reach, imports_query
+from app.bulk_import.jobs import STATUSES as IMPORT_STATUSES, conflict_report_lines, job_details
 from app.bulk_import.models import ImportJob
 from app.extensions import db
 from app.federation.models import UpstreamProvider
@@ -154,18 +153,8 @@ def upstreams_enable(slug: str):
 
 # --- imports -------------------------------------------------------------------------------------
 
-def _imports_query():
-    query = db.select(ImportJob)
-    if principal().tenant_id is not None:
-        query = query.where(ImportJob.tenant_id == principal().tenant_id)
-    return query
-
-
 def _job_in_reach(job_id: str) -> int:
-    pk = path_id(job_id, "import job")
-    if db.session.scalar(_imports_query().where(ImportJob.id == pk)) is None:
-        raise unknown(f"import job {job_id}")
-    return pk
+    return import_job_in_reach(principal(), path_id(job_id, "import job")).id
 
 
 def _job_to_dict(job: ImportJob) -> dict:
@@ -179,7 +168,7 @@ def _job_to_dict(job: ImportJob) -> dict:
 def imports_list():
     """Import jobs (plans and runs), newest first, with their progress."""
     principal().require("imports", "read")
-    query = _imports_query()
+    query = imports_query(principal())
     tenant = request.args.get("tenant")
     if tenant is not None:
         tenant_id = db.session.scalar(db.select(Tenant.id).filter_by(slug=tenant[:64]))
@@ -207,12 +196,7 @@ def imports_conflicts(job_id: str):
     """The job's whole conflict report, in file order, as JSON Lines."""
     principal().require("imports", "read")
     pk = _job_in_reach(job_id)
-
-    def lines():
-        for conflict in job_conflicts(pk):
-            yield json.dumps(conflict.row(), ensure_ascii=False, sort_keys=True, default=str) + "\n"
-
-    return Response(stream_with_context(lines()), mimetype="application/jsonl", headers={
+    return Response(stream_with_context(conflict_report_lines(pk)), mimetype="application/jsonl", headers={
         "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="import-{pk}-conflicts.jsonl"'})
 
 

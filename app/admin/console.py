@@ -25,11 +25,13 @@ from functools import wraps
 from urllib.parse import urlencode
 
 from flask import (
-    Blueprint, current_app, g, redirect, render_template, request, session, url_for,
+    Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for,
 )
 from werkzeug.test import EnvironBuilder
 
 from app.admin.principals import AdminRefusal, Principal, principal_from_token
+from app.admin.reach import MAX_ID
+from app.errors import TesseraError
 from app.extensions import db
 from app.oidc.bearer import find_access_token
 from app.oidc.client_admin import update_client
@@ -95,6 +97,50 @@ def console_login_required(view):
 @bp.errorhandler(AdminRefusal)
 def _refused(refusal: AdminRefusal):
     return render_template("admin/refused.html", refusal=refusal), refusal.status
+
+
+# --- what every page shares ----------------------------------------------------------------------
+
+#: Rows on one page of a list.
+PAGE_SIZE = 50
+
+
+def done_or_refused(action, message: str) -> None:
+    """Run a service call; flash ``message``, or the service's refusal (a role or reach refusal
+    is the error page's)."""
+    try:
+        action()
+    except AdminRefusal:
+        raise
+    except TesseraError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+    else:
+        flash(message, "info")
+
+
+def text_arg(name: str) -> str | None:
+    """A query argument of at most 200 characters (400 otherwise), None when empty."""
+    value = (request.args.get(name) or "").strip()
+    if len(value) > 200 or "\x00" in value:
+        raise AdminRefusal(400, "invalid_request", "Invalid request", f"{name} must be at most 200 characters")
+    return value or None
+
+
+def choice_arg(name: str, choices) -> str | None:
+    """A query argument that is one of ``choices`` (400 otherwise), None when empty."""
+    value = text_arg(name)
+    if value is not None and value not in choices:
+        raise AdminRefusal(400, "invalid_request", "Invalid request", f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def id_arg(name: str) -> int | None:
+    """A query argument that is a row id (400 otherwise), None when empty."""
+    value = text_arg(name)
+    if value is not None and (not value.isdigit() or not 0 < int(value) <= MAX_ID):
+        raise AdminRefusal(400, "invalid_request", "Invalid request", f"{name} must be an id")
+    return int(value) if value is not None else None
 
 
 # --- logging in ----------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from app.accounts.models import Account, AuditEvent
 from app.admin.api_clients import contract_to_dict, tenant_to_dict
 from app.admin.api_ops import key_to_dict
 from app.admin.charts import dashboard_charts
-from app.admin.console import bp, console_login_required, principal
+from app.admin.console import (
+    PAGE_SIZE, bp, console_login_required, done_or_refused, id_arg, principal, text_arg,
+)
 from app.admin.principals import AdminRefusal
 from app.admin.reach import (
     MAX_ID, account_in_reach, audit_in_reach, client_in_reach, clients_query, deliveries_query,
@@ -34,30 +36,8 @@ from app.oidc.keys import ensure_keys, rotate_keys
 from app.oidc.models import Client, SigningKey
 from app.tenants.models import Tenant
 
-PAGE_SIZE = 50
 #: How a person is looked up: the search form's choices (``operators.search_accounts`` criteria).
 SEARCH_BY = {"phone": "Phone number", "email": "Email address", "name": "Name"}
-
-
-def _done_or_refused(action, message: str) -> None:
-    """Run a service call; flash ``message``, or the service's refusal (a role or reach refusal
-    is the error page's)."""
-    try:
-        action()
-    except AdminRefusal:
-        raise
-    except TesseraError as error:
-        db.session.rollback()
-        flash(error.detail, "error")
-    else:
-        flash(message, "info")
-
-
-def _text_arg(name: str) -> str | None:
-    value = (request.args.get(name) or "").strip()
-    if len(value) > 200 or "\x00" in value:
-        raise AdminRefusal(400, "invalid_request", "Invalid request", f"{name} must be at most 200 characters")
-    return value or None
 
 
 # --- home ----------------------------------------------------------------------------------------
@@ -77,7 +57,7 @@ def people():
     by = request.args.get("by", "phone")
     if by not in SEARCH_BY:
         by = "phone"
-    query, found, error = _text_arg("q"), None, None
+    query, found, error = text_arg("q"), None, None
     if query:
         try:
             found = [operators.account_summary(a) for a in search_people(principal(), **{by: query})]
@@ -107,7 +87,7 @@ def _person_action(account_id: int, permission: tuple[str, str]) -> Account:
 def person_lock(account_id: int):
     account = _person_action(account_id, ("users", "support"))
     reason = (request.form.get("reason") or "").strip()[:500]
-    _done_or_refused(lambda: operators.lock(account.id, reason, actor=principal().actor), "Account locked.")
+    done_or_refused(lambda: operators.lock(account.id, reason, actor=principal().actor), "Account locked.")
     return redirect(url_for(".person", account_id=account_id), 303)
 
 
@@ -115,7 +95,7 @@ def person_lock(account_id: int):
 @console_login_required
 def person_unlock(account_id: int):
     account = _person_action(account_id, ("users", "support"))
-    _done_or_refused(lambda: operators.unlock(account.id, actor=principal().actor), "Account unlocked.")
+    done_or_refused(lambda: operators.unlock(account.id, actor=principal().actor), "Account unlocked.")
     return redirect(url_for(".person", account_id=account_id), 303)
 
 
@@ -123,7 +103,7 @@ def person_unlock(account_id: int):
 @console_login_required
 def person_logout(account_id: int):
     account = _person_action(account_id, ("sessions", "end"))
-    _done_or_refused(lambda: operators.logout(account.id, actor=principal().actor), "Sessions ended.")
+    done_or_refused(lambda: operators.logout(account.id, actor=principal().actor), "Sessions ended.")
     return redirect(url_for(".person", account_id=account_id), 303)
 
 
@@ -133,7 +113,7 @@ def person_logout(account_id: int):
 @console_login_required
 def tenants():
     principal().require("tenants", "read")
-    result = page_of(tenants_query(principal()), Tenant.id, limit=PAGE_SIZE, cursor=_text_arg("cursor"))
+    result = page_of(tenants_query(principal()), Tenant.id, limit=PAGE_SIZE, cursor=text_arg("cursor"))
     return render_template("admin/tenants.html", tenants=[tenant_to_dict(t) for t in result.rows],
                            next_cursor=result.next_cursor)
 
@@ -142,7 +122,7 @@ def tenants():
 @console_login_required
 def clients():
     principal().require("clients", "read")
-    result = page_of(clients_query(principal()), Client.id, limit=PAGE_SIZE, cursor=_text_arg("cursor"))
+    result = page_of(clients_query(principal()), Client.id, limit=PAGE_SIZE, cursor=text_arg("cursor"))
     return render_template("admin/clients.html", clients=[client_details(c) for c in result.rows],
                            next_cursor=result.next_cursor)
 
@@ -158,7 +138,7 @@ def client(client_id: str):
 def _set_disabled(client_id: str, disabled: bool):
     principal().require("clients", "update")
     client_in_reach(principal(), client_id)
-    _done_or_refused(lambda: set_client_disabled(client_id, disabled, actor=principal().actor),
+    done_or_refused(lambda: set_client_disabled(client_id, disabled, actor=principal().actor),
                      "Client disabled." if disabled else "Client enabled.")
     return redirect(url_for(".client", client_id=client_id), 303)
 
@@ -214,7 +194,7 @@ def delivery_retry(event_id: int):
     if event_id > MAX_ID:
         raise AdminRefusal(404, "not_found", "Not found", f"no delivery {event_id}")
     delivery_in_reach(principal(), event_id)
-    _done_or_refused(lambda: deliveries.retry(event_id=event_id, actor=principal().actor),
+    done_or_refused(lambda: deliveries.retry(event_id=event_id, actor=principal().actor),
                      f"Delivery {event_id} is due now.")
     return redirect(url_for(".deliveries_list"), 303)
 
@@ -245,14 +225,11 @@ def audit_log():
     """The audit events the principal reaches, newest first, filtered by kind (``login.*``),
     actor, person (account id) and client, paged by the API's cursors."""
     principal().require("audit", "read")
-    filters = {name: _text_arg(name) for name in ("kind", "actor", "person", "client")}
-    person_id = filters["person"]
-    if person_id is not None and (not person_id.isdigit() or not 0 < int(person_id) <= MAX_ID):
-        raise AdminRefusal(400, "invalid_request", "Invalid request", "person must be an account id")
+    filters = {name: text_arg(name) for name in ("kind", "actor", "person", "client")}
     query = audit_in_reach(principal(), audit.events_query(
-        account_id=int(person_id) if person_id else None, client_id=filters["client"], kind=filters["kind"],
+        account_id=id_arg("person"), client_id=filters["client"], kind=filters["kind"],
         actor=filters["actor"]))
-    result = page_of(query, AuditEvent.id, limit=PAGE_SIZE, cursor=_text_arg("cursor"), newest_first=True)
+    result = page_of(query, AuditEvent.id, limit=PAGE_SIZE, cursor=text_arg("cursor"), newest_first=True)
     next_url = url_for(".audit_log", cursor=result.next_cursor, **{k: v for k, v in filters.items() if v}) \
         if result.next_cursor else None
     return render_template("admin/audit.html", events=[audit.event_to_dict(e) for e in result.rows],

@@ -22,7 +22,7 @@ from app.admin.roles import CLIENT_SCOPES, PERMISSIONS, PERSON_SCOPE, role_of
 from app.errors import TesseraError
 from app.extensions import limiter
 from app.oidc.bearer import find_access_token
-from app.oidc.clients import get_client_by_pk
+from app.oidc.clients import get_client, get_client_by_pk
 
 
 class AdminRefusal(TesseraError):
@@ -84,6 +84,20 @@ def principal_from_token(token_string: str) -> Principal:
         raise AdminRefusal(403, "not_an_admin", "Forbidden", "this person holds no admin role")
     return Principal(actor=f"admin:{token.account_id}", role=row.role, tenant_id=row.tenant_id,
                      account_id=token.account_id)
+
+
+def describe_actor(actor: str) -> str | None:
+    """What a person reads about an event an admin caused on their account (the registry
+    ``actor_descriptions``, app.accounts.history): an admin person (``admin:<id>``) or an admin
+    client (``client:<id>`` registered with an admin scope) is "an administrator", never named."""
+    kind, _, name = actor.partition(":")
+    if kind == "admin":
+        return "by an administrator"
+    if kind == "client":
+        client = get_client(name)
+        if client is not None and any(scope in CLIENT_SCOPES for scope in client.scope.split()):
+            return "by an administrator"
+    return None
 
 
 def _rate_limit() -> str:

@@ -4,8 +4,9 @@ console (``/admin``) both ask, so the two never differ.
 Rules (docs/security.md, "Operator"):
 
 - A tenant admin reaches its tenant, its tenant's clients (and their deliveries), the people
-  related to its tenant (``app.partners.relationship.tenant_related_clause``), their merges, and
-  the audit events of its clients and of those people. Every other role reaches the whole hub.
+  related to its tenant (``app.partners.relationship.tenant_related_clause``), their merges, its
+  tenant's import jobs, and the audit events of its clients and of those people. Every other role
+  reaches the whole hub.
 - Whatever lies outside reach is unknown: ``AdminRefusal`` 404, never 403, so it does not leak.
 - Pages are ``limit`` rows in id order (``newest_first``: descending) after an opaque cursor;
   a cursor is only good for the list that gave it (400 ``invalid_cursor`` otherwise).
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from app.accounts import operators
 from app.accounts.models import Account, AuditEvent
 from app.admin.principals import AdminRefusal, Principal
+from app.bulk_import.models import ImportJob
 from app.events.models import OutboxEvent
 from app.extensions import db
 from app.merging.models import MergeRecord
@@ -93,6 +95,32 @@ def merges_query(principal: Principal):
         query = query.where(db.or_(tenant_related_clause(principal.tenant_id, MergeRecord.survivor_id),
                                    tenant_related_clause(principal.tenant_id, MergeRecord.absorbed_id)))
     return query
+
+
+def merge_in_reach(principal: Principal, merge_id: int) -> MergeRecord:
+    """The merge, if the principal reaches one of its two people (404 otherwise)."""
+    row = None
+    if 0 < merge_id <= MAX_ID:
+        row = db.session.scalar(merges_query(principal).where(MergeRecord.id == merge_id))
+    if row is None:
+        raise unknown(f"merge {merge_id}")
+    return row
+
+
+def imports_query(principal: Principal):
+    """Import jobs: a tenant admin's are its tenant's."""
+    query = db.select(ImportJob)
+    return query if principal.tenant_id is None else query.where(ImportJob.tenant_id == principal.tenant_id)
+
+
+def import_job_in_reach(principal: Principal, job_id: int) -> ImportJob:
+    """The import job, if the principal reaches its tenant (404 otherwise)."""
+    row = None
+    if 0 < job_id <= MAX_ID:
+        row = db.session.scalar(imports_query(principal).where(ImportJob.id == job_id))
+    if row is None:
+        raise unknown(f"import job {job_id}")
+    return row
 
 
 def deliveries_query(principal: Principal):

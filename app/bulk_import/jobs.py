@@ -1,12 +1,13 @@
 """Import jobs (flow 6): one job is one plan or run of a file for a tenant and a shard, with its
 policies, counters and checkpoint. Starting one (or resuming the unfinished run of the same file
 and shard), its summary and conflict report, the record of a run stopped by a ``fail``
-conflict, and the jobs as operators read them (``tessera import jobs|show``, later the admin API:
-``list_jobs``, ``job_details``). The dry run is app.bulk_import.dry_run, the run app.bulk_import.run."""
+conflict, and the jobs as operators read them (``tessera import jobs|show``, the admin API and
+console: ``list_jobs``, ``job_details``, ``job_progress``, ``conflict_report_lines``). The dry run is app.bulk_import.dry_run, the run app.bulk_import.run."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 
@@ -84,6 +85,28 @@ def job_conflicts(job_id: int, limit: int | None = None):
     for row in rows:
         yield Conflict(kind=row.kind, policy=row.policy, line=row.line, legacy_id=row.legacy_id, detail=row.detail,
                        other=row.other or {})
+
+
+def conflict_report_lines(job_id: int):
+    """The job's whole conflict report as JSON Lines (one conflict a line, in file order, streamed):
+    what the admin API and the console download."""
+    for conflict in job_conflicts(job_id):
+        yield json.dumps(conflict.row(), ensure_ascii=False, sort_keys=True, default=str) + "\n"
+
+
+def job_progress(job: ImportJob) -> float | None:
+    """The share of its file a job has gone through (0–1): 1 once completed; while running (or
+    after a failure) the committed checkpoint over the file's size, when the file is still where the
+    job read it; None when that cannot be known (a plan keeps no checkpoint)."""
+    if job.status == "completed":
+        return 1.0
+    if job.mode != "run":
+        return None
+    try:
+        size = os.path.getsize(job.file_name)
+    except OSError:
+        return None
+    return min(1.0, job.checkpoint_offset / size) if size > 0 else None
 
 
 def write_report(job: ImportJob, directory: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from app.accounts.models import Identity
 from app.extensions import db
 from app.oidc.models import Consent, SSOSession
@@ -149,3 +152,41 @@ def test_login_through_a_site_also_opens_the_account_pages(app, http, factories)
     authorize(browser, RelyingParty.for_client(http, ISSUER, client), account)
     page = browser.go(f"{ISSUER}/account/")
     assert page.status_code == 200 and account.phone in page.get_data(as_text=True)
+
+
+def _events(page) -> list[str]:
+    html = page.get_data(as_text=True)
+    return re.findall(r"<tr>(.*?)</tr>", html[html.index('<section id="events">'):html.index('<section id="close">')], re.S)
+
+
+def test_the_security_history_says_an_administrator_acted_never_who(app):
+    """An operator locks and unlocks the person at the command line: /account says "by an
+    administrator", without the operator's name or address; the person's own events say nothing more."""
+    me = make_account(app, phone=PHONE)
+    runner = app.test_cli_runner()
+    for args in (["users", "lock", str(me), "--reason", "reported stolen"], ["users", "unlock", str(me)]):
+        assert runner.invoke(args=args).exit_code == 0
+    rows = _events(hub_login(app, PHONE).go(f"{ISSUER}/account/"))
+    by_admin = [r for r in rows if '<span class="by">by an administrator</span>' in r]
+    assert {re.search(r"<td>([a-z_.]+)", r).group(1) for r in by_admin} == {"account.locked", "account.unlocked"}
+    assert not any("operator" in r for r in rows)
+    (login,) = [r for r in rows if "login.success" in r]
+    assert 'class="by"' not in login and "127.0.0.1" in login  # the person's own address
+
+
+def test_the_security_history_names_the_service_that_changed_the_account(app, http, factories):
+    """A tenant's legacy system (a client, not an administrator) created the account: the person
+    reads the service's name, not its client id."""
+    tenant = factories.tenant()
+    legacy = factories.client(tenant=tenant, grant_types=["client_credentials"], redirect_uris=[], scope="sync:write",
+                              name="Acme member database")
+    rp = RelyingParty(http, ISSUER, legacy.client_id, legacy.client_secret, None)
+    token = rp.token_request({"grant_type": "client_credentials", "scope": "sync:write"}).get_json()["access_token"]
+    legacy_password = "legacy password 1"
+    record = {"phone": PHONE, "phone_verified": True, "version": 1, "password_format": "salted_md5:{salt}{password}",
+              "password_hash": "s$" + hashlib.md5(b"s" + legacy_password.encode()).hexdigest()}
+    created = http.put(f"/api/sync/{tenant}/accounts/L1", json=record, headers={"Authorization": f"Bearer {token}"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    rows = _events(hub_login(app, PHONE, legacy_password).go(f"{ISSUER}/account/"))
+    assert any("legacy.created" in r and "by Acme member database" in r for r in rows), rows
+    assert not any(legacy.client_id in r for r in rows)

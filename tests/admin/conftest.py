@@ -1,5 +1,6 @@
 """Admin API callers: tokens issued by the hub itself — client credentials with an admin scope,
-or a person's token with the ``admin`` scope from the code flow with PKCE (the console's way)."""
+or a person's token with the ``admin`` scope from the code flow with PKCE (the console's way);
+and admin console operators: people holding a role, logged in to /admin in their own browser."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import ISSUER
-from tests.rp import Browser, RelyingParty, authorize, code_from
+from app.admin.console import ensure_console_client
+from app.admin.roles import grant_role
+from tests.rp import Browser, RelyingParty, authorize, code_from, csrf_token
 
 SCOPE_OF = {"super": "admin:super", "tenant_admin": "admin:tenant", "support": "admin:support", "auditor": "admin:audit"}
 
@@ -43,8 +46,6 @@ class Admins:
     def person_token(self, role: str | None, tenant: str | None = None) -> Caller:
         """A person (with ``role``, or none) logged in through the code flow with PKCE at a trusted
         public client allowed the ``admin`` scope; their access token."""
-        from app.admin.roles import grant_role
-
         console_tenant = self.factories.tenant()
         client = self.factories.client(tenant=console_tenant, public=True, trusted=True,
                                        redirect_uri="http://127.0.0.1/admin/callback", scope="openid admin")
@@ -63,3 +64,48 @@ class Admins:
 @pytest.fixture
 def admins(app, http, factories):
     return Admins(app, http, factories)
+
+
+# --- the admin console ---------------------------------------------------------------------------
+
+@pytest.fixture
+def console_client(app, factories):
+    tenant = factories.tenant()
+    with app.app_context():
+        client_id, changed = ensure_console_client(tenant, actor="operator:test")
+    assert changed
+    return client_id
+
+
+class Operator:
+    """A person holding ``role`` (or none), logged in to the console in their own browser."""
+
+    def __init__(self, app, factories, role: str | None, tenant: str | None = None):
+        self.account = factories.account()
+        if role is not None:
+            with app.app_context():
+                grant_role(self.account.id, role, tenant=tenant, actor="operator:test")
+        self.browser = Browser(app.test_client(), ISSUER)
+        self.http = self.browser.http
+
+    def log_in(self):
+        page = self.browser.go("/admin/login")
+        assert page.status_code == 200 and 'name="login"' in page.get_data(as_text=True)
+        return self.browser.login(page, self.account.phone, self.account.password)
+
+    def get(self, path: str):
+        return self.http.get(path)
+
+    def post_form(self, page_path: str, action: str, data: dict | None = None):
+        """POST ``action`` with the CSRF token of the page at ``page_path``."""
+        token = csrf_token(self.get(page_path).get_data(as_text=True))
+        return self.http.post(action, data={"csrf_token": token, **(data or {})})
+
+
+@pytest.fixture
+def operator(app, factories, console_client):
+    def make(role: str | None = "super", tenant: str | None = None) -> Operator:
+        op = Operator(app, factories, role, tenant)
+        op.log_in()
+        return op
+    return make

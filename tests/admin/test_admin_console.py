@@ -6,55 +6,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
-from app.admin.console import ensure_console_client
-from app.admin.roles import grant_role
+from tests.admin.conftest import Operator
 from tests.conftest import ISSUER
-from tests.rp import Browser, RelyingParty, csrf_token
-
-
-@pytest.fixture
-def console_client(app, factories):
-    tenant = factories.tenant()
-    with app.app_context():
-        client_id, changed = ensure_console_client(tenant, actor="operator:test")
-    assert changed
-    return client_id
-
-
-class Operator:
-    """A person holding ``role`` (or none), logged in to the console in their own browser."""
-
-    def __init__(self, app, factories, role: str | None, tenant: str | None = None):
-        self.account = factories.account()
-        if role is not None:
-            with app.app_context():
-                grant_role(self.account.id, role, tenant=tenant, actor="operator:test")
-        self.browser = Browser(app.test_client(), ISSUER)
-        self.http = self.browser.http
-
-    def log_in(self):
-        page = self.browser.go("/admin/login")
-        assert page.status_code == 200 and 'name="login"' in page.get_data(as_text=True)
-        return self.browser.login(page, self.account.phone, self.account.password)
-
-    def get(self, path: str):
-        return self.http.get(path)
-
-    def post_form(self, page_path: str, action: str, data: dict | None = None):
-        """POST ``action`` with the CSRF token of the page at ``page_path``."""
-        token = csrf_token(self.get(page_path).get_data(as_text=True))
-        return self.http.post(action, data={"csrf_token": token, **(data or {})})
-
-
-@pytest.fixture
-def operator(app, factories, console_client):
-    def make(role: str | None = "super", tenant: str | None = None) -> Operator:
-        op = Operator(app, factories, role, tenant)
-        op.log_in()
-        return op
-    return make
+from tests.rp import RelyingParty, csrf_token
 
 
 def _text(response) -> str:

@@ -2,8 +2,10 @@
 ``tessera demo seed`` makes a super admin — logs in through the hub's own login page, finds a
 person by their phone number as they would type it (keyboard only), unlocks them (an operator
 locked them with ``tessera users lock``), ends their sessions, rotates a client's secret, and
-finds each of those actions in the audit log. The console is used at a phone's width (390x844):
-the person page must not scroll sideways."""
+finds each of those actions in the audit log; follows an import job's progress and conflicts,
+disables an upstream, and reads the merges. The person then reads on /account that an
+administrator unlocked them. The console is used at a phone's width (390x844): no page may scroll
+sideways."""
 
 from __future__ import annotations
 
@@ -114,6 +116,46 @@ def test_operator_unlocks_ends_sessions_rotates_a_secret_and_audits_it(deploymen
         expect(page.locator("#audit-events")).to_contain_text("account.locked")  # the CLI's lock
         expect(page.locator("#audit-events")).to_contain_text("operator:cli")
         _no_sideways_scroll(page)
+
+        # 7. An import job: its progress and its conflicts, at a phone's width.
+        legacy = deployment.workdir / "legacy-members-exported-from-the-old-crm-system.jsonl"
+        legacy.write_text("".join(json.dumps({"legacy_id": f"m{i}", "phone": f"+1212555{i:04d}", "phone_verified": True,
+                                              "username": "pat"}) + "\n" for i in range(3)))
+        _must(deployment.tessera("import", "plan", str(legacy), "--tenant", "e2e-north",
+                                 "--report-dir", str(deployment.workdir / "plan-report")), "import plan")
+        page.goto(f"{issuer}/admin/imports")
+        expect(page.locator("#imports progress").first).to_be_visible()
+        _no_sideways_scroll(page)
+        page.locator("#imports a").first.click()
+        expect(page.locator("#job-status")).to_have_text("completed")
+        expect(page.locator("#job-progress")).to_have_attribute("value", "100.0")
+        expect(page.locator("#conflicts-by-kind")).to_contain_text("duplicate_username")
+        expect(page.locator("#conflict-report")).to_be_visible()
+        _no_sideways_scroll(page)
+
+        # 8. An upstream: disabled from the console.
+        _must(deployment.tessera("upstreams", "create", "--slug", "e2e-up", "--name", "E2E Upstream",
+                                 "--client-id", "e2e-upstream-client", "--claim-map", "openid=sub",
+                                 "--authorization-endpoint", "https://upstream.example/oauth/authorize",
+                                 "--token-endpoint", "https://upstream.example/oauth/token",
+                                 "--userinfo-endpoint", "https://upstream.example/oauth/userinfo"), "upstreams create")
+        page.goto(f"{issuer}/admin/upstreams")
+        page.get_by_role("button", name="Disable E2E Upstream").click()
+        expect(page.locator("#upstream-e2e-up .upstream-state")).to_have_text("disabled")
+        _no_sideways_scroll(page)
+        page.goto(f"{issuer}/admin/merges")
+        expect(page.locator("h1")).to_have_text("Merges")
+        _no_sideways_scroll(page)
+
+        # 9. The person reads who unlocked them: an administrator, not which one.
+        own = person.new_page()
+        own.goto(issuer + "/account/")
+        hub_login(own, issuer, login=PERSON_PHONE, password=PERSON_PASSWORD)
+        own.wait_for_url(issuer + "/account/")
+        events = own.locator("#events")
+        expect(events).to_contain_text("account.unlocked by an administrator")
+        expect(events).to_contain_text("account.locked by an administrator")
+        assert actor not in events.inner_text() and "operator:cli" not in events.inner_text()
     finally:
         operator.close()
         person.close()
