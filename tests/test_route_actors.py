@@ -73,7 +73,7 @@ ADMIN_PROBES = {
     "users_lock": ("POST", "/users/1/lock", {"reason": "x"}), "users_unlock": ("POST", "/users/1/unlock", None),
     "users_sessions": ("GET", "/users/1/sessions", None),
     "users_reset_password": ("POST", "/users/1/reset-password", {"generate": True}),
-    "users_revoke": ("POST", "/users/1/revoke", {}), "users_close": ("POST", "/users/1/close", {"reason": "x"}),
+    "users_revoke": ("POST", "/users/1/revoke", {}), "users_reset_mfa": ("POST", "/users/1/reset-mfa", None), "users_close": ("POST", "/users/1/close", {"reason": "x"}),
     "users_export": ("GET", "/users/1/export", None), "users_end_sessions": ("DELETE", "/users/1/sessions", None),
     "sessions_end": ("DELETE", "/sessions/abc", None), "sessions_list": ("GET", "/sessions", None), "audit_search": ("GET", "/audit", None),
     "audit_export": ("GET", "/audit/export", None), "tenants_delete": ("DELETE", "/tenants/TENANT", None),

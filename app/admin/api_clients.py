@@ -72,10 +72,11 @@ def tenants_create():
 
 
 def _policy(policy: dict) -> dict:
-    only_fields(policy, ("trust_all_clients", "login_chain"))
+    only_fields(policy, ("trust_all_clients", "login_chain", "require_mfa"))
     out = {}
-    if "trust_all_clients" in policy:
-        out["trust_all_clients"] = field(policy, "trust_all_clients", bool)
+    for flag in ("trust_all_clients", "require_mfa"):
+        if flag in policy:
+            out[flag] = field(policy, flag, bool)
     if "login_chain" in policy:
         out["login_chain"] = string_list(policy, "login_chain")
     return out
@@ -106,7 +107,8 @@ def tenants_update(slug: str):
         slug, actor=principal().actor, name=field(data, "name", str),
         color=("" if branding.get("primary_color") is None else branding["primary_color"]) if "primary_color" in branding else None,
         logo_uri=("" if branding.get("logo_uri") is None else branding["logo_uri"]) if "logo_uri" in branding else None,
-        trust_all_clients=policy.get("trust_all_clients"), login_chain=policy.get("login_chain"))
+        trust_all_clients=policy.get("trust_all_clients"), login_chain=policy.get("login_chain"),
+        require_mfa=policy.get("require_mfa"))
     return answer(tenant_to_dict(tenant), etag=True)
 
 
@@ -161,7 +163,7 @@ def field_arg(name: str) -> str | None:
 _CREATE_FIELDS = ("tenant", "client_name", "redirect_uris", "post_logout_redirect_uris", "token_endpoint_auth_method",
                   "subject_type", "sector_identifier_uri", "trusted", "grant_types", "scope", "jwks",
                   "id_token_signed_response_alg", "backchannel_logout_uri", "frontchannel_logout_uri",
-                  "initiate_login_uri", "events_endpoint", "client_id")
+                  "initiate_login_uri", "events_endpoint", "client_id", "default_acr_values")
 
 
 @bp.post("/clients")
@@ -188,7 +190,7 @@ def clients_create():
         backchannel_logout_uri=field(data, "backchannel_logout_uri", str),
         frontchannel_logout_uri=field(data, "frontchannel_logout_uri", str),
         initiate_login_uri=field(data, "initiate_login_uri", str), events_endpoint=field(data, "events_endpoint", str),
-        client_id=field(data, "client_id", str))
+        client_id=field(data, "client_id", str), default_acr_values=string_list(data, "default_acr_values"))
     row = registered.client
     audit.record("client.created", actor=principal().actor, client_id=row.id, client=row.client_id)
     db.session.commit()
@@ -205,7 +207,8 @@ def clients_show(client_id: str):
 _UPDATE_FIELDS = {"client_name": "name", "redirect_uris": "redirect_uris",
                   "post_logout_redirect_uris": "post_logout_redirect_uris",
                   "backchannel_logout_uri": "backchannel_logout_uri", "frontchannel_logout_uri": "frontchannel_logout_uri",
-                  "events_endpoint": "events_endpoint", "trusted": "trusted", "scope": "scope"}
+                  "events_endpoint": "events_endpoint", "trusted": "trusted", "scope": "scope",
+                  "default_acr_values": "default_acr_values"}
 
 
 @bp.patch("/clients/<client_id>")
@@ -216,7 +219,7 @@ def clients_update(client_id: str):
     only_fields(data, _UPDATE_FIELDS)
     changes = {}
     for name, service_name in _UPDATE_FIELDS.items():
-        if name in ("redirect_uris", "post_logout_redirect_uris"):
+        if name in ("redirect_uris", "post_logout_redirect_uris", "default_acr_values"):
             changes[service_name] = string_list(data, name)
         elif name == "trusted":
             changes[service_name] = field(data, name, bool)

@@ -21,6 +21,7 @@ from app.admin.blueprint import (
     MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
+from app.mfa.operators import reset_second_factors
 from app.admin.reach import account_in_reach, client_in_reach, audit_in_reach, reachable_accounts, search_people
 from app.extensions import db
 from app.oidc.logout import end_session
@@ -97,6 +98,15 @@ def users_reset_password(account_id: str):
     return answer({"user": operators.account_summary(result.account), "password": result.generated_password,
                    "sessions_ended": result.sessions_ended, "tokens_revoked": result.tokens_revoked,
                    "notified": result.notified, "not_notified": result.not_notified})
+
+
+@bp.post("/users/<account_id>/reset-mfa")
+@admin_required
+def users_reset_mfa(account_id: str):
+    """Remove every second factor of the person (a lost phone, checked at the help desk)."""
+    principal().require("users", "manage")
+    removed = reset_second_factors(_account(account_id).id, actor=principal().actor)
+    return answer({"removed": removed})
 
 
 @bp.post("/users/<account_id>/revoke")

@@ -73,6 +73,7 @@ SCHEMAS = {
     "Upstream": _obj(["slug", "name", "kind", "enabled"], slug=S, name=S, kind=S, enabled=B, has_client_secret=B),
     "Preview": {"type": "object"},
     "Export": {"type": "object"},
+    "Removed": _obj(["removed"], removed={"type": "object"}),
     "TenantDeleted": _obj(["deleted"], deleted={"type": "object"}),
     "Import": _obj(["id", "tenant", "status"], id=I, tenant=S, status=S),
     "PasswordReset": _obj(["user", "password", "sessions_ended", "tokens_revoked"], user=_ref("UserSummary"),
@@ -108,7 +109,8 @@ CLIENT_BODY = _obj(["tenant", "client_name"], tenant=S, client_name=S, redirect_
 CLIENT_PATCH = {"type": "object", "properties": {
     "client_name": S, "redirect_uris": {"type": "array", "items": S},
     "post_logout_redirect_uris": {"type": "array", "items": S}, "backchannel_logout_uri": N,
-    "frontchannel_logout_uri": N, "events_endpoint": N, "scope": S, "trusted": B}}
+    "frontchannel_logout_uri": N, "events_endpoint": N, "scope": S, "trusted": B,
+    "default_acr_values": {"type": "array", "items": S}}}
 CONTRACT_BODY = {"type": "object", "properties": {"read": {"type": "array", "items": S},
                                                   "write": {"type": "array", "items": S}, "subscribe": B,
                                                   "token_exchange": B}}
@@ -170,6 +172,8 @@ OPERATIONS = [
     ("post", "/users/{user_id}/reset-password", "resetPassword",
      "A new password (given, or generated and in the answer once); sessions and tokens end; the person is told",
      [_path("user_id")], RESET_BODY, 200, "PasswordReset", (403, 404, 409, 503), False),
+    ("post", "/users/{user_id}/reset-mfa", "resetSecondFactors", "Remove every second factor of the person",
+     [_path("user_id")], None, 200, "Removed", (403, 404, 409, 503), False),
     ("post", "/users/{user_id}/revoke", "revokeUserAccess", "Delete consents and revoke tokens (all clients, or one)",
      [_path("user_id")], REVOKE_BODY, 200, "Revocation", (403, 404, 409, 503), False),
     ("post", "/users/{user_id}/close", "closeUser", "Close the account (identities kept for the cooling-off)",

@@ -67,21 +67,27 @@ def clients_show(client_id, as_json) -> None:
 @click.option("--events-endpoint", help='"" removes it.')
 @click.option("--trusted/--not-trusted", default=None, help="First-party client: consent is implied.")
 @click.option("--scope", help="Space-separated scopes the client may ask for (replaces them).")
+@click.option("--default-acr-value", "default_acr_values", multiple=True,
+              help="Repeatable; replaces them. The lowest is the assurance level every login to the client needs.")
+@click.option("--no-default-acr-values", is_flag=True, help="No assurance level required of logins.")
 @json_option
 @with_appcontext
 @reports_errors
 def clients_update(client_id, name, redirect_uris, post_logout_redirect_uris, no_post_logout_redirect_uris,
                    backchannel_logout_uri, frontchannel_logout_uri, events_endpoint, trusted, scope,
-                   as_json) -> None:
+                   default_acr_values, no_default_acr_values, as_json) -> None:
     """Change the given fields of a client, checked like a registration; others stay."""
     if no_post_logout_redirect_uris and post_logout_redirect_uris:
         raise click.UsageError("--no-post-logout-redirect-uris and --post-logout-redirect-uri exclude each other")
     post_logout = [] if no_post_logout_redirect_uris else (list(post_logout_redirect_uris) or None)
+    if no_default_acr_values and default_acr_values:
+        raise click.UsageError("--no-default-acr-values and --default-acr-value exclude each other")
+    acr_values = [] if no_default_acr_values else (list(default_acr_values) or None)
     row = update_client(
         client_id, actor=ACTOR, name=name, redirect_uris=list(redirect_uris) or None,
         post_logout_redirect_uris=post_logout, backchannel_logout_uri=backchannel_logout_uri,
         frontchannel_logout_uri=frontchannel_logout_uri, events_endpoint=events_endpoint, trusted=trusted,
-        scope=scope,
+        scope=scope, default_acr_values=acr_values,
     )
     if as_json:
         echo_json(client_details(row))

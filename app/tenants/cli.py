@@ -100,16 +100,19 @@ def tenants_show(slug, as_json) -> None:
               help="Every client of the tenant is first-party: no consent page.")
 @click.option("--login-chain", "login_chain", multiple=True, help="Repeatable; replaces the tenant's login chain.")
 @click.option("--no-login-chain", is_flag=True, help="Empty the tenant's login chain.")
+@click.option("--require-mfa/--no-require-mfa", default=None,
+              help="Every login to a client of the tenant needs two factors (urn:tessera:loa:2).")
 @json_option
 @with_appcontext
 @reports_errors
-def tenants_update(slug, name, color, logo_uri, trust_all_clients, login_chain, no_login_chain, as_json) -> None:
+def tenants_update(slug, name, color, logo_uri, trust_all_clients, login_chain, no_login_chain, require_mfa,
+                   as_json) -> None:
     """Change the given fields of a tenant; the others stay."""
     if no_login_chain and login_chain:
         raise click.UsageError("--no-login-chain and --login-chain exclude each other")
     chain = [] if no_login_chain else (list(login_chain) or None)
     tenant = update_tenant(slug, actor="operator:cli", name=name, color=color, logo_uri=logo_uri,
-                           trust_all_clients=trust_all_clients, login_chain=chain)
+                           trust_all_clients=trust_all_clients, login_chain=chain, require_mfa=require_mfa)
     if as_json:
         echo_json(_tenant_details(tenant))
     else:

@@ -81,10 +81,10 @@ def client_count(tenant: Tenant) -> int:
 
 def update_tenant(slug: str, *, actor: str, name: str | None = None, color: str | None = None,
                   logo_uri: str | None = None, trust_all_clients: bool | None = None,
-                  login_chain: list[str] | None = None) -> Tenant:
+                  login_chain: list[str] | None = None, require_mfa: bool | None = None) -> Tenant:
     """Change the given fields (None leaves one as it is; an empty ``color`` or ``logo_uri``
     removes it), keeping the other branding and policy keys. Audited as ``tenant.updated``."""
-    if all(v is None for v in (name, color, logo_uri, trust_all_clients, login_chain)):
+    if all(v is None for v in (name, color, logo_uri, trust_all_clients, login_chain, require_mfa)):
         raise InvalidInput("nothing to change: give at least one field")
     tenant = get_tenant(slug)
     changed = []
@@ -103,7 +103,8 @@ def update_tenant(slug: str, *, actor: str, name: str | None = None, color: str 
             changed.append(key)
     tenant.branding = check_branding(branding)
     policy = dict(tenant.policy or {})
-    for key, value in (("trust_all_clients", trust_all_clients), ("login_chain", login_chain)):
+    for key, value in (("trust_all_clients", trust_all_clients), ("login_chain", login_chain),
+                       ("require_mfa", require_mfa)):
         if value is not None:
             policy[key] = list(value) if key == "login_chain" else value
             changed.append(key)

@@ -210,3 +210,42 @@ def test_an_operator_resets_the_second_factors(app, factories):
     with app.app_context():
         event = db.session.scalar(db.select(AuditEvent).filter_by(account_id=person.id, kind="mfa.reset"))
         assert event.actor == "operator:cli"
+
+
+def test_operators_set_the_policies_by_cli_and_admin_api(app, factories, http, admins):
+    tenant = factories.tenant()
+    site = factories.client(tenant=tenant, trusted=True)
+    runner = app.test_cli_runner()
+    bad = runner.invoke(args=["clients", "update", site.client_id, "--default-acr-value", "gold"])
+    assert bad.exit_code == 1 and "unsupported acr values" in bad.output
+    ok = runner.invoke(args=["clients", "update", site.client_id, "--default-acr-value", LOA2, "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["default_acr_values"] == [LOA2]
+    person = factories.account()
+    browser, rp = _rp(app, site)
+    _, step = authorize(browser, rp, person)
+    assert step.request.path.endswith("/mfa")
+    assert runner.invoke(args=["clients", "update", site.client_id, "--no-default-acr-values"]).exit_code == 0
+
+    admin = admins.client_token("super")
+    shown = http.get(f"/api/admin/v1/tenants/{tenant}", headers=admin.headers)
+    changed = http.patch(f"/api/admin/v1/tenants/{tenant}", json={"policy": {"require_mfa": True}},
+                         headers={**admin.headers, "If-Match": shown.headers["ETag"]})
+    assert changed.status_code == 200 and changed.get_json()["policy"]["require_mfa"] is True
+    browser, rp = _rp(app, site)
+    _, step = authorize(browser, rp, factories.account())
+    assert step.request.path.endswith("/mfa")
+    assert runner.invoke(args=["tenants", "update", tenant, "--no-require-mfa"]).exit_code == 0
+    browser, rp = _rp(app, site)
+    _, response = authorize(browser, rp, factories.account())
+    assert response.status_code == 302
+
+
+def test_the_admin_api_resets_second_factors_for_a_super_admin_only(app, factories, http, admins):
+    person = factories.account()
+    enrol(app, person)
+    support = admins.client_token("support")
+    assert http.post(f"/api/admin/v1/users/{person.id}/reset-mfa", headers=support.headers).status_code == 403
+    admin = admins.client_token("super")
+    reset = http.post(f"/api/admin/v1/users/{person.id}/reset-mfa", headers=admin.headers)
+    assert reset.status_code == 200 and reset.get_json()["removed"]["totp"] == 11
+    assert http.post(f"/api/admin/v1/users/{person.id}/reset-mfa", headers=admin.headers).status_code == 409
