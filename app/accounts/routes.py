@@ -34,7 +34,7 @@ def _resume(interaction):
     return redirect(url_for("oidc.resume", uid=interaction.uid))
 
 
-def _logged_in(interaction, account, amr: list[str]):
+def logged_in(interaction, account, amr: list[str]):
     """A first factor passed. When the account has a second factor, or the request needs more
     than one factor, the login goes on to the second-factor step (app/mfa); otherwise it is done."""
     need = authorization.interaction_requirement(interaction)
@@ -83,7 +83,7 @@ def login(uid: str):
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
-            return _logged_in(interaction, account, ["pwd"])
+            return logged_in(interaction, account, ["pwd"])
     status = 401 if error else 200
     return render_template(
         "accounts/login.html", form=form, continue_form=continue_form, client=client,
@@ -149,7 +149,7 @@ def otp_code(uid: str):
         except AuthenticationFailed as exc:
             return _render_otp("accounts/otp_code.html", interaction, 401, form=form, error=exc.detail)
         if result.outcome == "login":
-            return _logged_in(interaction, result.account, ["sms"])
+            return logged_in(interaction, result.account, ["sms"])
         if result.outcome == "signup":
             return redirect(url_for("accounts.otp_signup", uid=uid), 303)
         if result.outcome == "dormant":
@@ -173,7 +173,7 @@ def otp_signup(uid: str):
         if form.validate_on_submit():
             account = phone_login.sign_up(challenge_uid, form.name.data, form.password.data,
                                           client_id=interaction.client.id)
-            return _logged_in(interaction, account, ["sms"])
+            return logged_in(interaction, account, ["sms"])
     except AuthenticationFailed:
         return _start_over(uid)
     except InvalidInput as exc:
@@ -199,7 +199,7 @@ def otp_dormant(uid: str):
         phone_login.verified_phone(challenge_uid)
         if form.validate_on_submit():
             account = phone_login.prove_dormant(challenge_uid, form.password.data, client_id=interaction.client.id)
-            return _logged_in(interaction, account, ["pwd", "sms"])
+            return logged_in(interaction, account, ["pwd", "sms"])
     except AuthenticationFailed as exc:
         if exc.detail == phone_login.START_OVER:
             return _start_over(uid)
@@ -223,7 +223,7 @@ def otp_fresh(uid: str):
         return _start_over(uid)
     except InvalidInput as exc:
         return _render_dormant(interaction, 400, error=exc.detail, fresh=form)
-    return _logged_in(interaction, account, ["sms"])
+    return logged_in(interaction, account, ["sms"])
 
 
 @bp.get("/verify-email/<token>")

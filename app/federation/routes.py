@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from app.accounts.login import authenticate_password
+from app.accounts.routes import logged_in
 from app.accounts.sms import SmsDeliveryFailed
 from app.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, RateLimited
 from app.federation import linking, providers, upstream
 from app.federation.forms import CreateAccountForm, LinkCodeForm, LinkPasswordForm, LinkPhoneForm
 from app.federation.models import PendingUpstreamLogin
 from app.net import OutboundError
-from app.oidc import authorization, logout
-from app.oidc.sessions import current_session, set_session_cookie, start_session
+from app.oidc import authorization
 
 bp = Blueprint("federation", __name__)
 
@@ -52,14 +52,9 @@ def _expired_page():
 
 
 def _log_in(interaction, account, amr: list[str]):
-    """Start a hub session for ``account``, complete the login interaction and resume it."""
-    previous = current_session()
-    new_session, cookie_value = start_session(account, amr=amr)
-    logout.replace_session(previous, new_session)
-    authorization.complete_login(interaction, new_session)
-    response = make_response(redirect(url_for("oidc.resume", uid=interaction.uid)))
-    set_session_cookie(response, cookie_value, new_session)
-    return response
+    """The upstream login (and any proof) is the first factor: the hub's login goes on as for a
+    password (``app.accounts.routes.logged_in``: a second factor when the account has one)."""
+    return logged_in(interaction, account, amr)
 
 
 @bp.get("/upstream/<slug>/start")

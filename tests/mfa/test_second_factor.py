@@ -249,3 +249,4 @@ def test_the_admin_api_resets_second_factors_for_a_super_admin_only(app, factori
     reset = http.post(f"/api/admin/v1/users/{person.id}/reset-mfa", headers=admin.headers)
     assert reset.status_code == 200 and reset.get_json()["removed"]["totp"] == 11
     assert http.post(f"/api/admin/v1/users/{person.id}/reset-mfa", headers=admin.headers).status_code == 409
+
