@@ -100,6 +100,12 @@ def tenants_update(slug: str):
     policy = _policy(field(data, "policy", dict) or {})
     tenant = _tenant(slug, lock=True)
     check_if_match(tenant_to_dict(tenant))
+    chain = policy.get("login_chain") or []
+    if chain and principal().tenant_id is not None:
+        own = set(db.session.scalars(db.select(Client.client_id).where(Client.client_id.in_(chain),
+                                                                      Client.tenant_id == tenant.id)))
+        if set(chain) - own:
+            raise refuse(403, "forbidden", "a tenant admin chains only its own tenant's clients")
     for key in ("primary_color", "logo_uri"):
         if key in branding and not isinstance(branding[key], (str, type(None))):
             raise refuse(400, "invalid_request", f"branding.{key} must be a string or null")

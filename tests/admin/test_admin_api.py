@@ -313,3 +313,16 @@ def test_sessions_list_is_cut_to_the_tenant_admins_reach(http, admins, factories
     assert {ours.id, theirs.id} <= seen
     only = http.get(f"{BASE}/sessions", query_string={"user": theirs.id}, headers=admin.headers).get_json()["items"]
     assert {s["account_id"] for s in only} == {theirs.id}
+
+
+def test_a_tenant_admin_chains_only_its_own_clients(http, admins, factories):
+    mine = factories.tenant()
+    own, foreign = factories.client(tenant=mine), factories.client()
+    caller = admins.client_token("tenant_admin", mine)
+    etag = http.get(f"{BASE}/tenants/{mine}", headers=caller.headers).headers["ETag"]
+    refused = http.patch(f"{BASE}/tenants/{mine}", json={"policy": {"login_chain": [foreign.client_id]}},
+                         headers={**caller.headers, "If-Match": etag})
+    assert refused.status_code == 403
+    ok = http.patch(f"{BASE}/tenants/{mine}", json={"policy": {"login_chain": [own.client_id]}},
+                    headers={**caller.headers, "If-Match": etag})
+    assert ok.status_code == 200 and ok.get_json()["policy"]["login_chain"] == [own.client_id]
