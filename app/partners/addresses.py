@@ -2,8 +2,9 @@
 deletes entries under its data contract (the ``addresses`` claim).
 
 A person has at most ``MAX_ADDRESSES`` entries; replacing or deleting one needs ``If-Match`` with
-that entry's ETag; every change needs the contract's ``write_acr`` (``Contract.require_write_assurance``). Every read and change is audited and every change noted for subscribed
-partners (``app.partners.changes``).
+that entry's ETag; every change needs the level of the contract's ``write_acr``
+(``Contract.require_write_assurance``). Every read and change is audited and every change noted for
+subscribed partners (``app.partners.changes``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ it, field by field. A client reads or writes a person's data only when (1) its c
 the claim, (2) the person is related to the client or its tenant (``app.partners.relationship``:
 first-party clients are not exempt) and (3) the person agreed to share with this client: a
 consent covering the ``partner`` scope, or the tenant's agreement for a first-party client
-(``is_trusted``).
+(``is_trusted``). A contract may also demand a level of the person's authentication for writes
+(``write_acr``, RFC 9470: ``Contract.require_write_assurance``).
 """
 
 from __future__ import annotations
