@@ -295,6 +295,7 @@ def contract_to_dict(row: Client) -> dict:
     return {"client_id": row.client_id,
             "read": list(contract.read_claims) if contract else [], "write": list(contract.write_claims) if contract else [],
             "subscribe": bool(contract.subscribe) if contract else False,
+            "write_acr": contract.write_acr if contract else None,
             "token_exchange": "urn:ietf:params:oauth:grant-type:token-exchange" in row.grant_types,
             "events_endpoint": row.events_endpoint}
 
@@ -311,11 +312,12 @@ def clients_contract(client_id: str):
 def clients_set_contract(client_id: str):
     principal().require("clients", "update")
     data = body()
-    only_fields(data, ("read", "write", "subscribe", "token_exchange"))
+    only_fields(data, ("read", "write", "subscribe", "token_exchange", "write_acr"))
     read, write = string_list(data, "read"), string_list(data, "write")
     subscribe, token_exchange = field(data, "subscribe", bool), field(data, "token_exchange", bool)
+    write_acr = field(data, "write_acr", str, nullable=True)
     row = _client(client_id, lock=True)
     check_if_match(contract_to_dict(row))
     row, _ = set_contract(client_id, read=read or [], write=write or [], subscribe=bool(subscribe),
-                          token_exchange=token_exchange, actor=principal().actor)
+                          token_exchange=token_exchange, write_acr=write_acr, actor=principal().actor)
     return answer(contract_to_dict(row), etag=True)

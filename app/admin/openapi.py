@@ -4,6 +4,7 @@ types and bodies as documented). Built from ``OPERATIONS``: one row per operatio
 
 from __future__ import annotations
 
+from app.oidc.assurance import ACR_VALUES_SUPPORTED
 from app.partners.openapi import problem_answer, problem_schema
 
 BASE = "/api/admin/v1"
@@ -55,7 +56,7 @@ SCHEMAS = {
                    previous_secret_expires_at=TIME_N),
     "Contract": _obj(["client_id", "read", "write", "subscribe", "token_exchange"], client_id=S,
                      read={"type": "array", "items": S}, write={"type": "array", "items": S}, subscribe=B,
-                     token_exchange=B, events_endpoint=N),
+                     token_exchange=B, events_endpoint=N, write_acr=N),
     "UserSummary": _obj(["id", "status", "identities"], id=I, status=S, name=N,
                         identities={"type": "array", "items": S}, created_at=TIME_N, last_login_at=TIME_N),
     "User": _obj(["id", "status", "identities", "sessions", "consents", "merges", "events"], id=I, status=S,
@@ -113,7 +114,9 @@ CLIENT_PATCH = {"type": "object", "properties": {
     "default_acr_values": {"type": "array", "items": S}}}
 CONTRACT_BODY = {"type": "object", "properties": {"read": {"type": "array", "items": S},
                                                   "write": {"type": "array", "items": S}, "subscribe": B,
-                                                  "token_exchange": B}}
+                                                  "token_exchange": B,
+                                                  "write_acr": {"type": ["string", "null"],
+                                                                "enum": [*ACR_VALUES_SUPPORTED, None]}}}
 MERGE_BODY = _obj(["survivor", "absorbed", "reason"], survivor={"type": "integer", "minimum": 1},
                   absorbed={"type": "integer", "minimum": 1}, reason=S, regrant_consents=B)
 PREVIEW_BODY = _obj(["survivor", "absorbed"], survivor={"type": "integer", "minimum": 1},

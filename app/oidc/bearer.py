@@ -60,6 +60,11 @@ class TokenRecord(TokenLifetime):
     account_active: bool
     scope: str
     claims: dict | None
+    #: The person's authentication the token stands on (OIDC Core 2: auth_time, acr, amr); None
+    #: for a client-credentials token.
+    auth_time: int | None
+    acr: str | None
+    amr: list | None
     issued_at: int
     expires_in: int
     refresh_expires_at: int | None
@@ -82,8 +87,8 @@ class TokenRecord(TokenLifetime):
 
 
 _TOKEN_COLUMNS = (
-    Token.id, Token.client_id, Token.family_id, Token.account_id, Token.scope, Token.claims, Token.issued_at, Token.expires_in,
-    Token.refresh_expires_at, Token.refresh_used_at, Token.revoked_at,
+    Token.id, Token.client_id, Token.family_id, Token.account_id, Token.scope, Token.claims, Token.auth_time, Token.acr,
+    Token.amr, Token.issued_at, Token.expires_in, Token.refresh_expires_at, Token.refresh_used_at, Token.revoked_at,
 )
 _IDENTITY_KINDS = ("phone", "email")
 
@@ -166,8 +171,8 @@ def _claim_fields(account_id: int, values) -> ClaimFields:
 
 def _record(row, presented_as: str, with_claims: bool) -> TokenRecord:
     n = len(_TOKEN_COLUMNS)
-    token = dict(zip(("id", "client_id", "family_id", "account_id", "scope", "claims", "issued_at", "expires_in",
-                      "refresh_expires_at", "refresh_used_at", "revoked_at"), row[:n]))
+    token = dict(zip(("id", "client_id", "family_id", "account_id", "scope", "claims", "auth_time", "acr", "amr",
+                      "issued_at", "expires_in", "refresh_expires_at", "refresh_used_at", "revoked_at"), row[:n]))
     status = row[n]
     account = None
     if with_claims and token["account_id"] is not None:

@@ -163,6 +163,10 @@ def _save_token(token: dict, request) -> None:
     code = getattr(request, "authorization_code", None)
     previous = getattr(request, "refresh_token", None)
     source = code or previous
+    # The person's authentication the new token stands on: the code's, the refresh token's, or
+    # (a grant trading one token for another, RFC 8693) ``request.subject_token``'s; a
+    # client-credentials token has none.
+    authn = source or getattr(request, "subject_token", None)
     refresh = token.get("refresh_token")
     db.session.execute(_INSERT_TOKEN, dict(
         client_id=client.id,
@@ -174,9 +178,9 @@ def _save_token(token: dict, request) -> None:
         scope=token.get("scope", ""),
         claims=source.claims if source is not None else None,
         sid=source.sid if source is not None else None,
-        auth_time=source.auth_time if source is not None else None,
-        acr=source.acr if source is not None else None,
-        amr=source.amr if source is not None else None,
+        auth_time=authn.auth_time if authn is not None else None,
+        acr=authn.acr if authn is not None else None,
+        amr=authn.amr if authn is not None else None,
         issued_at=now,
         expires_in=int(token["expires_in"]),
         refresh_expires_at=now + current_app.config["TESSERA_REFRESH_TOKEN_TTL"] if refresh else None,
@@ -397,6 +401,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         }
         if token.account_id is not None:
             payload["sub"] = subject_for(client, token.account_id)
+            # RFC 9470 6.2: the authentication the token stands on, for a resource server to judge.
+            payload.update({name: value for name in ("acr", "auth_time") if (value := getattr(token, name)) is not None})
         commit_if_begun()  # the first subject mapping of this (sector, account) may have been recorded
         return payload
 

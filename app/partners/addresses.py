@@ -2,8 +2,9 @@
 deletes entries under its data contract (the ``addresses`` claim).
 
 A person has at most ``MAX_ADDRESSES`` entries; replacing or deleting one needs ``If-Match`` with
-that entry's ETag. Every read and change is audited and every change noted for subscribed
-partners (``app.partners.changes``).
+that entry's ETag; every change needs the level of the contract's ``write_acr``
+(``Contract.require_write_assurance``). Every read and change is audited and every change noted for
+subscribed partners (``app.partners.changes``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def _require(contract: Contract, claim: str, write: bool) -> None:
                            f"{claim!r} is not in this client's {'write' if write else 'read'} contract")
 
 
+def _require_write(client: Client, token_level: int) -> None:
+    """A change of the address book: in the write contract, by a token whose authentication
+    (``token_level``) reaches the contract's ``write_acr``."""
+    contract = require_contract(client)
+    contract.require_write_assurance(token_level)
+    _require(contract, "addresses", write=True)
+
+
 def list_addresses(client: Client, sub: str, bound_account_id: int | None) -> list[dict]:
     contract = require_contract(client)
     _require(contract, "addresses", write=False)
@@ -47,9 +56,8 @@ def list_addresses(client: Client, sub: str, bound_account_id: int | None) -> li
     return entries
 
 
-def add_address(client: Client, sub: str, bound_account_id: int | None, value) -> dict:
-    contract = require_contract(client)
-    _require(contract, "addresses", write=True)
+def add_address(client: Client, sub: str, bound_account_id: int | None, value, *, token_level: int) -> dict:
+    _require_write(client, token_level)
     entry = address_value(value, ENTRY_FIELDS, "an address")
     if not entry:
         raise invalid_value("an address needs at least one member")
@@ -74,9 +82,8 @@ def _address_of(account: Account, address_id: str) -> AccountAddress:
 
 
 def replace_address(client: Client, sub: str, bound_account_id: int | None, address_id: str, value,
-                    if_match: str | None) -> dict:
-    contract = require_contract(client)
-    _require(contract, "addresses", write=True)
+                    if_match: str | None, *, token_level: int) -> dict:
+    _require_write(client, token_level)
     entry = address_value(value, ENTRY_FIELDS, "an address")
     if not entry:
         raise invalid_value("an address needs at least one member")
@@ -95,9 +102,9 @@ def replace_address(client: Client, sub: str, bound_account_id: int | None, addr
     return address_entry(row)
 
 
-def delete_address(client: Client, sub: str, bound_account_id: int | None, address_id: str, if_match: str | None) -> None:
-    contract = require_contract(client)
-    _require(contract, "addresses", write=True)
+def delete_address(client: Client, sub: str, bound_account_id: int | None, address_id: str, if_match: str | None, *,
+                   token_level: int) -> None:
+    _require_write(client, token_level)
     if if_match is None or if_match.strip() == "*":
         check_if_match(if_match, "")
     account = lock_person(person(client, sub, bound_account_id))

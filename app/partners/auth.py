@@ -8,6 +8,7 @@ from functools import wraps
 from flask import current_app, g, request
 
 from app.extensions import limiter
+from app.oidc.assurance import level
 from app.oidc.bearer import find_access_token
 from app.oidc.clients import get_client_by_pk
 from app.problems import problem
@@ -22,9 +23,11 @@ def _client_key() -> str:
 
 
 def client_token_required(scope: str, rate_limit=_rate_limit):
-    """The request carries a live access token with ``scope``: its client is ``g.client``, and
-    ``g.token_account_id`` the person a token obtained on someone's behalf is bound to (else None).
-    Then the client's rate limit applies (flask-limiter, keyed by client id)."""
+    """The request carries a live access token with ``scope``: its client is ``g.client``,
+    ``g.token_account_id`` the person a token obtained on someone's behalf is bound to (else None)
+    and ``g.token_level`` the assurance level of that person's authentication (0 for a token of no
+    person: client credentials). Then the client's rate limit applies (flask-limiter, keyed by
+    client id)."""
     def decorator(view):
         limited = limiter.limit(rate_limit, key_func=_client_key)(view)
 
@@ -45,6 +48,7 @@ def client_token_required(scope: str, rate_limit=_rate_limit):
                                reason="insufficient_scope")
             g.client = client
             g.token_account_id = token.account_id
+            g.token_level = level(token.acr) if token.account_id is not None else 0
             return limited(*args, **kwargs)
         return wrapper
     return decorator

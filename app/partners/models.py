@@ -27,6 +27,9 @@ class DataContract(db.Model):
     subscribe: Mapped[bool] = mapped_column(default=False)
     #: Hex salt of the phone hashes this client may look people up by (sha256(salt || E.164)).
     lookup_salt: Mapped[str] = mapped_column(String(64))
+    #: The assurance level (an ``acr`` of ``app.oidc.assurance``) a person's authentication must
+    #: reach for this client to write their shared claims (RFC 9470); None: any token may write.
+    write_acr: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

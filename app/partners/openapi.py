@@ -26,6 +26,9 @@ REASONS = {
     429: ["rate_limited"],
     503: ["account_busy"],
 }
+#: Only writes give it: RFC 9470 3, under a contract with ``write_acr`` (app.partners.contracts).
+STEP_UP_REASON = "insufficient_user_authentication"
+WRITE_REASONS = {**REASONS, 401: [*REASONS[401], STEP_UP_REASON]}
 DESCRIPTIONS = {
     400: "Malformed request", 401: "No valid bearer token", 403: "Not allowed (scope, contract, policy)",
     404: "Unknown, not related to this client or its tenant, or not shared with it (one answer for all)",
@@ -52,12 +55,27 @@ def problem_schema(reasons: dict) -> dict:
     }
 
 
-def _problem(status: int) -> dict:
-    return problem_answer(status, DESCRIPTIONS, REASONS)
+def _problem(status: int, write: bool = False) -> dict:
+    answer = problem_answer(status, DESCRIPTIONS, WRITE_REASONS if write else REASONS)
+    if write and status == 401:
+        answer["description"] += (f"; {STEP_UP_REASON}: the contract's write_acr needs a token on the person's "
+                                  "behalf whose authentication reaches acr_values (RFC 9470)")
+        challenge = ("the bearer challenge (RFC 6750 3); with insufficient_user_authentication: Bearer "
+                     'error="insufficient_user_authentication", error_description="…", acr_values="<acr>" (RFC 9470 3)')
+        answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": challenge}}
+    return answer
 
 
-def _errors(*statuses: int) -> dict:
-    return {str(s): _problem(s) for s in sorted({400, 401, 429, *statuses})}  # 400: any request may be malformed
+def _errors(*statuses: int, write: bool = False) -> dict:
+    # 400: any request may be malformed
+    return {str(s): _problem(s, write) for s in sorted({400, 401, 429, *statuses})}
+
+
+def _problem_schema() -> dict:
+    schema = problem_schema(WRITE_REASONS)
+    schema["properties"]["acr_values"] = {
+        "type": "string", "description": f"with {STEP_UP_REASON}: the acr the person must authenticate at"}
+    return schema
 
 
 def _json(schema: dict, description: str, etag: bool = False) -> dict:
@@ -109,7 +127,7 @@ def _schemas() -> dict:
         },
     }
     return {
-        "Problem": problem_schema(REASONS),
+        "Problem": _problem_schema(),
         "Provenance": {
             "type": "object", "required": ["source", "client_id", "at"],
             "properties": {"source": {"type": "string", "enum": ["partner", "self", "registration", "hub"]},
@@ -148,7 +166,7 @@ def openapi_document(issuer: str) -> dict:
                 "application/merge-patch+json": {"schema": _ref("UserPatch")},
                 "application/json": {"schema": _ref("UserPatch")}}},
             "responses": {"200": _json(_ref("User"), "The person after the change", etag=True),
-                          **_errors(400, 403, 404, 412, 413, 422, 428, 503)},
+                          **_errors(400, 403, 404, 412, 413, 422, 428, 503, write=True)},
         },
     }
     return {
@@ -215,7 +233,7 @@ def openapi_document(issuer: str) -> dict:
                     "security": [{"partner": ["partner:write"]}], "parameters": [SUB_PARAM],
                     "requestBody": _body(_ref("AddressInput")),
                     "responses": {"201": _json(_ref("Address"), "The new entry", etag=True),
-                                  **_errors(400, 403, 404, 413, 422, 503)},
+                                  **_errors(400, 403, 404, 413, 422, 503, write=True)},
                 },
             },
             "/api/users/{sub}/addresses/{address_id}": {
@@ -224,13 +242,14 @@ def openapi_document(issuer: str) -> dict:
                     "tags": ["addresses"], "security": [{"partner": ["partner:write"]}],
                     "parameters": [SUB_PARAM, ADDRESS_PARAM, IF_MATCH], "requestBody": _body(_ref("AddressInput")),
                     "responses": {"200": _json(_ref("Address"), "The entry after the change", etag=True),
-                                  **_errors(400, 403, 404, 412, 413, 422, 428, 503)},
+                                  **_errors(400, 403, 404, 412, 413, 422, 428, 503, write=True)},
                 },
                 "delete": {
                     "operationId": "deleteAddress", "summary": "Remove an entry (If-Match: the entry's ETag)",
                     "tags": ["addresses"], "security": [{"partner": ["partner:write"]}],
                     "parameters": [SUB_PARAM, ADDRESS_PARAM, IF_MATCH],
-                    "responses": {"204": {"description": "Removed"}, **_errors(403, 404, 412, 428, 503)},
+                    "responses": {"204": {"description": "Removed"},
+                                  **_errors(403, 404, 412, 428, 503, write=True)},
                 },
             },
             "/api/changes": {"get": {

@@ -28,7 +28,7 @@ MAX_CURSOR = 2**31 - 1
 
 @bp.errorhandler(PartnerError)
 def partner_error(error: PartnerError):
-    return problem(error.status, error.title, error.detail, headers=error.headers, reason=error.reason)
+    return problem(error.status, error.title, error.detail, headers=error.headers, reason=error.reason, **error.extra)
 
 
 @bp.errorhandler(TesseraError)
@@ -111,7 +111,8 @@ def register_user():
 @bp.patch("/users/<sub>")
 @client_token_required("partner:write")
 def patch_user(sub: str):
-    body = writes.patch_user(g.client, sub, g.token_account_id, _json_body(), request.headers.get("If-Match"))
+    body = writes.patch_user(g.client, sub, g.token_account_id, _json_body(), request.headers.get("If-Match"),
+                             token_level=g.token_level)
     return _personal(jsonify(body), body["etag"])
 
 
@@ -124,7 +125,7 @@ def list_addresses(sub: str):
 @bp.post("/users/<sub>/addresses")
 @client_token_required("partner:write")
 def add_address(sub: str):
-    entry = addresses.add_address(g.client, sub, g.token_account_id, _json_body())
+    entry = addresses.add_address(g.client, sub, g.token_account_id, _json_body(), token_level=g.token_level)
     response = _personal(jsonify(entry), entry["etag"])
     response.status_code = 201
     response.headers["Location"] = url_for("partners.list_addresses", sub=sub) + "/" + entry["id"]
@@ -135,14 +136,15 @@ def add_address(sub: str):
 @client_token_required("partner:write")
 def replace_address(sub: str, address_id: str):
     entry = addresses.replace_address(g.client, sub, g.token_account_id, address_id, _json_body(),
-                                      request.headers.get("If-Match"))
+                                      request.headers.get("If-Match"), token_level=g.token_level)
     return _personal(jsonify(entry), entry["etag"])
 
 
 @bp.delete("/users/<sub>/addresses/<address_id>")
 @client_token_required("partner:write")
 def delete_address(sub: str, address_id: str):
-    addresses.delete_address(g.client, sub, g.token_account_id, address_id, request.headers.get("If-Match"))
+    addresses.delete_address(g.client, sub, g.token_account_id, address_id, request.headers.get("If-Match"),
+                             token_level=g.token_level)
     return "", 204
 
 

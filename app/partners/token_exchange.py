@@ -1,6 +1,7 @@
 """RFC 8693 Token Exchange for the partner API, registered with the hub's authorization server by
 ``app.partners.wiring`` (as Authlib's ``register_grant``): a partner backend trades a person's
-access token for a partner-API token bound to that person."""
+access token for a partner-API token bound to that person, carrying the authentication (``acr``,
+``amr``, ``auth_time``) the person's token came from."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if not scope:
             raise InvalidScopeError("a partner token can carry partner:read and partner:write only")
         self.request.client, self.request.user, self.exchanged_scope = client, user, " ".join(scope)
+        # The new token stands on the person's authentication behind the subject token (its
+        # auth_time, acr and amr: app.oidc.server._save_token), never on more.
+        self.request.subject_token = subject
 
     @hooked
     def create_token_response(self):

@@ -3,7 +3,8 @@ contract, and the value and ``If-Match`` checks the address book shares.
 
 A write is all or nothing: nothing is written when any member is refused. It needs ``If-Match``
 with the current ETag (428 without one, 412 when another writer changed the data since it was
-read). Every write is audited (``partner.write``) and noted for subscribed partners
+read), and, under a contract with ``write_acr``, a token on the person's behalf whose
+authentication reaches that level (401 ``insufficient_user_authentication``, RFC 9470). Every write is audited (``partner.write``) and noted for subscribed partners
 (``app.partners.changes``).
 """
 
@@ -91,10 +92,13 @@ def lock_person(account: Account) -> Account:
     return locked
 
 
-def patch_user(client: Client, sub: str, bound_account_id: int | None, changes, if_match: str | None) -> dict:
+def patch_user(client: Client, sub: str, bound_account_id: int | None, changes, if_match: str | None, *,
+               token_level: int) -> dict:
     """Apply a JSON merge patch (RFC 7396) of claims in the write contract, if ``if_match`` is the
-    current ETag; nothing is written when any member is refused."""
+    current ETag and the token's authentication (``token_level``) reaches the contract's
+    ``write_acr``; nothing is written when any member is refused."""
     contract = require_contract(client)
+    contract.require_write_assurance(token_level)
     if not isinstance(changes, dict) or not changes:
         raise PartnerError(400, "invalid_request", "Invalid request", "the body is a non-empty JSON object of claims")
     profile, attributes = {}, {}

@@ -326,3 +326,28 @@ def test_a_tenant_admin_chains_only_its_own_clients(http, admins, factories):
     ok = http.patch(f"{BASE}/tenants/{mine}", json={"policy": {"login_chain": [own.client_id]}},
                     headers={**caller.headers, "If-Match": etag})
     assert ok.status_code == 200 and ok.get_json()["policy"]["login_chain"] == [own.client_id]
+def test_a_clients_data_contract_and_the_level_its_writes_need(http, admins, factories):
+    tenant = factories.tenant()
+    client = factories.client(tenant=tenant, grant_types=["client_credentials"], redirect_uris=[], scope="partner:write")
+    path = f"{BASE}/clients/{client.client_id}/contract"
+    admin = admins.client_token("tenant_admin", tenant)
+    shown = http.get(path, headers=admin.headers)
+    assert shown.status_code == 200 and shown.get_json()["write_acr"] is None
+    body = {"read": ["nickname"], "write": ["nickname"], "write_acr": "urn:tessera:loa:2"}
+    assert http.put(path, json=body, headers=admin.headers).status_code == 428
+    put = http.put(path, json=body, headers={**admin.headers, "If-Match": shown.headers["ETag"]})
+    assert put.status_code == 200, put.get_json()
+    assert put.get_json()["write_acr"] == "urn:tessera:loa:2" and put.get_json()["write"] == ["nickname"]
+    assert http.get(path, headers=admin.headers).get_json()["write_acr"] == "urn:tessera:loa:2"
+    for bad in ("gold", 2):
+        refused = http.put(path, json={**body, "write_acr": bad}, headers={**admin.headers, "If-Match": put.headers["ETag"]})
+        assert refused.status_code == 400 and refused.get_json()["reason"] == "invalid_request"
+    # PUT replaces the contract whole: without write_acr (or with null) writes need no level
+    cleared = http.put(path, json={"write": ["nickname"], "write_acr": None},
+                       headers={**admin.headers, "If-Match": put.headers["ETag"]})
+    assert cleared.status_code == 200 and cleared.get_json()["write_acr"] is None
+    # the wrong actors: an auditor reads only; another tenant's admin does not see the client
+    auditor, stranger = admins.client_token("auditor"), admins.client_token("tenant_admin", factories.tenant())
+    etag = cleared.headers["ETag"]
+    assert http.put(path, json=body, headers={**auditor.headers, "If-Match": etag}).status_code == 403
+    assert http.put(path, json=body, headers={**stranger.headers, "If-Match": etag}).status_code == 404

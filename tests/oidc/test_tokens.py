@@ -214,6 +214,25 @@ def test_revocation_of_unknown_or_foreign_token(factories, http, browser, rp, ac
     assert http.post("/revoke", data={"token": "x"}).status_code == 401
 
 
+def test_access_tokens_carry_the_authentication_they_came_from(factories, http, browser, rp, account):
+    """A code's and a refresh's access tokens keep the session's auth_time and acr (introspection
+    returns them: RFC 9470 6.2); a client-credentials token authenticated no person."""
+    def introspect(token: str, caller: RelyingParty = rp) -> dict:
+        return http.post("/introspect", data={"token": token}, headers=caller._auth({})[1]).get_json()
+
+    tokens = _tokens(rp, browser, account)
+    claims = rp.validate_id_token(tokens["id_token"])
+    first = introspect(tokens["access_token"])
+    assert first["acr"] == claims["acr"] == "urn:tessera:loa:1" and first["auth_time"] == claims["auth_time"]
+    refreshed = introspect(rp.refresh(tokens["refresh_token"]).get_json()["access_token"])
+    assert (refreshed["acr"], refreshed["auth_time"]) == (first["acr"], first["auth_time"])
+
+    backend = factories.client(grant_types=["client_credentials"], redirect_uris=[], scope="api")
+    backend_rp = RelyingParty(http, ISSUER, backend.client_id, backend.client_secret, None)
+    own = introspect(backend_rp.token_request({"grant_type": "client_credentials"}).get_json()["access_token"], backend_rp)
+    assert own["active"] is True and {"acr", "auth_time", "sub"}.isdisjoint(own)
+
+
 def test_introspection(factories, http, browser, rp, account):
     tokens = _tokens(rp, browser, account)
     claims = rp.validate_id_token(tokens["id_token"])

@@ -39,7 +39,7 @@ class Partners:
     def make(self, *, read="name,nickname,picture,addresses,phone_number", write="nickname,addresses,attributes.*",
              tenant: str | None = None, trusted: bool = False, subscribe: bool = False,
              events_endpoint: str | None = None, token_exchange: bool = False, host: str | None = None,
-             subject_type: str = "pairwise") -> Partner:
+             subject_type: str = "pairwise", write_acr: str | None = None) -> Partner:
         from app.partners.contracts import set_contract
 
         self._n += 1
@@ -51,7 +51,8 @@ class Partners:
         )
         with self.app.app_context():
             _, contract = set_contract(client.client_id, read=read.split(","), write=write.split(","),
-                                       subscribe=subscribe, token_exchange=token_exchange or None, actor="operator:test")
+                                       subscribe=subscribe, token_exchange=token_exchange or None, write_acr=write_acr,
+                                       actor="operator:test")
             salt = contract.lookup_salt
         return Partner(client.client_id, client.client_secret, redirect_uri, tenant, salt, self.http)
 
