@@ -35,7 +35,7 @@ ACTORS = {
     "account.index": "person", "account.profile": "person", "account.confirm": "person",
     "account.send_phone_code": "person", "account.confirm_phone": "person", "account.add_email": "person",
     "account.unbind": "person", "account.revoke_session": "person", "account.revoke_client": "person",
-    "account.deregister": "person", "merging.start": "person", "merging.code": "person",
+    "account.deregister": "person", "account.password": "person", "merging.start": "person", "merging.code": "person",
     "merging.preview": "person",
     # a relying party (client authentication, or a user's access token it holds)
     "oidc.token": "relying party", "oidc.revoke": "relying party", "oidc.introspect": "relying party",
@@ -114,6 +114,7 @@ PROBES = {
     "account.revoke_session": ("POST", "/account/sessions/1/revoke", {}),
     "account.revoke_client": ("POST", "/account/clients/1/revoke", {}),
     "account.deregister": ("POST", "/account/deregister", {}),
+    "account.password": ("POST", "/account/password", {"password": "a new passphrase", "confirm": "a new passphrase"}),
     "merging.start": ("POST", "/account/merge/", {"login": "+14155550123", "password": "x"}),
     "merging.code": ("POST", "/account/merge/code", {"code": "000000"}),
     "merging.preview": ("POST", "/account/merge/preview", {}),

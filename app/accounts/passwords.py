@@ -9,6 +9,7 @@ or username — the last two compared case-insensitively, with no look-up outsid
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 from functools import cache
@@ -49,6 +50,7 @@ MAX_PASSWORD_LENGTH = 1024
 _GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 TOO_COMMON = "this password is one of the most common ones: choose another"
 OWN_IDENTIFIER = "a password cannot be your phone number, email address or username"
 
@@ -93,7 +95,8 @@ def check_new_password(password: str, identifiers: Iterable[str | None] = ()) ->
     folded = password.strip().lower()
     if folded in common_passwords():
         raise InvalidInput(TOO_COMMON)
-    if folded in _identifier_forms(identifiers):
+    own = _identifier_forms(identifiers)
+    if folded in own or _PHONE_PUNCTUATION.sub("", folded) in own:  # "+1 (415) 555-0100" too
         raise InvalidInput(OWN_IDENTIFIER)
 
 
