@@ -7,6 +7,7 @@ request the person came from."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import timedelta
 
@@ -120,6 +121,7 @@ def test_a_link_to_the_email_resets_the_password_once(app, http, factories, sms)
     assert mail["link"].startswith(f"{ISSUER}/password/reset/") and mail["link"] in mail["body"]
     assert reset_codes(sms, PHONE) == []
 
+    assert new_browser(app).go(mail["link"]).status_code == 200  # opening it (a mail scanner) spends nothing
     page = browser.go(mail["link"])
     assert page.status_code == 200 and "Choose a new password" in page.get_data(as_text=True)
     done = set_password(browser, page, NEW_PASSWORD)
@@ -135,6 +137,29 @@ def test_a_link_to_the_email_resets_the_password_once(app, http, factories, sms)
     replay = set_password(browser, page, "yet another passphrase")
     assert replay.status_code == 400 and "already used" in replay.get_data(as_text=True)
     assert logs_in(app, NEW_PASSWORD)
+
+
+def test_two_uses_of_one_link_at_once_reset_once(app, sms):
+    make_account(app, phone=PHONE, email=EMAIL)
+    ask(new_browser(app), EMAIL)
+    link = sms.mails(EMAIL)[-1]["link"]
+    browsers = [new_browser(app), new_browser(app)]
+    pages = [b.go(link) for b in browsers]
+    start, answers = threading.Barrier(2, timeout=30), {}
+
+    def use(i: int) -> None:
+        start.wait()
+        answers[i] = set_password(browsers[i], pages[i], f"concurrent passphrase {i}")
+
+    threads = [threading.Thread(target=use, args=(i,), daemon=True) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(a.status_code for a in answers.values()) == [200, 400]
+    [winner] = [i for i, a in answers.items() if a.status_code == 200]
+    assert logs_in(app, f"concurrent passphrase {winner}") and not logs_in(app, f"concurrent passphrase {1 - winner}")
+    assert len(sms.mails(EMAIL)) == 2  # the link, and one notice
 
 
 def test_a_reset_from_an_authorization_request_goes_back_to_its_login(app, http, factories, sms):
