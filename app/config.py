@@ -162,6 +162,14 @@ def load_config() -> dict:
         "TESSERA_SMS_BUDGET_ACCOUNT": _env("SMS_BUDGET_ACCOUNT", "5 per hour;20 per day"),
         "TESSERA_SMS_BUDGET_PREFIX": _env("SMS_BUDGET_PREFIX", "1000 per hour;10000 per day"),
         "TESSERA_SMS_BUDGET_GLOBAL": _env("SMS_BUDGET_GLOBAL", "3000 per hour;30000 per day"),
+        # The mail budget (app.accounts.budget; flask-limiter syntax): messages carrying a link that
+        # anyone may ask for (password reset links), per client address and per recipient address,
+        # whether or not the address belongs to an account (so that the budget tells nothing).
+        "TESSERA_MAIL_BUDGET_ADDRESS": _env("MAIL_BUDGET_ADDRESS", "10 per hour;30 per day"),
+        "TESSERA_MAIL_BUDGET_RECIPIENT": _env("MAIL_BUDGET_RECIPIENT", "5 per hour;10 per day"),
+        # Seconds a password reset link (emailed, or given after a code to the phone) stays good;
+        # it is good for one reset only (app.accounts.recovery).
+        "TESSERA_PASSWORD_RESET_TTL": _int("PASSWORD_RESET_TTL", 30 * 60),
         # An account with no login for this many days is dormant: a newcomer who verifies its
         # (possibly carrier-recycled) phone number does not inherit it.
         "TESSERA_DORMANT_DAYS": _int("DORMANT_DAYS", 365),

@@ -1,4 +1,5 @@
-"""The hub's two shared budgets (``app.budgets``): credential checks and codes sent by SMS.
+"""The hub's shared budgets (``app.budgets``): credential checks, codes sent by SMS and links sent
+by email.
 
 **Credential checks.** Every check of something only the person knows or holds — a password on
 either login page, at ``/account/confirm``, as a merge or federation link proof, on a dormant
@@ -29,6 +30,11 @@ exists. The failure that spends a dimension is audited once (``credentials.locke
 **Codes sent.** ``reserve_sms_send`` draws on the send budget: per client address, per number,
 per country calling code, per requesting account and globally (``TESSERA_SMS_BUDGET_*``), for
 every route that sends a code (``app.accounts.otp.send_code`` is the one place that does).
+
+**Links sent by email.** ``reserve_mail_send`` draws on the mail budget: per client address and
+per recipient address (``TESSERA_MAIL_BUDGET_*``), for every message that carries a link a
+stranger can ask for (a password reset link, ``app.accounts.recovery``) — known address or not,
+so that the budget running out tells nothing either.
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ SMS_SENDS = Budget("sms", {
     "account": Dimension("TESSERA_SMS_BUDGET_ACCOUNT"),
     "everyone": Dimension("TESSERA_SMS_BUDGET_GLOBAL"),
 }, spent_detail="too many codes were sent, try again later")
+
+MAIL_SENDS = Budget("mail", {
+    "address": Dimension("TESSERA_MAIL_BUDGET_ADDRESS"),
+    "recipient": Dimension("TESSERA_MAIL_BUDGET_RECIPIENT"),
+}, spent_detail="too many messages were sent, try again later")
 
 
 def identifier_key(login: str | None) -> str | None:
@@ -138,4 +149,14 @@ def reserve_sms_send(phone: str, account_id: int | None = None) -> Reservation:
         level = logging.ERROR if {"everyone", "prefix"} & set(spent.dimensions) else logging.WARNING
         log.log(level, "code not sent, SMS budget spent (%s): prefix +%s, address %s", ",".join(spent.dimensions),
                 prefix, client_address())
+        raise
+
+
+def reserve_mail_send(email: str) -> Reservation:
+    """One unit of the mail budget for a message to ``email`` (normalized); BudgetSpent when spent."""
+    try:
+        return MAIL_SENDS.reserve(address=client_address(), recipient=email)
+    except BudgetSpent as spent:
+        log.warning("message not sent, mail budget spent (%s): address %s", ",".join(spent.dimensions),
+                    client_address())
         raise

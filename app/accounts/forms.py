@@ -1,8 +1,8 @@
-"""The WTForms of the login, sign-up, consent and phone pages (CSRF on every one)."""
+"""The WTForms of the login, sign-up, consent, phone and password recovery pages (CSRF on every one)."""
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -51,3 +51,19 @@ class PasswordProofForm(FlaskForm):
 
     password = PasswordField("Password of that account", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Log in")
+
+
+class ForgotPasswordForm(FlaskForm):
+    """Forgot password: the phone or email of the account (app.accounts.recovery)."""
+
+    login = StringField("Phone number or email address", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Continue")
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, typed twice (the rules are the service's: passwords.check_new_password)."""
+
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired(), EqualTo("password", message="the two passwords are not the same")])
+    submit = SubmitField("Set password")

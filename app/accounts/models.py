@@ -119,7 +119,7 @@ class OtpChallenge(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(43), unique=True)
-    #: login | register | bind | rebind | link | merge
+    #: login | register | bind | rebind | link | merge | reauth | reset (a password reset)
     purpose: Mapped[str] = mapped_column(String(16))
     phone: Mapped[str] = mapped_column(String(32))
     code_hash: Mapped[str] = mapped_column(String(128))

@@ -8,7 +8,8 @@ Rules:
   their security history, /account). Bad input is an ``InvalidInput``, an unknown account or client
   a ``NotFound``, an account in the wrong state a ``Conflict``.
 - Resetting a password: the new one follows the hub's rules (``passwords.check_new_password``) or
-  is generated, and is stored as every password is (argon2id). Every session of the account ends
+  is generated, and is stored as every password is (argon2id; app.accounts.credentials, which the
+  person's own reset and change share). Every session of the account ends
   (its clients are told by back-channel logout), every token is revoked and the authorization codes
   not yet exchanged are voided; consents stay. After the commit the person is told, by SMS to a
   verified phone and by email to a verified address, that an operator reset the password (never
@@ -21,28 +22,21 @@ Rules:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from flask import current_app
 from sqlalchemy import delete
 
 from app import audit
-from app.accounts.binding import Closure, close_account, live_identities
-from app.accounts.mailer import send_mail
+from app.accounts.binding import Closure, close_account
+from app.accounts.credentials import end_access, notice_recipients, own_identifiers, site_name, tell
 from app.accounts.models import Account
-from app.accounts.operators import OPERATOR, checked_reason, live_session_count, locked_account
+from app.accounts.operators import OPERATOR, checked_reason, locked_account, resolve_account
 from app.accounts.passwords import check_new_password, generate_password, hash_password
-from app.accounts.sms import send_sms_notice
-from app.errors import Conflict, InvalidInput, TesseraError
+from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.oidc.clients import load_client_row
 from app.oidc.connections import revoke_account_tokens
-from app.oidc.logout import close_account_sessions
 from app.oidc.models import Consent
-
-log = logging.getLogger("tessera.operators")
 
 #: The states a password reset or a close is done in (a locked account is recovered or closed).
 ACTIVE_OR_LOCKED = ("active", "locked")
@@ -75,23 +69,24 @@ def reset_password(ref: str | int, password: str | None = None, *, generate: boo
     if (password is None) == (not generate):
         raise InvalidInput("give either a new password or ask for a generated one")
     password = generate_password() if generate else password
-    check_new_password(password)
+    check_new_password(password, own_identifiers(resolve_account(ref).id))
     password_hash = hash_password(password)  # before the row lock: argon2id takes a while
     account = locked_account(ref)
     if account.status not in ACTIVE_OR_LOCKED:
         raise Conflict(f"account {account.id} is {account.status}: only an active or locked account's "
                        "password can be reset")
     account.password_hash = password_hash
-    ended = live_session_count(account.id)
-    close_account_sessions(account.id)
-    revoked = revoke_account_tokens(account.id)
-    recipients = _notice_recipients(account.id)
+    ended, revoked = end_access(account.id)
+    recipients = notice_recipients(account.id)
     audit.record("account.password_reset", account_id=account.id, actor=actor, generated=generate,
                  sessions_ended=ended, tokens_revoked=revoked, notify=sorted(recipients))
     db.session.commit()
-    result = PasswordReset(account, password if generate else None, ended, revoked)
-    _tell_password_reset(recipients, result)  # after the commit: a message never tells of a reset that did not happen
-    return result
+    # After the commit: a message never tells of a reset that did not happen.
+    text = (f"An operator reset the password of your account at {site_name()}. You were logged out everywhere. "
+            "If you did not ask for this, contact support.")
+    notices = tell(recipients, "Your password was reset", text, "password_reset", account.id)
+    return PasswordReset(account, password if generate else None, ended, revoked, notices.notified,
+                         notices.not_notified)
 
 
 def revoke_access(ref: str | int, client: str | None = None, actor: str = OPERATOR) -> Revocation:
@@ -119,33 +114,3 @@ def close(ref: str | int, reason: str | None, actor: str = OPERATOR) -> Closure:
     if account.status not in ACTIVE_OR_LOCKED:
         raise Conflict(f"account {account.id} is {account.status}: only an active or locked account can be closed")
     return close_account(account.id, actor=actor, reason=reason, statuses=ACTIVE_OR_LOCKED)
-
-
-# --- telling the person --------------------------------------------------------------------------
-
-def _notice_recipients(account_id: int) -> dict[str, str]:
-    """The verified phone and the verified email of the account (the oldest of each), by channel."""
-    found: dict[str, str] = {}
-    for identity in live_identities(account_id):
-        channel = {"phone": "sms", "email": "email"}.get(identity.kind)
-        if channel and identity.verified:
-            found.setdefault(channel, identity.value)
-    return found
-
-
-def _tell_password_reset(recipients: dict[str, str], result: PasswordReset) -> None:
-    """Send the notice; a channel that fails is reported in ``result``, never raised (the reset is done)."""
-    site = urlsplit(current_app.config["TESSERA_ISSUER"]).netloc
-    text = (f"An operator reset the password of your account at {site}. You were logged out everywhere. "
-            "If you did not ask for this, contact support.")
-    for channel, to in sorted(recipients.items()):
-        try:
-            if channel == "sms":
-                send_sms_notice(to, text, "password_reset")
-            else:
-                send_mail(to, "Your password was reset", text)
-        except (TesseraError, OSError) as exc:
-            log.error("password reset notice by %s to account %s failed: %s", channel, result.account.id, exc)
-            result.not_notified.append(f"{channel}: {getattr(exc, 'detail', None) or exc}")
-        else:
-            result.notified.append(channel)

@@ -28,7 +28,7 @@ from app.errors import AuthenticationFailed, InvalidInput
 from app.extensions import db
 from app.security import new_secret, utcnow
 
-PURPOSES = frozenset({"login", "register", "bind", "rebind", "link", "merge", "reauth"})
+PURPOSES = frozenset({"login", "register", "bind", "rebind", "link", "merge", "reauth", "reset"})
 CODE_DIGITS = 6
 FAILURE = "invalid or expired code"
 
@@ -41,11 +41,13 @@ def hash_code(uid: str, code: str) -> str:
     return hmac.new(_hmac_key(), f"{uid}:{code}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def send_code(phone: str, purpose: str, account_id: int | None = None) -> OtpChallenge:
+def send_code(phone: str, purpose: str, account_id: int | None = None, *, deliver: bool = True) -> OtpChallenge:
     """Create a challenge for ``phone``, send its code, commit; returns the challenge (``.uid``
     is its public handle). InvalidInput for a bad number or purpose, BudgetSpent (429) when the
     SMS send budget is spent, ``app.accounts.sms.SmsDeliveryFailed`` when the sender fails (nothing
-    kept, nothing spent)."""
+    kept, nothing spent). ``deliver=False`` makes a decoy: the same budget unit, the same row,
+    nothing sent — for a page that must not tell whether a number is an account's way in
+    (a password reset, app.accounts.recovery), whose code nobody can then know."""
     if purpose not in PURPOSES:
         raise InvalidInput(f"unknown code purpose {purpose!r}")
     phone = normalize_phone(phone)
@@ -61,7 +63,8 @@ def send_code(phone: str, purpose: str, account_id: int | None = None) -> OtpCha
     )
     db.session.add(challenge)
     try:
-        send_sms_code(phone, code, purpose)
+        if deliver:
+            send_sms_code(phone, code, purpose)
     except Exception:
         db.session.rollback()
         reservation.refund()  # nothing was sent

@@ -23,8 +23,6 @@ def create_account(
     unknown = set(profile) - set(PROFILE_CLAIMS) - {"address"}
     if unknown:
         raise InvalidInput(f"unknown profile claims: {', '.join(sorted(unknown))}")
-    if password is not None:
-        check_new_password(password)
     identities = []
     if phone:
         identities.append(Identity(kind="phone", namespace="", value=normalize_phone(phone), verified=verified))
@@ -36,6 +34,8 @@ def create_account(
         identities.append(Identity(kind="username", namespace=str(tenant_id), value=normalize_username(username), verified=True))
     if not identities:
         raise InvalidInput("an account needs at least one identity (phone, email or username)")
+    if password is not None:
+        check_new_password(password, [identity.value for identity in identities])
 
     account = Account(password_hash=hash_password(password) if password else None, **profile)
     db.session.add(account)

@@ -1,7 +1,7 @@
-"""Account self-service at /account: profile, identities (bind, rebind, add email, unbind),
-sessions, connected clients, recent security events (who acted: app.accounts.history),
-deregistration. Every page needs the hub session (``/account/login`` starts one); every change is
-a CSRF-protected POST to one service, which audits it."""
+"""Account self-service at /account: profile, password (change, or a first one), identities (bind,
+rebind, add email, unbind), sessions, connected clients, recent security events (who acted:
+app.accounts.history), deregistration. Every page needs the hub session (``/account/login`` starts
+one); every change is a CSRF-protected POST to one service, which audits it."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import re
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import URL, DataRequired, Length, Optional
+from wtforms.validators import URL, DataRequired, EqualTo, Length, Optional
 
-from app.accounts import binding, otp
+from app import audit
+from app.accounts import binding, credentials, otp
 from app.accounts.forms import LoginForm, PhoneForm
 from app.accounts.guards import account_required
 from app.accounts.history import security_history
 from app.accounts.login import authenticate_password, confirm_password, confirm_phone_code
 from app.accounts.profile import update_profile
 from app.budgets import BudgetSpent
+from app.errors import AuthenticationFailed, InvalidInput, NeedsMerge, TesseraError
 from app.registries import registries
-from app.errors import AuthenticationFailed, NeedsMerge, TesseraError
 from app.oidc import connections, logout
 from app.oidc.routes import render_logged_out
 from app.oidc.sessions import (current_account, current_session, login_age, renew_auth_time, set_session_cookie,
@@ -58,6 +59,16 @@ class EmailForm(FlaskForm):
 class PasswordConfirmForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Confirm")
+
+
+class PasswordChangeForm(FlaskForm):
+    """The current password (when the account has one) and the new one, twice."""
+
+    current = PasswordField("Current password", validators=[Optional(), Length(max=1024)])
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired(), EqualTo("password", message="the two new passwords are not the same")])
+    submit = SubmitField("Save password")
 
 
 class SendCodeForm(FlaskForm):
@@ -190,6 +201,28 @@ def profile():
             return redirect(url_for("account.index"))
     return render_template("account/profile.html", form=form)
 
+
+@bp.route("/password", methods=["GET", "POST"])
+@account_required
+def password():
+    """Change the password (the current one too), or set a first one (an account without one),
+    after a recent login; the other sessions end (app.accounts.credentials)."""
+    if stale := _recent_login_or_confirm():
+        return stale
+    first = not g.account.password_hash
+    form, error, status = PasswordChangeForm(), None, 200
+    if form.validate_on_submit():
+        try:
+            credentials.change_password(g.account.id, g.hub_session, None if first else form.current.data,
+                                        form.password.data)
+        except (AuthenticationFailed, InvalidInput) as exc:  # a spent budget stays the 429 page
+            error, status = exc.detail, exc.status
+        else:
+            flash("Password added." if first else "Password changed. Your other sessions were logged out.", "info")
+            return redirect(url_for("account.index"))
+    elif form.is_submitted():
+        error, status = next((errors[0] for errors in form.errors.values() if errors), None), 400
+    return render_template("account/password.html", form=form, first=first, error=error), status
 
 
 @bp.route("/phone/<purpose>", methods=["GET", "POST"])

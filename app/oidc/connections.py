@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 
 from app import audit
 from app.errors import NotFound
@@ -71,11 +71,12 @@ def revoke_client_access(account_id: int, client_pk: int) -> None:
     db.session.commit()
 
 
-def revoke_account_tokens(account_id: int, client_pk: int | None = None) -> int:
-    """Revoke every live token of the account (at one client, or at all): the access token and
-    the refresh token of each row (RFC 7009 2.1: a revoked refresh token takes its access token
-    with it). Its authorization codes not yet exchanged are voided too (marked used), so none
-    brings a new token. In the caller's transaction; returns how many tokens were revoked."""
+def revoke_account_tokens(account_id: int, client_pk: int | None = None, keep_sid: str | None = None) -> int:
+    """Revoke every live token of the account (at one client, or at all; but those issued in the
+    hub session ``keep_sid``, when given): the access token and the refresh token of each row
+    (RFC 7009 2.1: a revoked refresh token takes its access token with it). Its authorization
+    codes not yet exchanged are voided too (marked used), so none brings a new token. In the
+    caller's transaction; returns how many tokens were revoked."""
     now = utcnow()
     tokens = update(Token).where(Token.account_id == account_id, Token.revoked_at.is_(None))
     codes = update(AuthorizationCode).where(AuthorizationCode.account_id == account_id,
@@ -83,5 +84,9 @@ def revoke_account_tokens(account_id: int, client_pk: int | None = None) -> int:
     if client_pk is not None:
         tokens = tokens.where(Token.client_id == client_pk)
         codes = codes.where(AuthorizationCode.client_id == client_pk)
+    if keep_sid is not None:
+        # A token with no session (none recorded) is not the kept session's: it goes.
+        tokens = tokens.where(or_(Token.sid.is_(None), Token.sid != keep_sid))
+        codes = codes.where(or_(AuthorizationCode.sid.is_(None), AuthorizationCode.sid != keep_sid))
     db.session.execute(codes.values(used_at=now))
     return db.session.execute(tokens.values(revoked_at=now)).rowcount

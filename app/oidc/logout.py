@@ -113,11 +113,15 @@ def end_session(session: SSOSession | None, commit: bool = True) -> list[str]:
     return frontchannel
 
 
-def close_account_sessions(account_id: int) -> list[str]:
-    """End every live session of an account and tell its clients, inside the caller's
-    transaction (deregistration, an account closed by a bind or a merge). Returns front-channel URLs."""
-    sessions = db.session.scalars(db.select(SSOSession).filter_by(account_id=account_id, ended_at=None))
-    return [url for session in list(sessions) for url in end_session(session, commit=False)]
+def close_account_sessions(account_id: int, keep_sid: str | None = None) -> list[str]:
+    """End every live session of an account (but the one whose sid is ``keep_sid``: a person who
+    changed their password stays logged in where they did it) and tell its clients, inside the
+    caller's transaction (deregistration, an account closed by a bind or a merge, a new password).
+    Returns front-channel URLs."""
+    query = db.select(SSOSession).filter_by(account_id=account_id, ended_at=None)
+    if keep_sid is not None:
+        query = query.where(SSOSession.sid != keep_sid)
+    return [url for session in list(db.session.scalars(query)) for url in end_session(session, commit=False)]
 
 
 def end_sessions_of(account, **_) -> list[str]:
