@@ -206,8 +206,8 @@ def register(account_id: int, credential_json: str, name: str | None) -> WebAuth
             credential=credential, expected_challenge=pending["challenge"], expected_rp_id=rp_id,
             expected_origin=origin, require_user_verification=False,
         )
-    except (WebAuthnException, ValueError) as exc:
-        log.info("passkey registration refused for account %s: %s", account_id, exc)
+    except Exception as exc:  # untrusted CBOR, certificates and keys in a library's parsers: a refusal, never a 500
+        log.info("passkey registration refused for account %s: %s: %s", account_id, type(exc).__name__, exc)
         raise InvalidInput("this passkey or security key could not be registered here: try again") from None
     if len(credentials_of(account_id)) >= MAX_PER_ACCOUNT:
         raise Conflict("you have too many passkeys and security keys: remove one first")
@@ -310,8 +310,8 @@ def _check_assertion(credential: AuthenticationCredential, challenge: bytes, row
             credential_public_key=row.public_key, credential_current_sign_count=0,
             require_user_verification=require_user_verification,
         )
-    except (WebAuthnException, ValueError) as exc:
-        _fail(row.account_id, failure, str(exc)[:200])
+    except Exception as exc:  # untrusted input in a library's parsers: a refusal, never a 500
+        _fail(row.account_id, failure, f"{type(exc).__name__}: {exc}"[:200])
     # L2 7.2 step 6: the user handle, when returned, is the one of the credential's owner.
     handle = credential.response.user_handle
     if handle is not None and handle != row.user_handle:

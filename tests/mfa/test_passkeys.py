@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 
+import cbor2
+
 from app.audit import AuditEvent
 from app.extensions import db
 from app.mfa.models import RecoveryCode, WebAuthnCredential
 from tests.conftest import ISSUER
-from tests.mfa.authenticator import SoftwareAuthenticator, b64url
+from tests.mfa.authenticator import SoftwareAuthenticator, b64url, from_b64url
 from tests.mfa.test_second_factor import _claims, _code, _hub_login, _rp, enrol
 from tests.rp import Browser, RelyingParty, authorize, csrf_token
 
@@ -357,8 +359,15 @@ def test_bad_answers_are_4xx(app, factories):
     browser, _ = register(app, person, laptop)
     page = browser.go(f"{ISSUER}/account/security/passkeys/new")
     for junk in ("", "null", "[1]", "{", json.dumps({"id": "x", "rawId": "!!", "response": {}, "type": "public-key"}),
-                 "x" * 40_000):
-        options(browser, page, f"{ISSUER}/account/security/passkeys/options")
+                 "x" * 40_000, "tpm"):
+        opts = options(browser, page, f"{ISSUER}/account/security/passkeys/options")
+        if junk == "tpm":  # a well-formed answer with an attestation statement the parsers choke on
+            answer = SoftwareAuthenticator().create(opts)
+            statement = cbor2.loads(from_b64url(answer["response"]["attestationObject"]))
+            statement.update(fmt="tpm", attStmt={"ver": "2.0", "alg": -7, "sig": b"x", "x5c": [b"x"],
+                                                 "certInfo": b"x", "pubArea": b"x"})
+            answer["response"]["attestationObject"] = b64url(cbor2.dumps(statement))
+            junk = json.dumps(answer)
         assert browser.submit(page, {"credential": junk}).status_code == 400
     site = factories.client(trusted=True)
     rp_browser, rp = _rp(app, site)
