@@ -32,7 +32,8 @@ from app.errors import TesseraError
 from app.extensions import db
 from app.mfa import passkeys, recovery
 from app.mfa.routes import (
-    CREDENTIAL_MAX, challenged_account, discard_recovery_codes_if_unprotected, passkey_rules, security_page,
+    CREDENTIAL_MAX, account_label, challenged_account, discard_recovery_codes_if_unprotected, passkey_rules,
+    security_page,
 )
 from app.oidc import authorization
 from app.problems import problem
@@ -74,14 +75,6 @@ def _nobody():
                    reason="no_pending_login")
 
 
-def _account_label(account: Account) -> str:
-    for kind in ("email", "phone", "username"):
-        identity = account.identity(kind)
-        if identity is not None:
-            return identity.value
-    return account.name or f"account {account.id}"
-
-
 # --- the person's passkeys (/account/security) ---------------------------------------------------
 
 @bp.post("/account/security/passkeys/options")
@@ -90,7 +83,7 @@ def register_options():
     if stale := recent_login_or_confirm():
         return problem(401, "Confirm it's you", "confirm it is you first (your login is not recent)",
                        reason="login_not_recent", confirm=stale.location)
-    return _options(passkeys.registration_options, g.account, _account_label(g.account))
+    return _options(passkeys.registration_options, g.account, account_label(g.account))
 
 
 @bp.route("/account/security/passkeys/new", methods=["GET", "POST"])

@@ -193,6 +193,14 @@ def _clean_name(name: str | None, default: str) -> str:
     return text[:NAME_MAX] or default
 
 
+def _resident_key(extensions) -> bool | None:
+    """The credProps extension's ``rk`` (WebAuthn L2 10.4): whether the credential is discoverable;
+    None when the browser did not say."""
+    props = extensions.get("credProps") if isinstance(extensions, dict) else None
+    resident = props.get("rk") if isinstance(props, dict) else None
+    return resident if isinstance(resident, bool) else None
+
+
 def register(account_id: int, credential_json: str, name: str | None) -> WebAuthnCredential:
     """Check the browser's answer to ``registration_options`` and keep the new credential
     (audited ``mfa.passkey_added``). InvalidInput when the answer does not verify (another
@@ -213,9 +221,7 @@ def register(account_id: int, credential_json: str, name: str | None) -> WebAuth
         raise Conflict("you have too many passkeys and security keys: remove one first")
     attachment = credential.authenticator_attachment.value if credential.authenticator_attachment else None
     backup_eligible = verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE
-    cred_props = (data.get("clientExtensionResults") or {}).get("credProps") if isinstance(
-        data.get("clientExtensionResults"), dict) else None
-    discoverable = cred_props.get("rk") if isinstance(cred_props, dict) and isinstance(cred_props.get("rk"), bool) else None
+    discoverable = _resident_key(data.get("clientExtensionResults"))
     kind = method_of(attachment, backup_eligible)
     row = WebAuthnCredential(
         account_id=account_id, credential_id=verified.credential_id, public_key=verified.credential_public_key,

@@ -29,7 +29,7 @@ from app.errors import AuthenticationFailed, TesseraError
 from app.extensions import db
 from app.mfa import passkeys, recovery, totp
 from app.oidc import authorization
-from app.oidc.assurance import level
+from app.oidc.assurance import ACR_PHISHING_RESISTANT, level
 from app.oidc.models import Interaction
 from app.oidc.sessions import current_account, current_session, renew_auth_time
 from app.registries import registries
@@ -57,7 +57,8 @@ class ActionForm(FlaskForm):
     submit = SubmitField("Confirm")
 
 
-def _label(account: Account) -> str:
+def account_label(account: Account) -> str:
+    """How an authenticator app or a passkey names the account: its email, else its phone."""
     for kind in ("email", "phone"):
         identity = account.identity(kind)
         if identity is not None:
@@ -108,7 +109,7 @@ def _page(account: Account, *, action: str, error: str | None, cancel: str | Non
     enrolment = None
     if enrolling:
         pending = totp.factor_of(account.id, confirmed=False) or totp.start_enrolment(account.id)
-        secret, uri, svg = totp.provisioning(pending, _label(account))
+        secret, uri, svg = totp.provisioning(pending, account_label(account))
         enrolment = {"secret": secret, "uri": uri, "svg": svg}
     return render_template(
         "mfa/challenge.html", action=action, error=error, cancel=cancel, heading=heading, enrolment=enrolment,
@@ -138,7 +139,8 @@ def passkey_rules(interaction: Interaction) -> tuple[bool, bool]:
     takes nothing but a passkey; one that wants that level asks the authenticator to verify the
     person (``user``: without it a passkey is one factor, app.oidc.assurance)."""
     need = authorization.interaction_requirement(interaction)
-    return need.minimum >= level("urn:tessera:loa:3"), need.wanted >= level("urn:tessera:loa:3")
+    phishing_resistant = level(ACR_PHISHING_RESISTANT)
+    return need.minimum >= phishing_resistant, need.wanted >= phishing_resistant
 
 
 @bp.route("/interaction/<uid>/mfa", methods=["GET", "POST"])
@@ -166,9 +168,9 @@ def challenge(uid: str):
     if enrolling:
         heading = "Set up two-step verification"
     cancel = url_for("accounts.login", uid=uid)
-    return _page(account, action=request.path, error=error, cancel=cancel, heading=heading, status=401 if error else 200,
-                 enrolling=enrolling, passkey_options=url_for("passkeys.second_factor_options", uid=uid),
-                 passkey_only=passkey_only)
+    return _page(account, action=request.path, error=error, cancel=cancel, heading=heading,
+                 status=401 if error else 200, enrolling=enrolling, passkey_only=passkey_only,
+                 passkey_options=url_for("passkeys.second_factor_options", uid=uid))
 
 
 # --- the account center's own login (its first factor held by app.accounts.self_service.login) ----

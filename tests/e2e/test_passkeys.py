@@ -123,7 +123,8 @@ def test_add_a_passkey_then_use_it_as_second_step_and_alone(deployment, chromium
         assert used[0]["signCount"] >= 3, used
 
         # The person's history has the passkey added and the passwordless login.
-        history = _must(deployment.tessera("audit", "search", "--account", PERSON_PHONE, "--json"), "audit search").stdout
+        history = _must(deployment.tessera("audit", "search", "--account", PERSON_PHONE, "--json"),
+                        "audit search").stdout
         assert "mfa.passkey_added" in history and '"webauthn"' in history, history
     finally:
         context.close()

@@ -70,7 +70,8 @@ class SoftwareAuthenticator:
         self.user_handle = from_b64url(options["user"]["id"])
         user_verification = options.get("authenticatorSelection", {}).get("userVerification", "preferred")
         attested = bytes(16) + len(self.credential_id).to_bytes(2, "big") + self.credential_id + self._cose_key()
-        auth_data = self._authenticator_data(rp_id or options["rp"]["id"], self._flags(user_verification) | AT, attested)
+        flags = self._flags(user_verification) | AT
+        auth_data = self._authenticator_data(rp_id or options["rp"]["id"], flags, attested)
         client_data = self._client_data("webauthn.create", options["challenge"], origin or self.origin)
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         return {

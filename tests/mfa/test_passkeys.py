@@ -186,7 +186,8 @@ def test_a_challenge_is_never_accepted_twice(app, factories):
     uid = _uid(page)
     opts = options(browser, page, f"{ISSUER}/interaction/{uid}/passkey/options")
     answer = json.dumps(laptop.get(opts))
-    earlier = browser.http.get_cookie(app.config["SESSION_COOKIE_NAME"]).value  # the browser's state, its challenge pending in it
+    # the browser's state, with the challenge pending in it
+    earlier = browser.http.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
     first = browser.submit(page, {"credential": answer}, url=f"{ISSUER}/interaction/{uid}/passkey")
     assert first.status_code == 302 and "code=" in first.location
     # the same answer again with the earlier cookie put back: the server forgot the challenge
@@ -372,8 +373,8 @@ def test_bad_answers_are_4xx(app, factories):
     site = factories.client(trusted=True)
     rp_browser, rp = _rp(app, site)
     _, step = authorize(rp_browser, rp, person)
-    for junk in ("{}", json.dumps({"id": "AA", "rawId": "AA", "type": "public-key",
-                                   "response": {"clientDataJSON": "AA", "authenticatorData": "AA", "signature": "AA"}})):
+    nonsense = {"clientDataJSON": "AA", "authenticatorData": "AA", "signature": "AA"}
+    for junk in ("{}", json.dumps({"id": "AA", "rawId": "AA", "type": "public-key", "response": nonsense})):
         options(rp_browser, step, f"{ISSUER}/interaction/{_uid(step)}/mfa/passkey/options")
         assert rp_browser.submit(step, {"credential": junk}).status_code in (400, 401)
     # options for an interaction of another browser, or with no login waiting
