@@ -124,6 +124,9 @@ def load_config() -> dict:
         "TESSERA_ADMIN_RATE_LIMIT": _env("ADMIN_RATE_LIMIT", "600 per minute"),
         # The issuer name authenticator apps show next to a TOTP code (app/mfa/totp.py).
         "TESSERA_TOTP_ISSUER": _env("TOTP_ISSUER", "Tessera"),
+        # The name a browser shows when a person creates a passkey for this hub (WebAuthn rp.name,
+        # app/mfa/passkeys.py). The RP ID and origin come from TESSERA_ISSUER.
+        "TESSERA_WEBAUTHN_RP_NAME": _env("WEBAUTHN_RP_NAME", "Tessera"),
         # The admin console's (/admin) own client: public, trusted, scope "openid admin"
         # (`tessera admins console-client --tenant SLUG` registers it).
         "TESSERA_ADMIN_CONSOLE_CLIENT": _env("ADMIN_CONSOLE_CLIENT", "tessera-admin-console"),

@@ -25,8 +25,9 @@ from blinker import Namespace
 tessera_signals = Namespace()
 
 #: A person logged in. Sent by ``app.accounts.login.mark_login`` before the login commits.
-#: ``sender``: the Account. Keyword arguments: ``identity`` (the Identity used) and ``client_id``
-#: (the primary key of the client the login was for, or None).
+#: ``sender``: the Account. Keyword arguments: ``identity`` (the Identity used; None for a passkey
+#: login, which names no identifier) and ``client_id`` (the primary key of the client the login was
+#: for, or None).
 #: Receivers: app.bulk_import.links (the login proves the person holds the account, which
 #: confirms the legacy links the person's tenant asked for).
 account_logged_in = tessera_signals.signal("account-logged-in")

@@ -3,7 +3,8 @@ by email.
 
 **Credential checks.** Every check of something only the person knows or holds — a password on
 either login page, at ``/account/confirm``, as a merge or federation link proof, on a dormant
-account; any one-time code — runs inside ``credential_check``, which draws on one budget:
+account; any one-time code; a passkey's assertion — runs inside ``credential_check``, which draws
+on one budget:
 
 ================  ===================================================  ==================================
 dimension         counts failed checks …                               setting

@@ -152,9 +152,10 @@ class AccountInactive(AuthenticationFailed):
     meanwhile): read again under its row lock."""
 
 
-def mark_login(account: Account, identity: Identity, client_id: int | None = None) -> None:
-    """Record a successful login through ``identity`` (for dormancy rules) at the client
-    ``client_id`` and announce it (``account_logged_in``); the caller commits.
+def mark_login(account: Account, identity: Identity | None, client_id: int | None = None) -> None:
+    """Record a successful login through ``identity`` (for dormancy rules; None for a login that
+    names no identifier: a passkey) at the client ``client_id`` and announce it
+    (``account_logged_in``); the caller commits.
     In the one order of ``app.accounts.locking``: the account row is locked and re-read, the
     merge lock checked (AccountBusy while a merge runs: the login gets a retry answer), then the
     status (AccountInactive if the account stopped being active since the caller read it)."""
@@ -170,7 +171,8 @@ def mark_login(account: Account, identity: Identity, client_id: int | None = Non
         .execution_options(synchronize_session=False)
     )
     set_committed_value(account, "last_login_at", now)
-    identity.last_used_at = now
+    if identity is not None:
+        identity.last_used_at = now
     account_logged_in.send(account, identity=identity, client_id=client_id)
 
 

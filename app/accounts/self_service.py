@@ -163,13 +163,20 @@ def login():
             if registries().has_second_factor(account.id):
                 session[ACCOUNT_LOGIN_KEY] = {"account": account.id, "amr": ["pwd"]}
                 return redirect(url_for("mfa.account_login"), 303)
-            previous = current_session()
-            hub_session, cookie_value = start_session(account, amr=["pwd"])
-            logout.replace_session(previous, hub_session)
-            response = make_response(redirect(url_for("account.index")))
-            set_session_cookie(response, cookie_value, hub_session)
-            return response
+            return enter_account_center(account, ["pwd"])
     return render_template("account/login.html", form=form, error=error), 401 if error else 200
+
+
+def enter_account_center(account, amr: list[str]):
+    """A login to the account center is done (``amr``: how): a new hub session replacing the
+    browser's previous one, then /account. Also for features finishing this login (app/mfa)."""
+    session.pop(ACCOUNT_LOGIN_KEY, None)
+    previous = current_session()
+    hub_session, cookie_value = start_session(account, amr=amr)
+    logout.replace_session(previous, hub_session)
+    response = make_response(redirect(url_for("account.index")))
+    set_session_cookie(response, cookie_value, hub_session)
+    return response
 
 
 @bp.get("/")

@@ -1,18 +1,21 @@
 """The second-factor step of a login and the step-up of a session (``/interaction/<uid>/mfa``), the
 same step for the account center's own login (``/account/login/mfa``), and the person's
-``/account/security`` page (authenticator app, recovery codes).
+``/account/security`` page (authenticator app, passkeys, recovery codes).
 
 A login reaches the step with its first factor held on the interaction (``pending_account_id``,
 ``pending_amr``: the same browser only, ``load_interaction``); a step-up (the site asks for more
 than the session has) reaches it with the browser's live session. The person then gives a code of
-their authenticator app or a recovery code; a person with no second factor whose site requires
-one sets up an authenticator app right there. Then the login finishes with both methods in its
-``amr`` (``app.oidc.assurance``), or the session is stepped up, and the request resumes.
+their authenticator app, a recovery code, or uses a passkey or security key (its ceremony's
+options come from ``app.mfa.passkey_routes``; its answer is posted here); a person with no second
+factor whose site requires one sets up an authenticator app right there. A request whose minimum
+is phishing-resistant (``urn:tessera:loa:3``) takes a passkey only, the person verified by it.
+Then the login finishes with both methods in its ``amr`` (``app.oidc.assurance``), or the session
+is stepped up, and the request resumes.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, g, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import Length, Optional
@@ -20,32 +23,42 @@ from wtforms.validators import Length, Optional
 from app.accounts.guards import account_required
 from app.accounts.models import Account
 from app.accounts.routes import finish_login
-from app.accounts.self_service import ACCOUNT_LOGIN_KEY, recent_login_or_confirm
+from app.accounts.self_service import ACCOUNT_LOGIN_KEY, enter_account_center, recent_login_or_confirm
 from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, TesseraError
 from app.extensions import db
-from app.mfa import recovery, totp
-from app.oidc import authorization, logout
-from app.oidc.sessions import current_account, current_session, renew_auth_time, set_session_cookie, start_session
+from app.mfa import passkeys, recovery, totp
+from app.oidc import authorization
+from app.oidc.assurance import ACR_PHISHING_RESISTANT, level
+from app.oidc.models import Interaction
+from app.oidc.sessions import current_account, current_session, renew_auth_time
+from app.registries import registries
 
 bp = Blueprint("mfa", __name__)
 
 
+#: The longest browser answer of a WebAuthn ceremony taken (JSON; an assertion is about 1 KB, a
+#: registration with an attestation certificate chain a few).
+CREDENTIAL_MAX = 32_768
+
+
 class SecondFactorForm(FlaskForm):
-    """The page's two forms (a code of the authenticator app, or a recovery code) share one CSRF
-    token; the button pressed tells which was sent."""
+    """The page's forms (a code of the authenticator app, a recovery code, a passkey's answer)
+    share one CSRF token; the button pressed, or the passkey's answer, tells which was sent."""
 
     code = StringField("Code from your authenticator app", validators=[Optional(), Length(max=12)])
     verify = SubmitField("Verify")
     recovery_code = StringField("Recovery code", validators=[Optional(), Length(max=32)])
     use_recovery = SubmitField("Use recovery code")
+    credential = StringField(validators=[Optional(), Length(max=CREDENTIAL_MAX)])
 
 
 class ActionForm(FlaskForm):
     submit = SubmitField("Confirm")
 
 
-def _label(account: Account) -> str:
+def account_label(account: Account) -> str:
+    """How an authenticator app or a passkey names the account: its email, else its phone."""
     for kind in ("email", "phone"):
         identity = account.identity(kind)
         if identity is not None:
@@ -53,22 +66,32 @@ def _label(account: Account) -> str:
     return f"account {account.id}"
 
 
-def _second_factor(account: Account, enrolling: bool):
-    """Check the posted form (a code of the authenticator, a recovery code, or the first code of
-    an authenticator being set up). (method, None) when right; (None, error) otherwise."""
+PASSKEY_ONLY = "this site requires a passkey or security key: a code does not do"
+
+
+def _second_factor(account: Account, enrolling: bool, *, passkey_only: bool = False,
+                   require_user_verification: bool = False):
+    """Check the posted form (a passkey's answer, a code of the authenticator, a recovery code, or
+    the first code of an authenticator being set up). (methods, None) when right — the RFC 8176
+    methods it adds — and (None, error) otherwise."""
     form = SecondFactorForm()
     if not form.validate_on_submit():
         return None, None
     try:
+        if form.credential.data and not enrolling:
+            return passkeys.verify(account.id, form.credential.data,
+                                   require_user_verification=require_user_verification), None
+        if passkey_only and (form.code.data or form.recovery_code.data):
+            return None, PASSKEY_ONLY
         if form.verify.data and form.code.data:
             if enrolling:
                 totp.confirm_enrolment(account.id, form.code.data)
             else:
                 totp.verify(account.id, form.code.data)
-            return "otp", None
+            return ["otp"], None
         if not enrolling and form.use_recovery.data and form.recovery_code.data:
             recovery.use(account.id, form.recovery_code.data)
-            return "otp", None
+            return ["otp"], None
     except (AuthenticationFailed, BudgetSpent) as exc:
         return None, exc.detail if isinstance(exc, TesseraError) else str(exc)
     except TesseraError as exc:
@@ -76,18 +99,48 @@ def _second_factor(account: Account, enrolling: bool):
     return None, None
 
 
-def _page(account: Account, *, action: str, error: str | None, cancel: str | None, heading: str, status: int = 200):
-    enrolled = totp.factor_of(account.id) is not None
+def _page(account: Account, *, action: str, error: str | None, cancel: str | None, heading: str, status: int = 200,
+          enrolling: bool = False, passkey_options: str | None = None, passkey_only: bool = False):
+    """The second-factor page: a passkey when the account has one; the authenticator app's code
+    and the recovery codes unless the site requires a passkey; or (``enrolling``) setting up an
+    authenticator app."""
+    has_totp = totp.factor_of(account.id) is not None
+    has_passkey = passkey_options is not None and passkeys.has_passkey(account.id)
     enrolment = None
-    if not enrolled:
+    if enrolling:
         pending = totp.factor_of(account.id, confirmed=False) or totp.start_enrolment(account.id)
-        secret, uri, svg = totp.provisioning(pending, _label(account))
+        secret, uri, svg = totp.provisioning(pending, account_label(account))
         enrolment = {"secret": secret, "uri": uri, "svg": svg}
     return render_template(
         "mfa/challenge.html", action=action, error=error, cancel=cancel, heading=heading, enrolment=enrolment,
-        form=SecondFactorForm(formdata=None),
-        recovery_left=recovery.remaining(account.id) if enrolled else 0,
+        form=SecondFactorForm(formdata=None), has_totp=has_totp and not passkey_only,
+        passkey_options=passkey_options if has_passkey else None, passkey_only=passkey_only,
+        recovery_left=0 if passkey_only or enrolment else recovery.remaining(account.id),
     ), status
+
+
+def challenged_account(interaction: Interaction) -> tuple[Account | None, bool]:
+    """Whom the second step of ``interaction`` is for: the account whose first factor it holds, or
+    the browser's live session's (a step-up); and whether it is a step-up. (None, False): nobody."""
+    hub_session, current = current_session(), current_account()
+    if interaction.pending_account_id is not None:
+        account, step_up = db.session.get(Account, interaction.pending_account_id), False
+    elif current is not None and authorization.step_up_only(interaction, hub_session):
+        account, step_up = current, True
+    else:
+        return None, False
+    if account is None or not account.is_active:
+        return None, False
+    return account, step_up
+
+
+def passkey_rules(interaction: Interaction) -> tuple[bool, bool]:
+    """(passkey only, user verification required): a request whose minimum is phishing-resistant
+    takes nothing but a passkey; one that wants that level asks the authenticator to verify the
+    person (``user``: without it a passkey is one factor, app.oidc.assurance)."""
+    need = authorization.interaction_requirement(interaction)
+    phishing_resistant = level(ACR_PHISHING_RESISTANT)
+    return need.minimum >= phishing_resistant, need.wanted >= phishing_resistant
 
 
 @bp.route("/interaction/<uid>/mfa", methods=["GET", "POST"])
@@ -95,31 +148,29 @@ def challenge(uid: str):
     interaction = authorization.load_interaction(uid)
     if interaction is None:
         return render_template("errors/interaction_expired.html"), 400
-    hub_session, current = current_session(), current_account()
-    if interaction.pending_account_id is not None:
-        account = db.session.get(Account, interaction.pending_account_id)
-        step_up = False
-    elif current is not None and authorization.step_up_only(interaction, hub_session):
-        account, step_up = current, True
-    else:
+    account, step_up = challenged_account(interaction)
+    if account is None:
         return redirect(url_for("accounts.login", uid=uid))
-    if account is None or not account.is_active:
-        return redirect(url_for("accounts.login", uid=uid))
-    enrolling = totp.factor_of(account.id) is None
+    passkey_only, require_uv = passkey_rules(interaction)
+    enrolling = not registries().has_second_factor(account.id) and not passkey_only
     error = None
     if request.method == "POST":
-        method, error = _second_factor(account, enrolling)
-        if method is not None:
+        methods, error = _second_factor(account, enrolling, passkey_only=passkey_only,
+                                        require_user_verification=require_uv)
+        if methods is not None:
             if step_up:
-                renew_auth_time(hub_session, method)
+                hub_session = current_session()
+                renew_auth_time(hub_session, *methods)
                 authorization.complete_login(interaction, hub_session)
                 return redirect(url_for("oidc.resume", uid=uid))
-            return finish_login(interaction, account, [*(interaction.pending_amr or []), method])
+            return finish_login(interaction, account, [*(interaction.pending_amr or []), *methods])
     heading = "Confirm it's you" if step_up else "Two-step verification"
     if enrolling:
         heading = "Set up two-step verification"
     cancel = url_for("accounts.login", uid=uid)
-    return _page(account, action=request.path, error=error, cancel=cancel, heading=heading, status=401 if error else 200)
+    return _page(account, action=request.path, error=error, cancel=cancel, heading=heading,
+                 status=401 if error else 200, enrolling=enrolling, passkey_only=passkey_only,
+                 passkey_options=url_for("passkeys.second_factor_options", uid=uid))
 
 
 # --- the account center's own login (its first factor held by app.accounts.self_service.login) ----
@@ -128,35 +179,42 @@ def challenge(uid: str):
 def account_login():
     pending = session.get(ACCOUNT_LOGIN_KEY) or {}
     account = db.session.get(Account, pending.get("account") or 0) if pending else None
-    if account is None or not account.is_active or totp.factor_of(account.id) is None:
+    if account is None or not account.is_active or not registries().has_second_factor(account.id):
         session.pop(ACCOUNT_LOGIN_KEY, None)
         return redirect(url_for("account.login"))
     error = None
     if request.method == "POST":
-        method, error = _second_factor(account, enrolling=False)
-        if method is not None:
-            session.pop(ACCOUNT_LOGIN_KEY, None)
-            previous = current_session()
-            new_session, cookie_value = start_session(account, amr=[*pending.get("amr", []), method])
-            logout.replace_session(previous, new_session)
-            response = make_response(redirect(url_for("account.index")))
-            set_session_cookie(response, cookie_value, new_session)
-            return response
+        methods, error = _second_factor(account, enrolling=False)
+        if methods is not None:
+            return enter_account_center(account, [*pending.get("amr", []), *methods])
     return _page(account, action=request.path, error=error, cancel=url_for("account.login"),
-                 heading="Two-step verification", status=401 if error else 200)
+                 heading="Two-step verification", status=401 if error else 200,
+                 passkey_options=url_for("passkeys.account_second_factor_options"))
 
 
 # --- /account/security ---------------------------------------------------------------------------
 
+def security_page(account: Account, codes: list[str] | None = None, status: int = 200):
+    """/account/security, with a new set of recovery ``codes`` shown once."""
+    return render_template(
+        "mfa/security.html", account=account, totp_enrolled=totp.factor_of(account.id) is not None,
+        passkeys=passkeys.credentials_of(account.id), second_factor=registries().has_second_factor(account.id),
+        recovery_left=recovery.remaining(account.id), form=ActionForm(), codes=codes,
+        session_acr=g.hub_session.acr, session_amr=g.hub_session.amr or [],
+    ), status
+
+
+def discard_recovery_codes_if_unprotected(account_id: int) -> None:
+    """Recovery codes stand in for a second factor: they go with the last one."""
+    if not registries().has_second_factor(account_id):
+        recovery.discard(account_id, actor="self")
+        db.session.commit()
+
+
 @bp.get("/account/security")
 @account_required
 def security():
-    account = g.account
-    return render_template(
-        "mfa/security.html", account=account, totp_enrolled=totp.factor_of(account.id) is not None,
-        recovery_left=recovery.remaining(account.id), form=ActionForm(), codes=None,
-        session_acr=g.hub_session.acr, session_amr=g.hub_session.amr or [],
-    )
+    return security_page(g.account)
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])
@@ -170,15 +228,13 @@ def totp_setup():
         return redirect(url_for("mfa.security"))
     error = None
     if request.method == "POST":
-        method, error = _second_factor(account, enrolling=True)
-        if method is not None:
-            renew_auth_time(g.hub_session, method)
-            codes = recovery.generate(account.id)
-            return render_template("mfa/security.html", account=account, totp_enrolled=True, codes=codes,
-                                   recovery_left=len(codes), form=ActionForm(), session_acr=g.hub_session.acr,
-                                   session_amr=g.hub_session.amr or [])
+        first = not registries().has_second_factor(account.id)
+        methods, error = _second_factor(account, enrolling=True)
+        if methods is not None:
+            renew_auth_time(g.hub_session, *methods)
+            return security_page(account, codes=recovery.generate(account.id) if first else None)
     return _page(account, action=request.path, error=error, cancel=url_for("mfa.security"),
-                 heading="Set up an authenticator app", status=401 if error else 200)
+                 heading="Set up an authenticator app", status=401 if error else 200, enrolling=True)
 
 
 @bp.post("/account/security/totp/remove")
@@ -188,8 +244,7 @@ def totp_remove():
         return stale
     if ActionForm().validate_on_submit():
         totp.remove(g.account.id)
-        recovery.discard(g.account.id, actor="self")
-        db.session.commit()
+        discard_recovery_codes_if_unprotected(g.account.id)
     return redirect(url_for("mfa.security"), 303)
 
 
@@ -200,9 +255,6 @@ def recovery_codes():
     if stale := recent_login_or_confirm():
         return stale
     account = g.account
-    if not ActionForm().validate_on_submit() or totp.factor_of(account.id) is None:
+    if not ActionForm().validate_on_submit() or not registries().has_second_factor(account.id):
         return redirect(url_for("mfa.security"), 303)
-    codes = recovery.generate(account.id)
-    return render_template("mfa/security.html", account=account, totp_enrolled=True, codes=codes,
-                           recovery_left=len(codes), form=ActionForm(), session_acr=g.hub_session.acr,
-                           session_amr=g.hub_session.amr or [])
+    return security_page(account, codes=recovery.generate(account.id))

@@ -119,7 +119,7 @@ class LocalSession:
 
     def to_dict(self) -> dict:
         return {"sid": self.sid, "sub": self.sub, "via": self.via, "created_at": self.created_at,
-                "session_state": self.session_state}
+                "session_state": self.session_state, "acr": self.claims.get("acr"), "amr": self.claims.get("amr")}
 
 
 class SessionStore:

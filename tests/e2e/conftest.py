@@ -137,11 +137,13 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+def deployment(tmp_path_factory, request):
     _require_chromium()
     workdir = tmp_path_factory.mktemp("e2e")
     hub_port = free_port()
-    issuer = f"http://127.0.0.1:{hub_port}"
+    # A module may name the hub's host (``HUB_HOST``): passkeys need a domain for their RP ID
+    # (``localhost``), never an IP address.
+    issuer = f"http://{getattr(request.module, 'HUB_HOST', '127.0.0.1')}:{hub_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(
         TESSERA_ISSUER=issuer,

@@ -1,7 +1,7 @@
 """Hypothesis over every HTML form of the hub: the interaction pages (login, phone login, one-time
-code, sign-up, dormant account, consent), the logout confirmation, the hub's own login, the
-forgot-password pages and the /account pages (profile, password, phone, email, confirm, merge,
-unbind/revoke). The body is raw bytes:
+code, sign-up, dormant account, consent, the second step, passkey logins), the logout confirmation,
+the hub's own login, the forgot-password pages and the /account pages (profile, password, phone,
+email, confirm, merge, unbind/revoke, passkeys). The body is raw bytes:
 percent-escapes of bytes that are not UTF-8, lone surrogates, control characters, broken escapes,
 repeated fields, odd content types — with a valid CSRF token (so the view itself runs), a wrong
 one or none. No answer is a 5xx."""
@@ -19,7 +19,7 @@ FUZZ = settings(max_examples=200, suppress_health_check=[HealthCheck.function_sc
 FIELDS = ["login", "password", "phone", "code", "name", "nickname", "picture", "locale", "email", "approve", "deny",
           "submit", "send", "next", "street_address", "locality", "region", "postal_code", "country", "survivor",
           "regrant_consents", "continue-submit", "client_id", "post_logout_redirect_uri", "state", "current",
-          "confirm"]
+          "confirm", "credential"]
 FORM = "application/x-www-form-urlencoded"
 # Mostly a form (the view runs), sometimes another or no content type.
 CONTENT_TYPES = [FORM, FORM, FORM, FORM, f"{FORM}; charset=latin-1", "multipart/form-data; boundary=x", "text/plain", None]
@@ -51,9 +51,11 @@ def test_interaction_and_logout_forms_never_fail(http, relying_party):
     uid = start.location.split("/interaction/")[1].split("/")[0]
     token = csrf_token(http.get(start.location).get_data(as_text=True))
     targets = [f"/interaction/{uid}/{step}" for step in
-               ("login", "otp", "otp/code", "otp/signup", "otp/dormant", "otp/fresh", "consent")]
+               ("login", "otp", "otp/code", "otp/signup", "otp/dormant", "otp/fresh", "consent", "mfa",
+                "passkey", "passkey/options", "mfa/passkey/options")]
     targets += ["/interaction/unknown/login", "/logout/confirm", "/account/login", "/password/forgot",
-                "/password/forgot/code", "/password/reset/not-a-token"]
+                "/password/forgot/code", "/password/reset/not-a-token", "/account/login/passkey",
+                "/account/login/passkey/options", "/account/login/mfa"]
     _fuzz_forms(http, targets, token)
 
 
@@ -66,7 +68,10 @@ def test_account_forms_never_fail(app, factories, browser):
     targets = ["/account/profile", "/account/phone/bind", "/account/phone/rebind", "/account/phone/other",
                "/account/phone/bind/unknown-uid", "/account/email", "/account/confirm", "/account/merge/",
                "/account/merge/code", "/account/merge/preview", "/account/identities/999999/unbind",
-               "/account/sessions/999999/revoke", "/account/clients/999999/revoke", "/account/password"]
+               "/account/sessions/999999/revoke", "/account/clients/999999/revoke", "/account/password",
+               "/account/security/passkeys/new", "/account/security/passkeys/options",
+               "/account/security/passkeys/999999/rename", "/account/security/passkeys/999999/remove",
+               "/account/security/totp"]
     _fuzz_forms(browser.http, targets, token)
     # still logged in: the forms above ran as the person, not as an anonymous visitor
     assert browser.http.get("/account/").status_code == 200
