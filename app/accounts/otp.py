@@ -28,7 +28,7 @@ from app.errors import AuthenticationFailed, InvalidInput
 from app.extensions import db
 from app.security import new_secret, utcnow
 
-PURPOSES = frozenset({"login", "register", "bind", "rebind", "link", "merge", "reauth", "reset"})
+PURPOSES = frozenset({"login", "register", "bind", "rebind", "link", "merge", "reauth", "reset", "mfa"})
 CODE_DIGITS = 6
 FAILURE = "invalid or expired code"
 

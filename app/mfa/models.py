@@ -1,6 +1,7 @@
 """Second factors of an account: TotpFactor (its secret encrypted at rest, the last time step used),
 RecoveryCode (stored hashed, single use), WebAuthnCredential (a passkey or security key) and
-WebAuthnChallenge (a pending WebAuthn ceremony, single use)."""
+WebAuthnChallenge (a pending WebAuthn ceremony, single use), SmsSecondFactor (codes by SMS after the
+password)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,13 @@ class WebAuthnChallenge(db.Model):
     purpose: Mapped[str] = mapped_column(String(16))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SmsSecondFactor(db.Model):
+    """The person asked for a code by SMS to their verified phone as the second step after their
+    password. Only the choice is stored: the code goes to the account's verified phone of the day."""
+
+    __tablename__ = "sms_second_factors"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    enabled_at: Mapped[datetime] = mapped_column(default=utcnow)

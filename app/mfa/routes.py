@@ -15,7 +15,7 @@ is stepped up, and the request resumes.
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import Length, Optional
@@ -27,7 +27,7 @@ from app.accounts.self_service import ACCOUNT_LOGIN_KEY, enter_account_center, r
 from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, TesseraError
 from app.extensions import db
-from app.mfa import passkeys, recovery, totp
+from app.mfa import passkeys, recovery, sms_factor, totp
 from app.oidc import authorization
 from app.oidc.assurance import ACR_PHISHING_RESISTANT, level
 from app.oidc.models import Interaction
@@ -51,6 +51,13 @@ class SecondFactorForm(FlaskForm):
     recovery_code = StringField("Recovery code", validators=[Optional(), Length(max=32)])
     use_recovery = SubmitField("Use recovery code")
     credential = StringField(validators=[Optional(), Length(max=CREDENTIAL_MAX)])
+    send_sms = SubmitField("Text me a code")
+    sms_code = StringField("Code from the text message", validators=[Optional(), Length(max=12)])
+    verify_sms = SubmitField("Verify the texted code")
+
+
+#: Flask-session key of the SMS code sent for a second step: {"for": <page>, "challenge": uid}.
+SMS_KEY = "mfa_sms"
 
 
 class ActionForm(FlaskForm):
@@ -70,7 +77,7 @@ PASSKEY_ONLY = "this site requires a passkey or security key: a code does not do
 
 
 def _second_factor(account: Account, enrolling: bool, *, passkey_only: bool = False,
-                   require_user_verification: bool = False):
+                   require_user_verification: bool = False, sms: bool = False):
     """Check the posted form (a passkey's answer, a code of the authenticator, a recovery code, or
     the first code of an authenticator being set up). (methods, None) when right — the RFC 8176
     methods it adds — and (None, error) otherwise."""
@@ -92,6 +99,14 @@ def _second_factor(account: Account, enrolling: bool, *, passkey_only: bool = Fa
         if not enrolling and form.use_recovery.data and form.recovery_code.data:
             recovery.use(account.id, form.recovery_code.data)
             return ["otp"], None
+        if sms and not passkey_only and form.send_sms.data:
+            session[SMS_KEY] = {"for": request.path, "challenge": sms_factor.send(account)}
+            return None, None
+        pending = session.get(SMS_KEY) or {}
+        if sms and not passkey_only and form.verify_sms.data and form.sms_code.data and pending.get("for") == request.path:
+            sms_factor.verify(account.id, pending.get("challenge") or "", form.sms_code.data)
+            session.pop(SMS_KEY, None)
+            return ["sms"], None
     except (AuthenticationFailed, BudgetSpent) as exc:
         return None, exc.detail if isinstance(exc, TesseraError) else str(exc)
     except TesseraError as exc:
@@ -100,7 +115,8 @@ def _second_factor(account: Account, enrolling: bool, *, passkey_only: bool = Fa
 
 
 def _page(account: Account, *, action: str, error: str | None, cancel: str | None, heading: str, status: int = 200,
-          enrolling: bool = False, passkey_options: str | None = None, passkey_only: bool = False):
+          enrolling: bool = False, passkey_options: str | None = None, passkey_only: bool = False,
+          sms: bool = False):
     """The second-factor page: a passkey when the account has one; the authenticator app's code
     and the recovery codes unless the site requires a passkey; or (``enrolling``) setting up an
     authenticator app."""
@@ -116,7 +132,25 @@ def _page(account: Account, *, action: str, error: str | None, cancel: str | Non
         form=SecondFactorForm(formdata=None), has_totp=has_totp and not passkey_only,
         passkey_options=passkey_options if has_passkey else None, passkey_only=passkey_only,
         recovery_left=0 if passkey_only or enrolment else recovery.remaining(account.id),
+        sms_phone=_masked(sms_factor.verified_phone(account)) if sms and not passkey_only and not enrolment else None,
+        sms_sent=(session.get(SMS_KEY) or {}).get("for") == action,
     ), status
+
+
+def _masked(phone: str | None) -> str | None:
+    return None if phone is None else "•" * max(len(phone) - 4, 0) + phone[-4:]
+
+
+def sms_allowed(account_id: int, first_factor: list[str]) -> bool:
+    """SMS as the second step: turned on and usable, and the first factor was not an SMS code."""
+    return "sms" not in first_factor and sms_factor.usable(account_id)
+
+
+def has_usable_second_factor(account: Account, first_factor: list[str]) -> bool:
+    """Whether this login can take a second step at all (an SMS-code login of an account whose only
+    second factor is SMS cannot)."""
+    return (totp.factor_of(account.id) is not None or passkeys.has_passkey(account.id)
+            or sms_allowed(account.id, first_factor))
 
 
 def challenged_account(interaction: Interaction) -> tuple[Account | None, bool]:
@@ -152,11 +186,21 @@ def challenge(uid: str):
     if account is None:
         return redirect(url_for("accounts.login", uid=uid))
     passkey_only, require_uv = passkey_rules(interaction)
-    enrolling = not registries().has_second_factor(account.id) and not passkey_only
+    first_factor = (current_session().amr or []) if step_up else (interaction.pending_amr or [])
+    sms = sms_allowed(account.id, first_factor)
+    if not passkey_only and not has_usable_second_factor(account, first_factor):
+        if authorization.interaction_requirement(interaction).minimum < 2:
+            # Nothing this login can add (say an SMS-code login whose only second factor is SMS):
+            # the first factor is what the person has, and it is enough for this site.
+            if step_up:
+                authorization.complete_login(interaction, current_session())
+                return redirect(url_for("oidc.resume", uid=uid))
+            return finish_login(interaction, account, first_factor)
+    enrolling = not passkey_only and not has_usable_second_factor(account, first_factor)
     error = None
     if request.method == "POST":
         methods, error = _second_factor(account, enrolling, passkey_only=passkey_only,
-                                        require_user_verification=require_uv)
+                                        require_user_verification=require_uv, sms=sms)
         if methods is not None:
             if step_up:
                 hub_session = current_session()
@@ -170,7 +214,7 @@ def challenge(uid: str):
     cancel = url_for("accounts.login", uid=uid)
     return _page(account, action=request.path, error=error, cancel=cancel, heading=heading,
                  status=401 if error else 200, enrolling=enrolling, passkey_only=passkey_only,
-                 passkey_options=url_for("passkeys.second_factor_options", uid=uid))
+                 passkey_options=url_for("passkeys.second_factor_options", uid=uid), sms=sms)
 
 
 # --- the account center's own login (its first factor held by app.accounts.self_service.login) ----
@@ -183,13 +227,17 @@ def account_login():
         session.pop(ACCOUNT_LOGIN_KEY, None)
         return redirect(url_for("account.login"))
     error = None
+    sms = sms_allowed(account.id, pending.get("amr", []))
+    if not has_usable_second_factor(account, pending.get("amr", [])):
+        session.pop(ACCOUNT_LOGIN_KEY, None)
+        return enter_account_center(account, pending.get("amr", []))
     if request.method == "POST":
-        methods, error = _second_factor(account, enrolling=False)
+        methods, error = _second_factor(account, enrolling=False, sms=sms)
         if methods is not None:
             return enter_account_center(account, [*pending.get("amr", []), *methods])
     return _page(account, action=request.path, error=error, cancel=url_for("account.login"),
                  heading="Two-step verification", status=401 if error else 200,
-                 passkey_options=url_for("passkeys.account_second_factor_options"))
+                 passkey_options=url_for("passkeys.account_second_factor_options"), sms=sms)
 
 
 # --- /account/security ---------------------------------------------------------------------------
@@ -199,6 +247,8 @@ def security_page(account: Account, codes: list[str] | None = None, status: int 
     return render_template(
         "mfa/security.html", account=account, totp_enrolled=totp.factor_of(account.id) is not None,
         passkeys=passkeys.credentials_of(account.id), second_factor=registries().has_second_factor(account.id),
+        sms_on=sms_factor.chosen(account.id), sms_phone=_masked(sms_factor.verified_phone(account)),
+        has_password=bool(account.password_hash),
         recovery_left=recovery.remaining(account.id), form=ActionForm(), codes=codes,
         session_acr=g.hub_session.acr, session_amr=g.hub_session.amr or [],
     ), status
@@ -245,6 +295,29 @@ def totp_remove():
     if ActionForm().validate_on_submit():
         totp.remove(g.account.id)
         discard_recovery_codes_if_unprotected(g.account.id)
+    return redirect(url_for("mfa.security"), 303)
+
+
+@bp.post("/account/security/sms")
+@account_required
+def sms_toggle():
+    """Turn codes by SMS as the second step on (``on``) or off, after a recent login."""
+    if stale := recent_login_or_confirm():
+        return stale
+    if ActionForm().validate_on_submit():
+        account = g.account
+        if request.form.get("on") == "1":
+            first = not registries().has_second_factor(account.id)
+            try:
+                sms_factor.turn_on(account)
+            except TesseraError as exc:
+                flash(exc.detail, "error")
+                return redirect(url_for("mfa.security"), 303)
+            if first:
+                return security_page(account, codes=recovery.generate(account.id))
+        else:
+            sms_factor.turn_off(account.id)
+            discard_recovery_codes_if_unprotected(account.id)
     return redirect(url_for("mfa.security"), 303)
 
 
