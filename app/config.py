@@ -122,6 +122,9 @@ def load_config() -> dict:
         # (whose 409 answer tells whether a number is registered: keep it slow).
         "TESSERA_PARTNER_RATE_LIMIT": _env("PARTNER_RATE_LIMIT", "1200 per minute"),
         "TESSERA_ADMIN_RATE_LIMIT": _env("ADMIN_RATE_LIMIT", "600 per minute"),
+        # "Remember this browser" after a second step (app/mfa/trusted.py): days; 0 turns it off. A
+        # tenant's policy remember_browser_days overrides it for logins to its clients.
+        "TESSERA_REMEMBER_BROWSER_DAYS": _int("REMEMBER_BROWSER_DAYS", 30),
         # The issuer name authenticator apps show next to a TOTP code (app/mfa/totp.py).
         "TESSERA_TOTP_ISSUER": _env("TOTP_ISSUER", "Tessera"),
         # The name a browser shows when a person creates a passkey for this hub (WebAuthn rp.name,

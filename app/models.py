@@ -13,4 +13,6 @@ from app.tenants.models import Tenant  # noqa: F401
 from app.partners.models import AccountAddress, ClaimChange, ClaimProvenance, DataContract  # noqa: F401
 from app.caches import CacheVersion  # noqa: F401
 from app.admin.models import AdminRole  # noqa: F401
-from app.mfa.models import RecoveryCode, SmsSecondFactor, TotpFactor, WebAuthnChallenge, WebAuthnCredential  # noqa: F401
+from app.mfa.models import (  # noqa: F401
+    RecoveryCode, SmsSecondFactor, TotpFactor, TrustedBrowser, WebAuthnChallenge, WebAuthnCredential,
+)

@@ -13,6 +13,8 @@
   second factor, so a login that passed its first one goes on to the second-factor step
   (app/mfa). Each is ``(name, enrolled(account_id) -> bool, remove(account_id, actor) -> int)``:
   ``remove`` is what an operator's reset of a person's second factors calls (``reset_second_factors``).
+- ``second_factor_waivers``: asked by the same pages whether this browser may skip the second step
+  (a remembered browser, app/mfa/trusted.py); only for a site that wants one factor.
 - ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
   (app/worker.py), in registration order (Warehouse's ``add_periodic_task``).
 - ``actor_descriptions``: asked by ``app.accounts.history`` for the words a person reads about who
@@ -58,6 +60,7 @@ class SecondFactor:
 class Registries:
     login_fallbacks: list[LoginFallback] = field(default_factory=list)
     second_factors: list[SecondFactor] = field(default_factory=list)
+    second_factor_waivers: list[Callable[[int, object], bool]] = field(default_factory=list)
     business_data: list[type] = field(default_factory=list)
     periodic_jobs: list[PeriodicJob] = field(default_factory=list)
     actor_descriptions: list[Callable[[str], str | None]] = field(default_factory=list)
@@ -76,6 +79,14 @@ class Registries:
     def has_second_factor(self, account_id: int) -> bool:
         """Whether the account has any second factor a login must then ask for."""
         return any(factor.enrolled(account_id) for factor in self.second_factors)
+
+    def add_second_factor_waiver(self, waives: Callable[[int, object], bool]) -> None:
+        """``waives(account_id, tenant_policy)``: this browser may skip the second step for the
+        account (a remembered browser, app/mfa/trusted.py)."""
+        self.second_factor_waivers.append(waives)
+
+    def second_factor_waived(self, account_id: int, policy=None) -> bool:
+        return any(waives(account_id, policy) for waives in self.second_factor_waivers)
 
     def add_periodic_job(self, name: str, run: Callable[[], object]) -> None:
         """``run`` is called with an app context, once per worker round; it commits its own work

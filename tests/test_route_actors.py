@@ -42,7 +42,7 @@ ACTORS = {
     "account.unbind": "person", "account.revoke_session": "person", "account.revoke_client": "person",
     "account.deregister": "person", "account.password": "person", "merging.start": "person", "merging.code": "person",
     "merging.preview": "person",
-    "mfa.security": "person", "mfa.totp_setup": "person", "mfa.totp_remove": "person", "mfa.recovery_codes": "person", "mfa.sms_toggle": "person",
+    "mfa.security": "person", "mfa.totp_setup": "person", "mfa.totp_remove": "person", "mfa.recovery_codes": "person", "mfa.sms_toggle": "person", "mfa.forget_browsers": "person",
     "passkeys.register": "person", "passkeys.register_options": "person", "passkeys.rename": "person",
     "passkeys.remove": "person",
     # a relying party (client authentication, or a user's access token it holds)
@@ -136,6 +136,7 @@ PROBES = {
     "mfa.totp_remove": ("POST", "/account/security/totp/remove", {}),
     "mfa.recovery_codes": ("POST", "/account/security/recovery-codes", {}),
     "mfa.sms_toggle": ("POST", "/account/security/sms", {"on": "1"}),
+    "mfa.forget_browsers": ("POST", "/account/security/browsers/forget", {}),
     "passkeys.register": ("POST", "/account/security/passkeys/new", {"name": "x", "credential": "{}"}),
     "passkeys.register_options": ("POST", "/account/security/passkeys/options", {}),
     "passkeys.rename": ("POST", "/account/security/passkeys/1/rename", {"name": "x"}),

@@ -38,7 +38,8 @@ def logged_in(interaction, account, amr: list[str]):
     """A first factor passed. When the account has a second factor, or the request needs more
     than one factor, the login goes on to the second-factor step (app/mfa); otherwise it is done."""
     need = authorization.interaction_requirement(interaction)
-    if registries().has_second_factor(account.id) or need.minimum >= 2:
+    waived = need.wanted < 2 and registries().second_factor_waived(account.id, interaction.client.tenant.policy)
+    if (registries().has_second_factor(account.id) and not waived) or need.minimum >= 2:
         authorization.hold_for_second_factor(interaction, account.id, amr)
         browser_session.pop(OTP_KEY, None)
         return redirect(url_for("mfa.challenge", uid=interaction.uid), 303)

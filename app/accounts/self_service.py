@@ -160,7 +160,7 @@ def login():
         except AuthenticationFailed as exc:
             error = exc.detail
         else:
-            if registries().has_second_factor(account.id):
+            if registries().has_second_factor(account.id) and not registries().second_factor_waived(account.id):
                 session[ACCOUNT_LOGIN_KEY] = {"account": account.id, "amr": ["pwd"]}
                 return redirect(url_for("mfa.account_login"), 303)
             return enter_account_center(account, ["pwd"])

@@ -1,7 +1,7 @@
 """Second factors of an account: TotpFactor (its secret encrypted at rest, the last time step used),
 RecoveryCode (stored hashed, single use), WebAuthnCredential (a passkey or security key) and
 WebAuthnChallenge (a pending WebAuthn ceremony, single use), SmsSecondFactor (codes by SMS after the
-password)."""
+password) and TrustedBrowser (a browser remembered after a second step)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,20 @@ class SmsSecondFactor(db.Model):
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     enabled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrustedBrowser(db.Model):
+    """A browser the person asked to remember after a second step ("remember this browser"): its
+    cookie carries a random id whose hash is here. Until ``expires_at`` a login from it at a site
+    that does not ask for more than one factor skips the second step; forgotten from
+    /account/security, or all at once by an operator's reset."""
+
+    __tablename__ = "trusted_browsers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()

@@ -10,6 +10,7 @@ from app.accounts.locking import lock_account
 from app.accounts.operators import resolve_account
 from app.errors import Conflict
 from app.extensions import db
+from app.mfa import trusted
 from app.registries import registries
 
 
@@ -25,6 +26,9 @@ def reset_second_factors(ref: str | int, *, actor: str) -> dict[str, int]:
     if not removed:
         db.session.rollback()
         raise Conflict(f"account {account.id} has no second factor to reset")
+    forgotten = trusted.forget_for_reset(account.id, actor)
+    if forgotten:
+        removed["remembered_browsers"] = forgotten
     audit.record("mfa.reset", account_id=account.id, actor=actor, removed=removed)
     db.session.commit()
     return removed

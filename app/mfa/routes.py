@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import BooleanField, StringField, SubmitField
 from wtforms.validators import Length, Optional
 
 from app.accounts.guards import account_required
@@ -27,7 +27,7 @@ from app.accounts.self_service import ACCOUNT_LOGIN_KEY, enter_account_center, r
 from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, TesseraError
 from app.extensions import db
-from app.mfa import passkeys, recovery, sms_factor, totp
+from app.mfa import passkeys, recovery, sms_factor, totp, trusted
 from app.oidc import authorization
 from app.oidc.assurance import ACR_PHISHING_RESISTANT, level
 from app.oidc.models import Interaction
@@ -51,6 +51,7 @@ class SecondFactorForm(FlaskForm):
     recovery_code = StringField("Recovery code", validators=[Optional(), Length(max=32)])
     use_recovery = SubmitField("Use recovery code")
     credential = StringField(validators=[Optional(), Length(max=CREDENTIAL_MAX)])
+    remember = BooleanField("Remember this browser")
     send_sms = SubmitField("Text me a code")
     sms_code = StringField("Code from the text message", validators=[Optional(), Length(max=12)])
     verify_sms = SubmitField("Verify the texted code")
@@ -116,7 +117,7 @@ def _second_factor(account: Account, enrolling: bool, *, passkey_only: bool = Fa
 
 def _page(account: Account, *, action: str, error: str | None, cancel: str | None, heading: str, status: int = 200,
           enrolling: bool = False, passkey_options: str | None = None, passkey_only: bool = False,
-          sms: bool = False):
+          sms: bool = False, remember_days: int = 0):
     """The second-factor page: a passkey when the account has one; the authenticator app's code
     and the recovery codes unless the site requires a passkey; or (``enrolling``) setting up an
     authenticator app."""
@@ -133,8 +134,15 @@ def _page(account: Account, *, action: str, error: str | None, cancel: str | Non
         passkey_options=passkey_options if has_passkey else None, passkey_only=passkey_only,
         recovery_left=0 if passkey_only or enrolment else recovery.remaining(account.id),
         sms_phone=_masked(sms_factor.verified_phone(account)) if sms and not passkey_only and not enrolment else None,
-        sms_sent=(session.get(SMS_KEY) or {}).get("for") == action,
+        sms_sent=(session.get(SMS_KEY) or {}).get("for") == action, remember_days=remember_days,
     ), status
+
+
+def _remembering(response, account: Account, days: int):
+    """The login's answer, remembering this browser when the person ticked the box (and may)."""
+    if days > 0 and request.form.get("remember") in ("y", "on", "1", "true"):
+        trusted.remember(response, account.id, days)
+    return response
 
 
 def _masked(phone: str | None) -> str | None:
@@ -207,14 +215,17 @@ def challenge(uid: str):
                 renew_auth_time(hub_session, *methods)
                 authorization.complete_login(interaction, hub_session)
                 return redirect(url_for("oidc.resume", uid=uid))
-            return finish_login(interaction, account, [*(interaction.pending_amr or []), *methods])
+            days = trusted.remember_days(interaction.client.tenant.policy)
+            return _remembering(finish_login(interaction, account, [*(interaction.pending_amr or []), *methods]),
+                                account, days)
     heading = "Confirm it's you" if step_up else "Two-step verification"
     if enrolling:
         heading = "Set up two-step verification"
     cancel = url_for("accounts.login", uid=uid)
     return _page(account, action=request.path, error=error, cancel=cancel, heading=heading,
                  status=401 if error else 200, enrolling=enrolling, passkey_only=passkey_only,
-                 passkey_options=url_for("passkeys.second_factor_options", uid=uid), sms=sms)
+                 passkey_options=url_for("passkeys.second_factor_options", uid=uid), sms=sms,
+                 remember_days=0 if step_up else trusted.remember_days(interaction.client.tenant.policy))
 
 
 # --- the account center's own login (its first factor held by app.accounts.self_service.login) ----
@@ -234,10 +245,12 @@ def account_login():
     if request.method == "POST":
         methods, error = _second_factor(account, enrolling=False, sms=sms)
         if methods is not None:
-            return enter_account_center(account, [*pending.get("amr", []), *methods])
+            return _remembering(enter_account_center(account, [*pending.get("amr", []), *methods]), account,
+                                trusted.remember_days(None))
     return _page(account, action=request.path, error=error, cancel=url_for("account.login"),
                  heading="Two-step verification", status=401 if error else 200,
-                 passkey_options=url_for("passkeys.account_second_factor_options"), sms=sms)
+                 passkey_options=url_for("passkeys.account_second_factor_options"), sms=sms,
+                 remember_days=trusted.remember_days(None))
 
 
 # --- /account/security ---------------------------------------------------------------------------
@@ -248,7 +261,7 @@ def security_page(account: Account, codes: list[str] | None = None, status: int 
         "mfa/security.html", account=account, totp_enrolled=totp.factor_of(account.id) is not None,
         passkeys=passkeys.credentials_of(account.id), second_factor=registries().has_second_factor(account.id),
         sms_on=sms_factor.chosen(account.id), sms_phone=_masked(sms_factor.verified_phone(account)),
-        has_password=bool(account.password_hash),
+        has_password=bool(account.password_hash), browsers=trusted.browsers_of(account.id),
         recovery_left=recovery.remaining(account.id), form=ActionForm(), codes=codes,
         session_acr=g.hub_session.acr, session_amr=g.hub_session.amr or [],
     ), status
@@ -318,6 +331,16 @@ def sms_toggle():
         else:
             sms_factor.turn_off(account.id)
             discard_recovery_codes_if_unprotected(account.id)
+    return redirect(url_for("mfa.security"), 303)
+
+
+@bp.post("/account/security/browsers/forget")
+@account_required
+def forget_browsers():
+    """Forget one remembered browser (``browser``) or all of them: their next login asks the second step."""
+    if ActionForm().validate_on_submit():
+        raw = request.form.get("browser") or ""
+        trusted.forget(g.account.id, int(raw) if raw.isdigit() and len(raw) < 10 else None)
     return redirect(url_for("mfa.security"), 303)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.accounts.cli import users_group
-from app.mfa import passkey_routes, passkeys, routes, sms_factor, totp
+from app.mfa import passkey_routes, passkeys, routes, sms_factor, totp, trusted
 from app.mfa.cli import reset_mfa_command
 from app.registries import registries
 
@@ -19,4 +19,5 @@ def init_app(app: Flask) -> None:
                                       totp.remove_for_reset)
     registries(app).add_second_factor("webauthn", passkeys.has_passkey, passkeys.remove_for_reset)
     registries(app).add_second_factor("sms", sms_factor.usable, sms_factor.remove_for_reset)
+    registries(app).add_second_factor_waiver(trusted.waives)
     users_group.add_command(reset_mfa_command)
