@@ -197,9 +197,10 @@ def challenge(uid: str):
     first_factor = (current_session().amr or []) if step_up else (interaction.pending_amr or [])
     sms = sms_allowed(account.id, first_factor)
     if not passkey_only and not has_usable_second_factor(account, first_factor):
-        if authorization.interaction_requirement(interaction).minimum < 2:
-            # Nothing this login can add (say an SMS-code login whose only second factor is SMS):
-            # the first factor is what the person has, and it is enough for this site.
+        if authorization.interaction_requirement(interaction).wanted < 2:
+            # Nothing this login can add (say an SMS-code login whose only second factor is SMS)
+            # and the site asks for no more: the first factor is what the person has. A site that
+            # wants more gets the person setting up an authenticator app below.
             if step_up:
                 authorization.complete_login(interaction, current_session())
                 return redirect(url_for("oidc.resume", uid=uid))
