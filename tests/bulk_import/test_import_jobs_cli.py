@@ -4,7 +4,6 @@ as recorded by the importer."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -13,23 +12,9 @@ from app.bulk_import.dry_run import plan_job
 from app.bulk_import.jobs import ImportStopped, start_job
 from app.bulk_import.run import run_job
 from tests.bulk_import.test_import import rec, write_jsonl
+from tests.cli import cli as _cli, cli_json as _json, cli_refused as _refused  # noqa: F401
 
 
-def _cli(app, *args: str):
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def _json(app, *args: str):
-    result = _cli(app, *args, "--json")
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.output)
-
-
-def _refused(app, *args: str) -> str:
-    result = _cli(app, *args)
-    assert result.exit_code == 1, (result.output, result.exception)
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
-    return result.output
 
 
 RECORDS = [

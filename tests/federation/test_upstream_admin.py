@@ -22,23 +22,9 @@ from tests.federation.test_upstream import (  # noqa: F401 (rp: a fixture)
     upstream_identities,
 )
 from tests.rp import Browser
+from tests.cli import cli as _cli, cli_json as _json, cli_refused as _refused  # noqa: F401
 
 
-def _cli(app, *args: str):
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def _json(app, *args: str):
-    result = _cli(app, *args, "--json")
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.output)
-
-
-def _refused(app, *args: str) -> str:
-    result = _cli(app, *args)
-    assert result.exit_code == 1, (result.output, result.exception)
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
-    return result.output
 
 
 def _buttons(browser: Browser, rp) -> dict[str, str]:

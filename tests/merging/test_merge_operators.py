@@ -5,7 +5,6 @@ cancelled and never runs, and everything else is refused with the reason."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from sqlalchemy import text
@@ -17,23 +16,9 @@ from app.merging.requests import request_merge
 from app.merging.run import run_merge
 from app.security import utcnow
 from tests.merging.test_merge import _deliver, _run_until_killed
+from tests.cli import cli as _cli, cli_json as _json, cli_refused as _refused  # noqa: F401
 
 
-def _cli(app, *args: str):
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def _json(app, *args: str):
-    result = _cli(app, *args, "--json")
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.output)
-
-
-def _refused(app, *args: str) -> str:
-    result = _cli(app, *args)
-    assert result.exit_code == 1, (result.output, result.exception)
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
-    return result.output
 
 
 def _sql(app, statement: str, **params):
