@@ -9,7 +9,7 @@ from flask import request
 
 from app.accounts.models import Account
 from app.admin.blueprint import (
-    MAX_ID, answer, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
+    MAX_ID, answer, arg_choice, arg_int, body, bp, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
 from app.admin.reach import deliveries_query, delivery_in_reach, merge_in_reach, merges_query
@@ -36,10 +36,8 @@ DELIVERY_STATUSES = ("pending", "failing", "delivered", "expired", "rejected")
 def merges_list():
     principal().require("merges", "read")
     query = merges_query(principal())
-    status = request.args.get("status")
+    status = arg_choice("status", MERGE_STATUSES)
     if status is not None:
-        if status not in MERGE_STATUSES:
-            raise refuse(400, "invalid_request", f"status must be one of {', '.join(MERGE_STATUSES)}")
         query = query.where(MergeRecord.status == status)
     account = arg_int("user", None, low=1)
     if account is not None:
@@ -97,10 +95,8 @@ def deliveries_list():
     if client_id is not None:
         pk = db.session.scalar(db.select(Client.id).filter_by(client_id=client_id[:200]))
         query = query.where(OutboxEvent.client_id == (pk or -1))
-    status = request.args.get("status")
+    status = arg_choice("status", DELIVERY_STATUSES)
     if status is not None:
-        if status not in DELIVERY_STATUSES:
-            raise refuse(400, "invalid_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
         if status == "failing":
             query = query.where(OutboxEvent.status == "pending", OutboxEvent.attempts > 0)
         else:

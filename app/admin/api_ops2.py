@@ -11,7 +11,7 @@ from flask import Response, request, stream_with_context
 
 from app import audit
 from app.admin.blueprint import (
-    answer, arg_int, body, bp, check_if_match, field, only_fields, page, path_id, principal, refuse, unknown,
+    answer, arg_choice, arg_int, body, bp, check_if_match, field, only_fields, page, path_id, principal, refuse, unknown,
 )
 from app.admin.principals import admin_required
 from app.admin.reach import import_job_in_reach, imports_query
@@ -173,10 +173,8 @@ def imports_list():
     if tenant is not None:
         tenant_id = db.session.scalar(db.select(Tenant.id).filter_by(slug=tenant[:64]))
         query = query.where(ImportJob.tenant_id == (tenant_id or -1))
-    status = request.args.get("status")
+    status = arg_choice("status", IMPORT_STATUSES)
     if status is not None:
-        if status not in IMPORT_STATUSES:
-            raise refuse(400, "invalid_request", f"status must be one of {', '.join(IMPORT_STATUSES)}")
         query = query.where(ImportJob.status == status)
     return page(query, ImportJob.id, _job_to_dict, newest_first=True)
 

@@ -115,6 +115,14 @@ def arg_int(name: str, default: int | None = None, *, low: int = 0, high: int = 
     return int(raw)
 
 
+def arg_choice(name: str, choices) -> str | None:
+    """The query argument ``name``, one of ``choices`` (400 otherwise), or None when absent."""
+    value = request.args.get(name)
+    if value is not None and value not in choices:
+        raise refuse(400, "invalid_request", f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
 def path_id(value: str, what: str) -> int:
     """A numeric id from the path; anything else is unknown (404)."""
     if not value.isdigit() or int(value) > MAX_ID:
