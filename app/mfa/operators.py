@@ -10,7 +10,7 @@ from app.accounts.locking import lock_account
 from app.accounts.operators import resolve_account
 from app.errors import Conflict
 from app.extensions import db
-from app.mfa import trusted
+from app.mfa import notify, trusted
 from app.registries import registries
 
 
@@ -31,4 +31,5 @@ def reset_second_factors(ref: str | int, *, actor: str) -> dict[str, int]:
         removed["remembered_browsers"] = forgotten
     audit.record("mfa.reset", account_id=account.id, actor=actor, removed=removed)
     db.session.commit()
+    notify.factor_changed(account.id, "reset")
     return removed

@@ -30,7 +30,7 @@ from app.accounts.self_service import ACCOUNT_LOGIN_KEY, enter_account_center, r
 from app.budgets import BudgetSpent
 from app.errors import TesseraError
 from app.extensions import db
-from app.mfa import passkeys, recovery
+from app.mfa import notify, passkeys, recovery
 from app.mfa.routes import (
     CREDENTIAL_MAX, account_label, challenged_account, discard_recovery_codes_if_unprotected, passkey_rules,
     security_page,
@@ -102,6 +102,7 @@ def register():
         except TesseraError as exc:
             error = exc.detail
         else:
+            notify.factor_changed(account.id, "passkey_added")
             if first:  # a first second factor: recovery codes for when it is lost
                 return security_page(account, codes=recovery.generate(account.id))
             flash("Passkey added.", "info")
@@ -132,6 +133,7 @@ def remove(passkey_id: int):
         except TesseraError as exc:
             flash(exc.detail, "error")
         else:
+            notify.factor_changed(g.account.id, "passkey_removed")
             discard_recovery_codes_if_unprotected(g.account.id)
             flash("Passkey removed.", "info")
     return redirect(url_for("mfa.security"), 303)

@@ -27,7 +27,7 @@ from app.accounts.self_service import ACCOUNT_LOGIN_KEY, enter_account_center, r
 from app.budgets import BudgetSpent
 from app.errors import AuthenticationFailed, TesseraError
 from app.extensions import db
-from app.mfa import passkeys, recovery, sms_factor, totp, trusted
+from app.mfa import notify, passkeys, recovery, sms_factor, totp, trusted
 from app.oidc import authorization
 from app.oidc.assurance import ACR_PHISHING_RESISTANT, level
 from app.oidc.models import Interaction
@@ -296,6 +296,7 @@ def totp_setup():
         methods, error = _second_factor(account, enrolling=True)
         if methods is not None:
             renew_auth_time(g.hub_session, *methods)
+            notify.factor_changed(account.id, "totp_added")
             return security_page(account, codes=recovery.generate(account.id) if first else None)
     return _page(account, action=request.path, error=error, cancel=url_for("mfa.security"),
                  heading="Set up an authenticator app", status=401 if error else 200, enrolling=True)
@@ -307,7 +308,8 @@ def totp_remove():
     if stale := recent_login_or_confirm():
         return stale
     if ActionForm().validate_on_submit():
-        totp.remove(g.account.id)
+        if totp.remove(g.account.id):
+            notify.factor_changed(g.account.id, "totp_removed")
         discard_recovery_codes_if_unprotected(g.account.id)
     return redirect(url_for("mfa.security"), 303)
 
@@ -322,15 +324,19 @@ def sms_toggle():
         account = g.account
         if request.form.get("on") == "1":
             first = not registries().has_second_factor(account.id)
+            was_on = sms_factor.chosen(account.id)
             try:
                 sms_factor.turn_on(account)
             except TesseraError as exc:
                 flash(exc.detail, "error")
                 return redirect(url_for("mfa.security"), 303)
+            if not was_on:
+                notify.factor_changed(account.id, "sms_on")
             if first:
                 return security_page(account, codes=recovery.generate(account.id))
-        else:
+        elif sms_factor.chosen(account.id):
             sms_factor.turn_off(account.id)
+            notify.factor_changed(account.id, "sms_off")
             discard_recovery_codes_if_unprotected(account.id)
     return redirect(url_for("mfa.security"), 303)
 

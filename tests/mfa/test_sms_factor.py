@@ -61,3 +61,14 @@ def test_never_after_an_sms_code_login_and_off_again(app, factories, outbox):
     pwd_browser, rp = _rp(app, site)
     _, response = authorize(pwd_browser, rp, person)
     assert response.status_code == 302  # the password alone again
+
+
+def test_the_person_is_told_of_every_change_to_their_second_factors(app, factories, outbox):
+    person = factories.account(email="told@example.com")
+    browser = turn_on(app, person)
+    notices = [t["message"] for t in outbox.texts(person.phone) if t["purpose"] == "mfa_notice"]
+    assert len(notices) == 1 and "code by text message" in notices[0]
+    assert any("Your sign-in settings changed" == m["subject"] for m in outbox.mails("told@example.com"))
+    page = browser.go(f"{ISSUER}/account/security")
+    browser.submit(page, {"on": "0"}, url=f"{ISSUER}/account/security/sms")
+    assert len([t for t in outbox.texts(person.phone) if t["purpose"] == "mfa_notice"]) == 2
