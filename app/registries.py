@@ -13,6 +13,8 @@
   second factor, so a login that passed its first one goes on to the second-factor step
   (app/mfa). Each is ``(name, enrolled(account_id) -> bool, remove(account_id, actor) -> int)``:
   ``remove`` is what an operator's reset of a person's second factors calls (``reset_second_factors``).
+- ``second_factor_pages``: the endpoints of that second step (set by app/mfa), so the login pages
+  never name a feature's page.
 - ``second_factor_waivers``: asked by the same pages whether this browser may skip the second step
   (a remembered browser, app/mfa/trusted.py); only for a site that wants one factor.
 - ``periodic_jobs``: what ``tessera worker`` runs each round before it delivers the outbox
@@ -61,6 +63,8 @@ class Registries:
     login_fallbacks: list[LoginFallback] = field(default_factory=list)
     second_factors: list[SecondFactor] = field(default_factory=list)
     second_factor_waivers: list[Callable[[int, object], bool]] = field(default_factory=list)
+    #: The endpoints of the second step: ``interaction`` (takes ``uid``) and ``account_login``.
+    second_factor_pages: dict[str, str] = field(default_factory=dict)
     business_data: list[type] = field(default_factory=list)
     periodic_jobs: list[PeriodicJob] = field(default_factory=list)
     actor_descriptions: list[Callable[[str], str | None]] = field(default_factory=list)
@@ -79,6 +83,10 @@ class Registries:
     def has_second_factor(self, account_id: int) -> bool:
         """Whether the account has any second factor a login must then ask for."""
         return any(factor.enrolled(account_id) for factor in self.second_factors)
+
+    def set_second_factor_pages(self, *, interaction: str, account_login: str) -> None:
+        """Where the login pages send a login that passed its first factor (app/mfa serves them)."""
+        self.second_factor_pages = {"interaction": interaction, "account_login": account_login}
 
     def add_second_factor_waiver(self, waives: Callable[[int, object], bool]) -> None:
         """``waives(account_id, tenant_policy)``: this browser may skip the second step for the

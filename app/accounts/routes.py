@@ -42,7 +42,7 @@ def logged_in(interaction, account, amr: list[str]):
     if (registries().has_second_factor(account.id) and not waived) or need.minimum >= 2:
         authorization.hold_for_second_factor(interaction, account.id, amr)
         browser_session.pop(OTP_KEY, None)
-        return redirect(url_for("mfa.challenge", uid=interaction.uid), 303)
+        return redirect(url_for(registries().second_factor_pages["interaction"], uid=interaction.uid), 303)
     return finish_login(interaction, account, amr)
 
 
@@ -70,7 +70,7 @@ def login(uid: str):
     session, current = current_session(), current_account()
     error = None
     if request.method == "GET" and current is not None and authorization.step_up_only(interaction, session):
-        return redirect(url_for("mfa.challenge", uid=interaction.uid))
+        return redirect(url_for(registries().second_factor_pages["interaction"], uid=interaction.uid))
     if request.method == "GET" and not form.login.data:
         form.login.data = interaction.params.get("login_hint") or ""
     if continue_form.submit.data and continue_form.validate_on_submit() and current is not None:

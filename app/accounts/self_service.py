@@ -162,7 +162,7 @@ def login():
         else:
             if registries().has_second_factor(account.id) and not registries().second_factor_waived(account.id):
                 session[ACCOUNT_LOGIN_KEY] = {"account": account.id, "amr": ["pwd"]}
-                return redirect(url_for("mfa.account_login"), 303)
+                return redirect(url_for(registries().second_factor_pages["account_login"]), 303)
             return enter_account_center(account, ["pwd"])
     return render_template("account/login.html", form=form, error=error), 401 if error else 200
 

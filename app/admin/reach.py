@@ -97,14 +97,17 @@ def merges_query(principal: Principal):
     return query
 
 
+def _one_in_reach(query, column, pk: int, what: str):
+    """The row of ``query`` (a reach-cut query) whose ``column`` is ``pk``; 404 otherwise."""
+    row = db.session.scalar(query.where(column == pk)) if 0 < pk <= MAX_ID else None
+    if row is None:
+        raise unknown(f"{what} {pk}")
+    return row
+
+
 def merge_in_reach(principal: Principal, merge_id: int) -> MergeRecord:
     """The merge, if the principal reaches one of its two people (404 otherwise)."""
-    row = None
-    if 0 < merge_id <= MAX_ID:
-        row = db.session.scalar(merges_query(principal).where(MergeRecord.id == merge_id))
-    if row is None:
-        raise unknown(f"merge {merge_id}")
-    return row
+    return _one_in_reach(merges_query(principal), MergeRecord.id, merge_id, "merge")
 
 
 def imports_query(principal: Principal):
@@ -115,12 +118,7 @@ def imports_query(principal: Principal):
 
 def import_job_in_reach(principal: Principal, job_id: int) -> ImportJob:
     """The import job, if the principal reaches its tenant (404 otherwise)."""
-    row = None
-    if 0 < job_id <= MAX_ID:
-        row = db.session.scalar(imports_query(principal).where(ImportJob.id == job_id))
-    if row is None:
-        raise unknown(f"import job {job_id}")
-    return row
+    return _one_in_reach(imports_query(principal), ImportJob.id, job_id, "import job")
 
 
 def deliveries_query(principal: Principal):
@@ -132,10 +130,8 @@ def deliveries_query(principal: Principal):
 
 
 def delivery_in_reach(principal: Principal, event_id: int) -> OutboxEvent:
-    row = db.session.scalar(deliveries_query(principal).where(OutboxEvent.id == event_id))
-    if row is None:
-        raise unknown(f"delivery {event_id}")
-    return row
+    """The outbox event, if the principal reaches its client (404 otherwise)."""
+    return _one_in_reach(deliveries_query(principal), OutboxEvent.id, event_id, "delivery")
 
 
 def audit_in_reach(principal: Principal, query):

@@ -20,4 +20,5 @@ def init_app(app: Flask) -> None:
     registries(app).add_second_factor("webauthn", passkeys.has_passkey, passkeys.remove_for_reset)
     registries(app).add_second_factor("sms", sms_factor.usable, sms_factor.remove_for_reset)
     registries(app).add_second_factor_waiver(trusted.waives)
+    registries(app).set_second_factor_pages(interaction="mfa.challenge", account_login="mfa.account_login")
     users_group.add_command(reset_mfa_command)

@@ -166,7 +166,6 @@ def test_step_up_asks_only_the_missing_factor(app, factories):
     plain_rp = RelyingParty(plain_browser.http, ISSUER, site.client_id, site.client_secret, site.redirect_uri)
     request, response = authorize(plain_browser, plain_rp, other)
     assert _claims(plain_rp, request, response)["acr"] == LOA1
-    assert plain_rp.authorization_request(acr_values=LOA2, prompt="none")  # built
     silent = plain_browser.go(plain_rp.authorization_request(acr_values=LOA2, prompt="none").url)
     assert "error=login_required" in silent.location
     request = plain_rp.authorization_request(
